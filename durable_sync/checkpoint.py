@@ -1,0 +1,159 @@
+"""The checkpoint client protocol and the per-invocation flusher.
+
+Callers enqueue updates. An awaited update blocks its caller until the batch
+holding it is persisted; the first waiting caller flushes itself when no flush is
+in progress (leader/follower group commit), so a sequential step pays no thread
+hop and concurrent callers share one checkpoint call. Updates nobody waits for
+(e.g. an at-least-once STEP START) are sent by one background thread, at once.
+Order is preserved: one batch in flight at a time, FIFO.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, Protocol
+
+from . import wire
+from .errors import CheckpointError, DurableError
+from .state import ExecutionState
+
+
+class CheckpointClient(Protocol):
+    """What the SDK needs from the service (boto3 shapes, without ResponseMetadata)."""
+
+    def checkpoint(self, arn: str, token: str, updates: list[dict[str, Any]], client_token: str) -> dict[str, Any]:
+        """CheckpointDurableExecution: returns {CheckpointToken, NewExecutionState{Operations, NextMarker}}."""
+
+    def get_state(self, arn: str, token: str, marker: str) -> dict[str, Any]:
+        """GetDurableExecutionState: returns {Operations, NextMarker}."""
+
+
+class Flusher:
+    """Batches and sends the updates of one invocation, in order."""
+
+    def __init__(self, client: CheckpointClient, arn: str, token: str, state: ExecutionState):
+        self._client = client
+        self._arn = arn
+        self.token = token
+        self._state = state
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[tuple[int, dict[str, Any], int]] = []  # (seq, update, size)
+        self._enqueued = 0
+        self._persisted = 0
+        self._flushing = False
+        self._closed = False
+        self._bg_idle = False
+        self.error: BaseException | None = None
+        self.calls = 0
+        self.updates_sent = 0
+        self._thread: threading.Thread | None = None
+
+    # -- callers -------------------------------------------------------------
+    def enqueue(self, update: dict[str, Any], wait: bool) -> None:
+        """Queue one update; with ``wait`` return only once it is persisted."""
+        size = wire.validate_update(update)
+        with self._cond:
+            if self.error is not None:
+                raise self._failure()
+            if self._closed:
+                raise CheckpointError("checkpoint after the invocation ended (a thread outlived its invocation)")
+            self._enqueued += 1
+            seq = self._enqueued
+            self._queue.append((seq, update, size))
+            if not wait:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._background, name="durable-flusher", daemon=True)
+                    self._thread.start()
+                elif self._bg_idle:
+                    self._cond.notify_all()
+                return
+            self._wait_for(seq)
+
+    def drain(self) -> None:
+        """Persist everything queued so far (end of an invocation)."""
+        with self._cond:
+            if self._enqueued and self.error is None:
+                self._wait_for(self._enqueued)
+
+    def close(self) -> None:
+        """Drain, then stop the background thread; no thread outlives the invocation."""
+        try:
+            self.drain()
+        except DurableError:
+            pass
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    # -- internals -----------------------------------------------------------
+    def _failure(self) -> CheckpointError:
+        err = self.error
+        if isinstance(err, CheckpointError):
+            return err
+        return CheckpointError(f"checkpoint failed: {err}", retryable=False)
+
+    def _wait_for(self, seq: int) -> None:
+        """Called with the lock held: lead flushes until ``seq`` is persisted."""
+        while self._persisted < seq:
+            if self.error is not None:
+                raise self._failure()
+            if not self._flushing:
+                self._flush_once()
+            else:
+                self._cond.wait()
+
+    def _take_batch(self) -> list[tuple[int, dict[str, Any], int]]:
+        batch, total = [], 0
+        for item in self._queue:
+            if batch and (len(batch) >= wire.MAX_BATCH_UPDATES or total + item[2] > wire.MAX_BATCH_BYTES):
+                break
+            batch.append(item)
+            total += item[2]
+        del self._queue[: len(batch)]
+        return batch
+
+    def _flush_once(self) -> None:
+        """Called with the lock held and no flush in progress: send one batch."""
+        batch = self._take_batch()
+        if not batch:
+            return
+        self._flushing = True
+        self._cond.release()
+        try:
+            response = self._client.checkpoint(
+                self._arn, self.token, [u for _, u, _ in batch], str(uuid.uuid4()))
+            error = None
+        except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
+            response, error = None, exc
+        self._cond.acquire()
+        self._flushing = False
+        if error is not None:
+            self.error = error if isinstance(error, CheckpointError) else CheckpointError(
+                f"checkpoint failed: {type(error).__name__}: {error}", retryable=False)
+        else:
+            self.calls += 1
+            self.updates_sent += len(batch)
+            new_token = response.get("CheckpointToken")
+            if new_token:
+                self.token = new_token
+            ops = (response.get("NewExecutionState") or {}).get("Operations")
+            if ops:
+                self._state.merge(ops)
+            self._persisted = batch[-1][0]
+        self._cond.notify_all()
+
+    def _background(self) -> None:
+        with self._cond:
+            while True:
+                if self.error is not None:
+                    return
+                if self._queue and not self._flushing:
+                    self._flush_once()
+                    continue
+                if self._closed:
+                    return
+                self._bg_idle = True
+                self._cond.wait()
+                self._bg_idle = False

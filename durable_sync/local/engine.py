@@ -1,0 +1,662 @@
+"""LocalEngine: runs durable handlers on one machine, as the service would.
+
+It owns executions (state in memory, journaled by a store), a timer heap for
+every delay, and the invoke loop: one invocation in flight per execution, one
+re-invocation per completion. With ``skip_time=True`` the clock is virtual and
+the caller drives it (start/advance/run/wait return when the engine is idle);
+otherwise a scheduler thread fires timers in real time.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .. import wire
+from . import history as h
+from .clock import RealClock, VirtualClock
+from .service import (CONFLICT, INVALID, NOT_FOUND, Execution, ServiceError, Timer, apply_batch, public_op,
+                      visible_operations)
+from .store import open_store
+
+MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
+DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600
+_RUNNING, _TERMINAL_EXEC = "RUNNING", frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """Where an execution stands: status, decoded result, wire error."""
+
+    arn: str
+    status: str
+    result: Any = None
+    error: Optional[dict] = None
+    raw_result: Optional[str] = None
+
+
+class LocalLambdaContext:
+    """The ``lambda_context`` the engine passes; carries the in-process client."""
+
+    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any):
+        self.durable_client = client
+        self.function_name = function_name
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+        self._deadline_ms = deadline_ms
+        self._clock = clock
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - self._clock.now_ms())
+
+
+class InProcessClient:
+    """The checkpoint client handlers use when the engine runs them in this process."""
+
+    def __init__(self, engine: "LocalEngine"):
+        self._engine = engine
+
+    def checkpoint(self, arn: str, token: str, updates: list, client_token: str) -> dict:
+        return self._engine.checkpoint(arn, token, updates, client_token)
+
+    def get_state(self, arn: str, token: str, marker: str) -> dict:
+        return self._engine.get_state(arn, token, marker)
+
+
+def _function_name(handler: Any) -> str:
+    raw = getattr(handler, "__name__", None) or type(handler).__name__
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in raw)[:64] or "handler"
+
+
+class LocalEngine:
+    """The embedded durable execution engine (see SPEC §4)."""
+
+    def __init__(self, db: str = "durable.db", skip_time: bool = False, functions: Optional[dict] = None,
+                 isolation: Optional[str] = None, clock: Any = None):
+        if isolation not in (None, "process"):
+            raise ValueError(f"isolation must be None or 'process', got {isolation!r}")
+        self.skip_time = skip_time
+        self.isolation = isolation
+        self.clock = clock or (VirtualClock() if skip_time else RealClock())
+        self._lock = threading.RLock()  # executions, timers, ready queue; never held while taking ex.lock
+        self._cond = threading.Condition(self._lock)
+        self._executions: dict[str, Execution] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
+        self._callbacks: dict[str, tuple[str, str]] = {}
+        self._functions: dict[str, Callable] = dict(functions or {})
+        self._timers: list[Timer] = []
+        self._timer_seq = itertools.count()
+        self._ready: deque[str] = deque()
+        self._client = InProcessClient(self)
+        self._closed = False
+        self._listeners: list[Callable[[str, dict], None]] = []
+        self._store = open_store(db)
+        for ex in self._store.load_executions():
+            self._adopt(ex)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._scheduler: Optional[threading.Thread] = None
+        if not skip_time:
+            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="durable-invoke")
+            self._scheduler = threading.Thread(target=self._schedule_loop, name="durable-scheduler", daemon=True)
+            self._scheduler.start()
+        else:
+            self._drain()
+
+    # -- public API ---------------------------------------------------------------
+    def add_listener(self, listener: Callable[[str, dict], None]) -> None:
+        """Call ``listener(arn, event)`` for every history event as it is recorded (boto3 shape)."""
+        self._listeners.append(listener)
+
+    def _emit(self, ex: Execution, event: dict) -> None:
+        if self._listeners:
+            boto_event = h.to_boto(event)
+            for listener in self._listeners:
+                listener(ex.arn, boto_event)
+
+    def register_function(self, name: str, handler: Callable) -> None:
+        """Make ``handler`` invokable by name (chained invoke, CLI, HTTP)."""
+        with self._lock:
+            self._functions[name] = handler
+
+    def start(self, handler: Callable, input: Any = None, name: Optional[str] = None,
+              execution_timeout: Optional[int] = None) -> str:
+        """Start an execution of ``handler`` with ``input`` (JSON value); returns its ARN."""
+        fn_name = getattr(handler, "__durable_function_name__", None) or _function_name(handler)
+        if name is not None:
+            wire.validate_name(name)
+        try:
+            payload = json.dumps(input)
+        except (TypeError, ValueError) as exc:
+            raise ServiceError(INVALID, f"the execution input must be JSON data: {exc}") from None
+        timeout = DEFAULT_EXECUTION_TIMEOUT if execution_timeout is None else int(execution_timeout)
+        if not 1 <= timeout <= DEFAULT_EXECUTION_TIMEOUT:
+            raise ServiceError(INVALID, f"execution_timeout must be 1..{DEFAULT_EXECUTION_TIMEOUT} seconds")
+        with self._lock:
+            self._functions.setdefault(fn_name, handler)
+            if self._functions[fn_name] is not handler:
+                self._functions[fn_name] = handler
+            name = name or str(uuid.uuid4())
+            existing = self._by_name.get((fn_name, name))
+            if existing is not None:
+                ex = self._executions[existing]
+                if ex.input_payload != payload:
+                    raise ServiceError(CONFLICT, f"execution {name!r} of {fn_name} already exists with another input")
+                if ex.status == _RUNNING:
+                    self._mark_ready(ex)
+            else:
+                exec_id = uuid.uuid4().hex
+                arn = (f"arn:aws:lambda:us-east-1:000000000000:function:{fn_name}:$LATEST"
+                       f"/durable-execution/{name}/{exec_id}")
+                now = self.clock.now_ms()
+                ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
+                               timeout_s=timeout, input_payload=payload)
+                ex.handler_ref = getattr(handler, "__durable_ref__", None)
+                ex.on_event = self._emit
+                ex.ops[exec_id] = {"Id": exec_id, "Type": wire.EXECUTION, "Status": wire.STARTED,
+                                   "StartTimestamp": now, "ExecutionDetails": {"InputPayload": payload}}
+                ex.add_event(h.execution_event("ExecutionStarted", ex.ops[exec_id], now, {
+                    "Input": h.result(payload), "ExecutionTimeout": timeout}))
+                self._executions[arn] = ex
+                self._by_name[(fn_name, name)] = arn
+                self._store.create_execution(ex)
+                self._push_timer(now + timeout * 1000, "execution_timeout", arn)
+                self._mark_ready(ex)
+        self._after_change()
+        return ex.arn
+
+    def run(self, handler: Callable, input: Any = None, name: Optional[str] = None,
+            execution_timeout: Optional[int] = None) -> ExecutionResult:
+        """Start an execution and block until it is terminal (virtual time: until nothing can move it)."""
+        return self.wait(self.start(handler, input, name, execution_timeout))
+
+    def wait(self, arn: str, timeout: Optional[float] = None) -> ExecutionResult:
+        """Until ``arn`` is terminal. Virtual time: fire due items in order; RUNNING when only the outside can help."""
+        ex = self._get(arn)
+        if self.skip_time:
+            while True:
+                self._drain()
+                if ex.status != _RUNNING:
+                    break
+                timer = self._next_timer(skip_execution_timeouts=True)
+                if timer is None:
+                    break
+                self._advance_to(timer.due_ms)
+            return self.get_execution(arn)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while ex.status == _RUNNING:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining if remaining is not None else 1.0)
+        return self.get_execution(arn)
+
+    def advance(self, seconds: float) -> None:
+        """Virtual time: move the clock by exactly ``seconds``, firing every due item in time order."""
+        if not self.skip_time:
+            raise ServiceError(INVALID, "advance() needs LocalEngine(skip_time=True)")
+        if seconds < 0:
+            raise ServiceError(INVALID, "advance() takes a non-negative number of seconds")
+        self._advance_to(self.clock.now_ms() + int(round(seconds * 1000)))
+
+    def get_execution(self, arn: str) -> ExecutionResult:
+        ex = self._get(arn)
+        with ex.lock:
+            value = None
+            if ex.result is not None and ex.result != "":
+                from ..serdes import decode_plain_json
+                value = decode_plain_json(ex.result, "the execution result")
+            return ExecutionResult(ex.arn, ex.status, value, ex.error, ex.result)
+
+    def history(self, arn: str) -> list[dict]:
+        """Events as boto3's get_durable_execution_history returns them."""
+        ex = self._get(arn)
+        with ex.lock:
+            return [h.to_boto(e) for e in ex.events]
+
+    def operations(self, arn: str) -> list[dict]:
+        """Every operation of the execution (wire shape, timestamps as datetimes)."""
+        ex = self._get(arn)
+        with ex.lock:
+            return [h.to_boto(public_op(op)) for op in ex.ops.values()]
+
+    def list_executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
+                        status: Optional[str] = None) -> list[dict]:
+        with self._lock:
+            items = list(self._executions.values())
+        out = []
+        for ex in items:
+            if function_name and ex.function_name != function_name:
+                continue
+            if name and ex.name != name:
+                continue
+            if status and ex.status != status:
+                continue
+            out.append({"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name,
+                        "FunctionName": ex.function_name, "Status": ex.status,
+                        "StartTimestamp": wire.ms_to_datetime(ex.start_ms),
+                        **({"EndTimestamp": wire.ms_to_datetime(ex.end_ms)} if ex.end_ms else {})})
+        return out
+
+    def stop(self, arn: str, error: Optional[dict] = None) -> ExecutionResult:
+        ex = self._get(arn)
+        with ex.lock:
+            if ex.status != _RUNNING:
+                raise ServiceError(INVALID, f"execution {arn} is already {ex.status}")
+            self._complete(ex, "STOPPED", error=error)
+        self._after_change()
+        return self.get_execution(arn)
+
+    # -- callbacks ------------------------------------------------------------------
+    def send_callback_success(self, callback_id: str, result: Any = None) -> None:
+        if isinstance(result, bytes):
+            result = result.decode("utf-8")
+        if result is not None and not isinstance(result, str):
+            raise ServiceError(INVALID, "a callback result is the raw payload: str, bytes or None")
+        if result is not None and len(result.encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
+            raise ServiceError(INVALID, f"callback result exceeds {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
+        self._complete_callback(callback_id, wire.SUCCEEDED, "CallbackSucceeded", result=result)
+
+    def send_callback_failure(self, callback_id: str, error: Optional[dict] = None) -> None:
+        if error is not None and not isinstance(error, dict):
+            raise ServiceError(INVALID, "a callback error is an ErrorObject dict (ErrorType, ErrorMessage, ...)")
+        self._complete_callback(callback_id, wire.FAILED, "CallbackFailed", error=error or {})
+
+    def send_callback_heartbeat(self, callback_id: str) -> None:
+        ex, op = self._callback_op(callback_id)
+        with ex.lock:
+            op = ex.ops[op["Id"]]
+            timeout = op.get("_heartbeat_s")
+            if timeout:
+                due = self.clock.now_ms() + timeout * 1000
+                ex.ops[op["Id"]] = {**op, "_heartbeat_due": due}
+                self._push_timer(due, "callback_heartbeat", ex.arn, op["Id"])
+
+    # -- the service API the SDK calls --------------------------------------------------
+    def checkpoint(self, arn: str, token: str, updates: list, client_token: Optional[str] = None) -> dict:
+        ex = self._get(arn)
+        with ex.lock:
+            if client_token is not None:
+                seen = ex.client_tokens.get(client_token)
+                if seen is not None and seen[0] == token:
+                    return seen[1]
+            if ex.status != _RUNNING:
+                raise ServiceError(INVALID, f"execution {arn} is {ex.status}; it takes no more checkpoints")
+            if token != ex.token:
+                raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
+            now = self.clock.now_ms()
+            view, events, timers = apply_batch(ex, updates, now, self._new_callback_id)
+            ex.ops.update(view)
+            for event in events:
+                ex.add_event(event)
+            new_token = ex.new_token()
+            self._store.save_checkpoint(ex, view, events)
+            changed = list(ex.service_changed.values())
+            ex.service_changed.clear()
+            for op_id, op in view.items():
+                if op["Type"] == wire.CALLBACK and "CallbackDetails" in op:
+                    changed.append(public_op(op))
+            response = {"CheckpointToken": new_token, "NewExecutionState": {"Operations": changed}}
+            if client_token is not None:
+                if len(ex.client_tokens) > 64:
+                    ex.client_tokens.pop(next(iter(ex.client_tokens)))
+                ex.client_tokens[client_token] = (token, response)
+        if timers:
+            with self._lock:
+                for due, kind, op_id in timers:
+                    self._push_timer(due, kind, arn, op_id)
+                self._cond.notify_all()
+        return response
+
+    def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = 1000) -> dict:
+        ex = self._get(arn)
+        with ex.lock:
+            if token != ex.token:
+                raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
+            ops = visible_operations(ex)
+        start = int(marker or 0)
+        page = ops[start:start + max_items]
+        out = {"Operations": page}
+        if start + max_items < len(ops):
+            out["NextMarker"] = str(start + max_items)
+        return out
+
+    def close(self) -> None:
+        """Stop background threads and close the store."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._scheduler is not None:
+            self._scheduler.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._store.close()
+
+    def __enter__(self) -> "LocalEngine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- internals: lookup, timers ----------------------------------------------------------
+    def _get(self, arn: str) -> Execution:
+        ex = self._executions.get(arn)
+        if ex is None:
+            raise ServiceError(NOT_FOUND, f"no durable execution {arn!r}", status=404)
+        return ex
+
+    def _adopt(self, ex: Execution) -> None:
+        """Take over an execution loaded from the store (resume after a restart)."""
+        ex.on_event = self._emit
+        self._executions[ex.arn] = ex
+        self._by_name[(ex.function_name, ex.name)] = ex.arn
+        for op in ex.ops.values():
+            cb = (op.get("CallbackDetails") or {}).get("CallbackId")
+            if cb:
+                self._callbacks[cb] = (ex.arn, op["Id"])
+        if ex.status == _RUNNING:
+            self._push_timer(ex.start_ms + ex.timeout_s * 1000, "execution_timeout", ex.arn)
+            for op in ex.ops.values():
+                self._rearm(ex, op)
+            self._mark_ready(ex)
+
+    def _rearm(self, ex: Execution, op: dict) -> None:
+        status, kind = op["Status"], op["Type"]
+        if kind == wire.WAIT and status == wire.STARTED:
+            self._push_timer(op["WaitDetails"]["ScheduledEndTimestamp"], "wait", ex.arn, op["Id"])
+        elif kind == wire.STEP and status == wire.PENDING:
+            self._push_timer(op["StepDetails"]["NextAttemptTimestamp"], "retry", ex.arn, op["Id"])
+        elif kind == wire.CALLBACK and status == wire.STARTED:
+            if op.get("_timeout_due"):
+                self._push_timer(op["_timeout_due"], "callback_timeout", ex.arn, op["Id"])
+            if op.get("_heartbeat_due"):
+                self._push_timer(op["_heartbeat_due"], "callback_heartbeat", ex.arn, op["Id"])
+        elif kind == wire.CHAINED_INVOKE and status == wire.STARTED:
+            self._push_timer(self.clock.now_ms(), "invoke", ex.arn, op["Id"])
+
+    def _push_timer(self, due_ms: int, kind: str, arn: str, op_id: Optional[str] = None) -> None:
+        with self._lock:
+            heapq.heappush(self._timers, Timer(due_ms, next(self._timer_seq), kind, arn, op_id))
+
+    def _next_timer(self, skip_execution_timeouts: bool = False) -> Optional[Timer]:
+        with self._lock:
+            while self._timers:
+                t = self._timers[0]
+                ex = self._executions.get(t.arn)
+                if ex is None or ex.status != _RUNNING:
+                    heapq.heappop(self._timers)
+                    continue
+                if skip_execution_timeouts and t.kind == "execution_timeout":
+                    others = [x for x in self._timers if x.kind != "execution_timeout"
+                              and self._executions.get(x.arn) is not None
+                              and self._executions[x.arn].status == _RUNNING]
+                    return min(others) if others else None
+                return t
+            return None
+
+    def _advance_to(self, target_ms: int) -> None:
+        """Virtual time: fire every timer due by ``target_ms`` in order, each with its re-invocation."""
+        while True:
+            self._drain()
+            with self._lock:
+                timer = self._timers[0] if self._timers else None
+                if timer is None or timer.due_ms > target_ms:
+                    break
+                heapq.heappop(self._timers)
+            self.clock.advance_to(timer.due_ms)
+            self._fire(timer)
+        self.clock.advance_to(target_ms)
+        self._drain()
+
+    def _fire(self, timer: Timer) -> None:
+        ex = self._executions.get(timer.arn)
+        if ex is None:
+            return
+        with ex.lock:
+            if ex.status != _RUNNING:
+                return
+            now = self.clock.now_ms()
+            if timer.kind == "execution_timeout":
+                self._complete(ex, "TIMED_OUT", error={"ErrorType": "Execution.Timeout",
+                               "ErrorMessage": f"the execution exceeded its timeout of {ex.timeout_s} s"})
+                return
+            op = ex.ops.get(timer.op_id)
+            if op is None:
+                return
+            changed = self._complete_timer(ex, timer, op, now)
+            if changed is None:
+                return
+            self._service_update(ex, changed)
+        self._after_change()
+
+    def _complete_timer(self, ex: Execution, timer: Timer, op: dict, now: int) -> Optional[dict]:
+        kind, status = timer.kind, op["Status"]
+        if kind == "wait" and status == wire.STARTED:
+            new = {**op, "Status": wire.SUCCEEDED, "EndTimestamp": now}
+            duration = (op["WaitDetails"]["ScheduledEndTimestamp"] - op["StartTimestamp"]) // 1000
+            ex.add_event(h.op_event("WaitSucceeded", new, now, {"Duration": duration}))
+            return new
+        if kind == "retry" and status == wire.PENDING:
+            return {**op, "Status": wire.READY}
+        if kind in ("callback_timeout", "callback_heartbeat") and status == wire.STARTED:
+            if kind == "callback_heartbeat" and op.get("_heartbeat_due") != timer.due_ms:
+                return None  # a heartbeat moved the deadline
+            error_type = "Callback.Timeout" if kind == "callback_timeout" else "Callback.Heartbeat"
+            error = {"ErrorType": error_type, "ErrorMessage": "Callback timed out" if kind == "callback_timeout"
+                     else "Callback timed out waiting for a heartbeat"}
+            new = {**op, "Status": wire.TIMED_OUT, "EndTimestamp": now,
+                   "CallbackDetails": {**op.get("CallbackDetails", {}), "Error": error}}
+            ex.add_event(h.op_event("CallbackTimedOut", new, now, {"Error": h.error(error)}))
+            return new
+        if kind == "invoke" and status == wire.STARTED:
+            return self._chained_invoke(ex, op, now)
+        return None
+
+    def _chained_invoke(self, ex: Execution, op: dict, now: int) -> Optional[dict]:
+        """Chained invoke of a registered function (issue 5 completes this)."""
+        spec = op.get("_invoke") or {}
+        error = {"ErrorType": "ResourceNotFoundException",
+                 "ErrorMessage": f"function {spec.get('FunctionName')!r} is not registered with the local engine; "
+                                 "pass functions={name: handler} or call register_function()"}
+        new = {**op, "Status": wire.FAILED, "EndTimestamp": now,
+               "ChainedInvokeDetails": {"Error": error}}
+        ex.add_event(h.op_event("ChainedInvokeFailed", new, now, {"Error": h.error(error)}))
+        return new
+
+    def _service_update(self, ex: Execution, new_op: dict) -> None:
+        """Called with ex.lock: record a service-side change and ask for a re-invocation."""
+        ex.ops[new_op["Id"]] = new_op
+        ex.service_changed[new_op["Id"]] = public_op(new_op)
+        self._store.save_checkpoint(ex, {new_op["Id"]: new_op}, ex.events[-1:] if ex.events else [])
+        self._mark_ready(ex)
+
+    def _callback_op(self, callback_id: str) -> tuple[Execution, dict]:
+        ref = self._callbacks.get(callback_id) if isinstance(callback_id, str) else None
+        if ref is None:
+            raise ServiceError(NOT_FOUND, f"unknown callback id {callback_id!r}", status=404)
+        ex = self._executions[ref[0]]
+        op = ex.ops[ref[1]]
+        if op["Status"] != wire.STARTED or ex.status != _RUNNING:
+            raise ServiceError(INVALID, f"callback {callback_id} is already {op['Status']}; it takes no more answers")
+        return ex, op
+
+    def _complete_callback(self, callback_id: str, status: str, event_type: str, result: Any = None,
+                           error: Optional[dict] = None) -> None:
+        ex, op = self._callback_op(callback_id)
+        with ex.lock:
+            op = ex.ops[op["Id"]]
+            if op["Status"] != wire.STARTED:
+                raise ServiceError(INVALID, f"callback {callback_id} is already {op['Status']}")
+            now = self.clock.now_ms()
+            details = dict(op.get("CallbackDetails") or {})
+            if status == wire.SUCCEEDED:
+                details["Result"] = result
+                event_details = {"Result": h.result(result)}
+            else:
+                details["Error"] = error
+                event_details = {"Error": h.error(error)}
+            new = {**op, "Status": status, "EndTimestamp": now, "CallbackDetails": details}
+            ex.add_event(h.op_event(event_type, new, now, event_details))
+            self._service_update(ex, new)
+        self._after_change()
+
+    def _new_callback_id(self, ex: Execution, op_id: str) -> str:
+        callback_id = secrets.token_urlsafe(32)
+        self._callbacks[callback_id] = (ex.arn, op_id)
+        return callback_id
+
+    # -- internals: invocations -------------------------------------------------------------
+    def _mark_ready(self, ex: Execution) -> None:
+        ex.needs_invoke = True
+        with self._lock:
+            self._ready.append(ex.arn)
+            self._cond.notify_all()
+
+    def _after_change(self) -> None:
+        if self.skip_time:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Virtual time: run every invocation that is due now, until the engine is idle."""
+        if not self.skip_time:
+            return
+        while True:
+            with self._lock:
+                if not self._ready:
+                    return
+                arn = self._ready.popleft()
+            ex = self._executions.get(arn)
+            if ex is not None:
+                self._invoke(ex)
+
+    def _schedule_loop(self) -> None:
+        """Real time: fire timers when due and hand ready executions to the pool."""
+        with self._cond:
+            while not self._closed:
+                while self._ready:
+                    arn = self._ready.popleft()
+                    ex = self._executions.get(arn)
+                    if ex is not None and not ex.invoking:
+                        self._pool.submit(self._invoke_until_idle, ex)
+                timer = self._timers[0] if self._timers else None
+                if timer is not None and timer.due_ms <= self.clock.now_ms():
+                    heapq.heappop(self._timers)
+                    self._cond.release()
+                    try:
+                        self._fire(timer)
+                    finally:
+                        self._cond.acquire()
+                    continue
+                self.clock.wait(self._cond, timer.due_ms if timer else None)
+
+    def _invoke_until_idle(self, ex: Execution) -> None:
+        while ex.needs_invoke and ex.status == _RUNNING and not self._closed:
+            if not self._invoke(ex):
+                return
+        with self._cond:
+            self._cond.notify_all()
+
+    def _invoke(self, ex: Execution) -> bool:
+        """One invocation of ``ex``'s handler; False if one is already in flight or nothing is needed."""
+        with ex.lock:
+            if ex.invoking or ex.status != _RUNNING or not ex.needs_invoke:
+                return False
+            handler = self._functions.get(ex.function_name)
+            ex.invoking = True
+            ex.needs_invoke = False
+            token = ex.new_token()
+            ex.service_changed.clear()
+            envelope = {"DurableExecutionArn": ex.arn, "CheckpointToken": token,
+                        "InitialExecutionState": {"Operations": visible_operations(ex)}}
+        start = self.clock.now_ms()
+        lambda_ctx = LocalLambdaContext(self._client, ex.function_name, start + 15 * 60 * 1000, self.clock)
+        output, failure = None, None
+        if handler is None:
+            failure = {"ErrorType": "ResourceNotFoundException",
+                       "ErrorMessage": f"no handler registered for function {ex.function_name!r}"}
+        else:
+            try:
+                output = handler(envelope, lambda_ctx)
+            except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
+                failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
+        with ex.lock:
+            ex.invoking = False
+            self._invocation_done(ex, start, output, failure)
+        with self._cond:
+            self._cond.notify_all()
+        return True
+
+    def _invocation_done(self, ex: Execution, start: int, output: Any, failure: Optional[dict]) -> None:
+        """Called with ex.lock: record InvocationCompleted and act on the handler's output."""
+        status = output.get("Status") if isinstance(output, dict) else None
+        if failure is None and status not in ("SUCCEEDED", "FAILED", "PENDING"):
+            failure = {"ErrorType": "Runtime.InvalidOutput",
+                       "ErrorMessage": f"the handler returned {output!r:.200}; a durable handler returns "
+                                       "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...}"}
+        details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": self.clock.now_ms(),
+                                   "RequestId": str(uuid.uuid4())}
+        if failure is not None:
+            details["Error"] = h.error(failure)
+        exec_op = ex.ops[ex.exec_op_id]
+        ex.add_event(h.execution_event("InvocationCompleted", exec_op, self.clock.now_ms(), details))
+        self._store.save_checkpoint(ex, {}, ex.events[-1:])
+        if ex.status != _RUNNING:
+            return  # stopped or timed out while the invocation ran
+        if failure is not None:
+            ex.invocation_failures += 1
+            if ex.invocation_failures >= MAX_INVOCATION_ATTEMPTS:
+                self._complete(ex, "FAILED", error={**failure, "ErrorMessage":
+                               f"the invocation failed {ex.invocation_failures} times; last error: "
+                               f"{failure.get('ErrorMessage')}"})
+            else:
+                self._mark_ready(ex)
+            return
+        ex.invocation_failures = 0
+        if status == "SUCCEEDED":
+            result = output.get("Result")
+            if result == "" and exec_op.get("_result") is not None:
+                result = exec_op["_result"]
+            self._complete(ex, "SUCCEEDED", result=result if result is not None else "null")
+        elif status == "FAILED":
+            self._complete(ex, "FAILED", error=output.get("Error") or {"ErrorType": "Unknown"})
+        elif not ex.needs_invoke and not _has_pending_work(ex):
+            self._complete(ex, "FAILED", error={
+                "ErrorType": "Runtime.NothingPending",
+                "ErrorMessage": "the handler returned PENDING but no wait, retry, callback or invoke is pending, "
+                                "so nothing could ever resume it"})
+
+    def _complete(self, ex: Execution, status: str, result: Optional[str] = None,
+                  error: Optional[dict] = None) -> None:
+        """Called with ex.lock: end the execution with its terminal event."""
+        now = self.clock.now_ms()
+        ex.status, ex.end_ms, ex.result, ex.error = status, now, result, error
+        exec_op = ex.ops[ex.exec_op_id]
+        ex.ops[ex.exec_op_id] = {**exec_op, "Status": status, "EndTimestamp": now}
+        if status == "SUCCEEDED":
+            event = h.execution_event("ExecutionSucceeded", exec_op, now, {"Result": h.result(result)})
+        elif status == "FAILED":
+            event = h.execution_event("ExecutionFailed", exec_op, now, {"Error": h.error(error)})
+        elif status == "TIMED_OUT":
+            event = h.execution_event("ExecutionTimedOut", exec_op, now, {"Error": h.error(error)})
+        else:
+            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)} if error else {})
+        ex.add_event(event)
+        self._store.save_execution(ex, [event])
+        with self._cond:
+            self._cond.notify_all()
+
+
+_PENDING_STATES = frozenset({(wire.WAIT, wire.STARTED), (wire.STEP, wire.PENDING), (wire.STEP, wire.READY),
+                             (wire.CALLBACK, wire.STARTED), (wire.CHAINED_INVOKE, wire.STARTED)})
+
+
+def _has_pending_work(ex: Execution) -> bool:
+    return any((op["Type"], op["Status"]) in _PENDING_STATES for op in ex.ops.values())

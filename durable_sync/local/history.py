@@ -1,0 +1,55 @@
+"""History events in the botocore ``GetDurableExecutionHistory`` shape.
+
+Events are kept with epoch-millisecond timestamps and turned into the boto3 form
+(timezone-aware datetimes, absent members omitted) when read.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+from ..wire import ms_to_datetime
+
+_TIMESTAMP_KEYS = ("EventTimestamp", "ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp")
+
+
+def op_event(event_type: str, op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:
+    """An event about operation ``op`` (EventId is set when it is appended)."""
+    event: dict[str, Any] = {"EventType": event_type, "SubType": op.get("SubType"), "Id": op["Id"],
+                             "Name": op.get("Name"), "ParentId": op.get("ParentId"), "EventTimestamp": ts_ms,
+                             f"{event_type}Details": details or {}}
+    return event
+
+
+def execution_event(event_type: str, exec_op: dict[str, Any], ts_ms: int, details: Optional[dict] = None) -> dict:
+    return {"EventType": event_type, "Id": exec_op["Id"], "Name": exec_op.get("Name"), "EventTimestamp": ts_ms,
+            f"{event_type}Details": details or {}}
+
+
+def result(payload: Optional[str]) -> dict[str, Any]:
+    return {"Payload": payload, "Truncated": False}
+
+
+def error(error_object: Optional[dict[str, Any]]) -> dict[str, Any]:
+    return {"Payload": error_object or {}, "Truncated": False}
+
+
+def to_boto(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as boto3 returns it: no None members, datetimes for timestamps."""
+    return _convert(event)
+
+
+def _convert(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if v is None:
+                continue
+            if k in _TIMESTAMP_KEYS and isinstance(v, int):
+                out[k] = ms_to_datetime(v)
+            else:
+                out[k] = _convert(v)
+        return out
+    if isinstance(value, list):
+        return [_convert(v) for v in value]
+    return copy.copy(value)

@@ -1,0 +1,62 @@
+"""Loggers handed to user code, and a JSON formatter for Lambda.
+
+``ctx.logger`` and ``step_ctx.logger`` are stdlib ``LoggerAdapter``s whose records
+carry ``execution_arn``, ``operation_id``, ``operation_name`` and ``attempt``.
+They are silent while the execution replays (so a replayed body does not log
+twice) unless built with ``with_replay()``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Mapping
+
+USER_LOGGER = logging.getLogger("durable_sync.user")
+
+
+class DurableLogger(logging.LoggerAdapter):
+    """A logger adapter that adds execution fields and mutes itself during replay."""
+
+    def __init__(self, logger: logging.Logger, extra: Mapping[str, Any],
+                 replaying: Callable[[], bool] | None = None, log_replay: bool = False):
+        super().__init__(logger, dict(extra))
+        self._replaying = replaying
+        self._log_replay = log_replay
+
+    def with_replay(self) -> "DurableLogger":
+        """The same logger, but also logging while the execution replays."""
+        return DurableLogger(self.logger, self.extra, self._replaying, log_replay=True)
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - stdlib name
+        if not self._log_replay and self._replaying is not None and self._replaying():
+            return False
+        return self.logger.isEnabledFor(level)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = kwargs.get("extra")
+        kwargs["extra"] = {**self.extra, **extra} if extra else self.extra
+        return msg, kwargs
+
+
+_FIELDS = (("execution_arn", "executionArn"), ("operation_id", "operationId"),
+           ("operation_name", "operationName"), ("attempt", "attempt"))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: level, message, executionArn, operationId, operationName, attempt."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        for attr, key in _FIELDS:
+            value = getattr(record, attr, None)
+            if value is not None:
+                out[key] = value
+        if record.exc_info:
+            out["errorType"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            out["stackTrace"] = self.formatException(record.exc_info).splitlines()
+        return json.dumps(out, default=str)

@@ -1,0 +1,43 @@
+"""Replay state of one invocation: the operations the service knows, by id.
+
+Lookups are O(1) (a dict by id), so replaying n operations costs O(n). Merges
+from checkpoint responses and reads from branch threads share one lock.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable
+
+from . import wire
+
+
+class ExecutionState:
+    """Operations of one execution as seen by the SDK during an invocation."""
+
+    def __init__(self, arn: str, operations: Iterable[dict[str, Any]]):
+        self.arn = arn
+        self._lock = threading.Lock()
+        self._ops: dict[str, dict[str, Any]] = {}
+        self.execution_op: dict[str, Any] | None = None
+        for op in operations:
+            self._ops[op["Id"]] = op
+            if op.get("Type") == wire.EXECUTION:
+                self.execution_op = op
+        # Replaying while the code walks through operations that already completed.
+        self.replaying = any(op.get("Type") != wire.EXECUTION for op in self._ops.values())
+
+    def get(self, op_id: str) -> dict[str, Any] | None:
+        return self._ops.get(op_id)
+
+    def merge(self, operations: Iterable[dict[str, Any]]) -> None:
+        """Take newer operation records from a checkpoint response."""
+        with self._lock:
+            for op in operations:
+                self._ops[op["Id"]] = op
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def operations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._ops.values())
