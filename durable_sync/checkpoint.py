@@ -47,6 +47,9 @@ class Flusher:
         self.calls = 0
         self.updates_sent = 0
         self._thread: threading.Thread | None = None
+        # ClientTokens: unique per batch, stable across the client's own retries of that batch.
+        self._token_prefix = uuid.uuid4().hex
+        self._batches = 0
 
     # -- callers -------------------------------------------------------------
     def enqueue(self, update: dict[str, Any], wait: bool) -> None:
@@ -120,10 +123,11 @@ class Flusher:
         if not batch:
             return
         self._flushing = True
+        self._batches += 1
+        client_token = f"{self._token_prefix}-{self._batches}"
         self._cond.release()
         try:
-            response = self._client.checkpoint(
-                self._arn, self.token, [u for _, u, _ in batch], str(uuid.uuid4()))
+            response = self._client.checkpoint(self._arn, self.token, [u for _, u, _ in batch], client_token)
             error = None
         except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
             response, error = None, exc

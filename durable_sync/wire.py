@@ -51,7 +51,8 @@ MAX_CONTEXT_RESULT_BYTES = 256 * 1024
 MAX_EXECUTION_RESULT_BYTES = 6 * 1024 * 1024 - 50
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NAME_RE = re.compile(r"[ -~]{1,256}")
 
 
 def operation_id(parent_id: str | None, counter: int) -> str:
@@ -70,7 +71,7 @@ def validate_name(name: str | None) -> str | None:
         return None
     if not isinstance(name, str):
         raise ValidationError(f"an operation name must be a str, got {type(name).__name__}")
-    if not name or len(name) > MAX_NAME_LEN or not all(" " <= ch <= "~" for ch in name):
+    if _NAME_RE.fullmatch(name) is None:
         shown = name if len(name) <= 60 else name[:57] + "..."
         raise ValidationError(
             f"operation name {shown!r} is invalid: names are 1 to {MAX_NAME_LEN} printable ASCII "
@@ -82,7 +83,7 @@ def validate_name(name: str | None) -> str | None:
 def validate_update(update: dict[str, Any]) -> int:
     """Check one update against the service's limits; returns its approximate size in bytes."""
     op_id = update.get("Id")
-    if not isinstance(op_id, str) or not _ID_RE.match(op_id):
+    if not isinstance(op_id, str) or _ID_RE.fullmatch(op_id) is None:
         raise ValidationError(f"operation id {op_id!r} must be 1-64 characters of [A-Za-z0-9_-]")
     if update.get("Type") not in TYPES:
         raise ValidationError(f"operation {op_id}: unknown Type {update.get('Type')!r}")

@@ -572,7 +572,7 @@ class LocalEngine:
             handler = self._functions.get(ex.function_name)
             ex.invoking = True
             ex.needs_invoke = False
-            token = ex.new_token()
+            token = ex.new_token(new_invocation=True)
             ex.service_changed.clear()
             envelope = {"DurableExecutionArn": ex.arn, "CheckpointToken": token,
                         "InitialExecutionState": {"Operations": visible_operations(ex)}}

@@ -82,9 +82,14 @@ class Execution:
     handler_ref: Optional[str] = None
     on_event: Optional[Any] = field(default=None, repr=False, compare=False)
 
-    def new_token(self) -> str:
+    token_prefix: str = ""
+
+    def new_token(self, new_invocation: bool = False) -> str:
+        """Rotate the checkpoint token; a fresh random prefix for each invocation."""
+        if new_invocation or not self.token_prefix:
+            self.token_prefix = secrets.token_urlsafe(9)
         self.token_seq += 1
-        self.token = f"{self.token_seq}.{secrets.token_urlsafe(12)}"
+        self.token = f"{self.token_prefix}.{self.token_seq}"
         return self.token
 
     def add_event(self, event: dict) -> dict:
