@@ -1,0 +1,521 @@
+"""Serialization of checkpointed values.
+
+Plain JSON data is stored as compact JSON text (``"x"``, ``42``, ``{"a":1}``).
+Anything else goes through jsonpickle, which is used only from this module.
+
+Decoding is safe by default: before jsonpickle sees a payload, every tag in it
+is checked against an allow-list. Reducers, functions, types, modules and
+``repr`` payloads are refused, and ``py/object`` may only name a class that is
+already imported (never imported because a payload names it) and that is a
+dataclass, an enum, a named tuple, one of the standard value types, or a class
+registered with :func:`allow`. The standard value types (datetime family,
+Decimal, UUID, frozenset) get their own jsonpickle handlers here so that they
+never need ``py/reduce``. bytes, set and tuple use jsonpickle's plain tags.
+
+Known limit: a dict whose keys start with ``py/`` or ``json://`` round-trips
+when it is plain data (it is wrapped in an escape tag), but not when nested
+inside a non-plain value (jsonpickle has no escape for such keys); such
+payloads are refused rather than misread in most cases.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import json
+import sys
+import types
+import uuid
+from typing import Any, Optional, Protocol, runtime_checkable
+
+import jsonpickle
+import jsonpickle.handlers
+from jsonpickle.pickler import Pickler
+from jsonpickle.unpickler import Unpickler
+
+from .errors import SerDesError, ValidationError
+
+__all__ = [
+    "SerDesContext",
+    "SerDes",
+    "DefaultSerDes",
+    "DEFAULT_SERDES",
+    "allow",
+    "serialize_value",
+    "deserialize_value",
+    "decode_plain_json",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SerDesContext:
+    """Which operation a value belongs to (for custom serdes and error messages)."""
+
+    operation_id: str
+    durable_execution_arn: str
+
+
+@runtime_checkable
+class SerDes(Protocol):
+    """Turns a value into checkpoint text and back."""
+
+    def serialize(self, value: Any, ctx: SerDesContext) -> str: ...
+
+    def deserialize(self, text: str, ctx: SerDesContext) -> Any: ...
+
+
+# --------------------------------------------------------------------------- allow-list
+
+# Captured at import so that patching (e.g. freezegun's FakeDatetime) cannot change them.
+_STD_CLASSES: dict[str, type] = {
+    "datetime.datetime": _dt.datetime,
+    "datetime.date": _dt.date,
+    "datetime.time": _dt.time,
+    "datetime.timedelta": _dt.timedelta,
+    "datetime.timezone": _dt.timezone,
+    "decimal.Decimal": decimal.Decimal,
+    "uuid.UUID": uuid.UUID,
+    "builtins.frozenset": frozenset,
+}
+_registered: dict[str, type] = {}  # importable name -> class, from allow()
+_registered_set: set[type] = set()
+_STD_SET = frozenset(_STD_CLASSES.values())
+
+_SAFE_TAGS = frozenset({"py/object", "py/tuple", "py/set", "py/b64", "py/b85", "py/id"})
+_OBJECT_TAGS = frozenset({"py/newargs", "py/seq", "py/state"})  # only next to py/object
+_JSON_KEY = "json://"  # jsonpickle's prefix for non-string dict keys (keys=True)
+_ESCAPE = "py/durable_sync.plain"  # wraps plain data whose dicts use "py/..." keys
+
+_HINT = (
+    "Return JSON data (dict/list/str/number/bool/None), a dataclass, enum or named tuple; "
+    "register the class with ds.serdes.allow(MyClass); or pass a custom serdes in the operation's config."
+)
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def allow(*classes: type) -> Any:
+    """Allow instances of ``classes`` to be decoded from checkpoints.
+
+    Use for classes that are neither dataclasses, enums nor named tuples. With a
+    single class it returns the class, so it also works as a class decorator.
+    """
+    for cls in classes:
+        if not isinstance(cls, type):
+            raise ValidationError(f"ds.serdes.allow() takes classes, got {cls!r}")
+        _registered[_class_name(cls)] = cls
+        _registered_set.add(cls)
+    return classes[0] if len(classes) == 1 else None
+
+
+def _class_has(cls: type, attr: str) -> bool:
+    # Look in the class dicts only: no descriptor or metaclass code runs.
+    return any(attr in vars(c) for c in cls.__mro__)
+
+
+def _is_allowed_class(cls: Any) -> bool:
+    if not isinstance(cls, type):
+        return False
+    if cls in _registered_set or cls in _STD_SET:
+        return True
+    if _class_has(cls, "__dataclass_fields__") or issubclass(cls, enum.Enum):
+        return True
+    return issubclass(cls, tuple) and _class_has(cls, "_fields")  # named tuple
+
+
+def _find_loaded_class(name: str) -> Any:
+    """The object ``name`` refers to, looked up in already imported modules only."""
+    found = _registered.get(name) or _STD_CLASSES.get(name)
+    if found is not None:
+        return found
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        obj: Any = sys.modules.get(".".join(parts[:split]))
+        if obj is None:
+            continue
+        for attr in parts[split:]:
+            if not isinstance(obj, (type, types.ModuleType)):
+                obj = None  # only walk through modules and classes
+                break
+            obj = vars(obj).get(attr)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    return None
+
+
+def _refuse_tag(tag: str) -> SerDesError:
+    return SerDesError(
+        f"the payload uses jsonpickle tag {tag!r}, which safe decoding refuses: it can make the decoder "
+        "call code named by the payload (reducers, functions, types, modules, repr). Only plain data, "
+        "dataclasses, enums, named tuples, standard value types (datetime family, Decimal, UUID, bytes, "
+        "set, frozenset, tuple) and classes registered with ds.serdes.allow(MyClass) are decoded; "
+        "return one of those, or pass a custom serdes in the operation's config."
+    )
+
+
+def _check_class(name: Any, classes: dict[str, type]) -> None:
+    if not isinstance(name, str):
+        raise SerDesError(f"refused to decode a malformed payload: 'py/object' must name a class, got {name!r}")
+    if name in classes:
+        return
+    cls = _find_loaded_class(name)
+    if cls is None:
+        raise SerDesError(
+            f"refused to decode class {name!r}: no loaded module defines it under that name, and "
+            "durable_sync never imports a module named by a payload. Import its module before the "
+            "operation runs (define the class at module level), or register it with ds.serdes.allow(MyClass)."
+        )
+    if not _is_allowed_class(cls):
+        raise SerDesError(
+            f"refused to decode class {name!r}: it is not a dataclass, enum, named tuple or standard "
+            "value type. If it is safe to rebuild from its attributes, register it with "
+            "ds.serdes.allow(MyClass); otherwise return JSON data or pass a custom serdes."
+        )
+    classes[name] = cls
+
+
+def _check_tree(node: Any, classes: dict[str, type]) -> bool:
+    """Refuse unsafe tags/classes in parsed jsonpickle data; True if any tag was seen.
+
+    Fills ``classes`` with every allowed class named by ``py/object`` so the
+    decoder finds them without importing anything.
+    """
+    tagged = False
+    if type(node) is list:
+        for item in node:
+            tagged = _check_tree(item, classes) or tagged
+    elif type(node) is dict:
+        for key, value in node.items():
+            if key.startswith("py/"):
+                tagged = True
+                if key == "py/object":
+                    _check_class(value, classes)
+                elif key in _OBJECT_TAGS:
+                    if "py/object" not in node:
+                        raise _refuse_tag(key)
+                elif key not in _SAFE_TAGS:
+                    raise _refuse_tag(key)
+            elif key.startswith(_JSON_KEY):
+                tagged = True
+                try:
+                    parsed_key = json.loads(key[len(_JSON_KEY):])
+                except ValueError:
+                    parsed_key = None  # jsonpickle keeps an unparsable key as a string
+                tagged = _check_tree(parsed_key, classes) or tagged
+            tagged = _check_tree(value, classes) or tagged
+    return tagged
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _flatten_tz(tz: Optional[_dt.tzinfo]) -> Any:
+    if tz is None:
+        return None
+    if isinstance(tz, _dt.timezone):
+        offset, *name = tz.__getinitargs__()
+        return {"offset": _flatten_td(offset), "name": name[0] if name else None}
+    key = getattr(tz, "key", None)
+    if type(tz).__module__ == "zoneinfo" and isinstance(key, str):
+        return {"zone": key}
+    raise TypeError(f"tzinfo {type(tz).__name__} is not supported; use datetime.timezone or zoneinfo.ZoneInfo")
+
+
+def _restore_tz(data: Any) -> Optional[_dt.tzinfo]:
+    if data is None:
+        return None
+    if "zone" in data:
+        import zoneinfo  # stdlib; the key is validated by zoneinfo itself
+
+        return zoneinfo.ZoneInfo(data["zone"])
+    offset = _restore_td(data["offset"])
+    return _dt.timezone(offset) if data.get("name") is None else _dt.timezone(offset, data["name"])
+
+
+def _flatten_td(td: _dt.timedelta) -> list[int]:
+    return [td.days, td.seconds, td.microseconds]
+
+
+def _restore_td(data: list[int]) -> _dt.timedelta:
+    days, seconds, micros = data
+    return _dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+
+
+class _StdHandler(jsonpickle.handlers.BaseHandler):
+    """Base for handlers of standard types: always tag with the base class name."""
+
+    name = ""
+
+    def flatten(self, obj: Any, data: dict) -> dict:
+        data["py/object"] = self.name  # subclasses (e.g. freezegun's) decode as the real type
+        data.update(self.dump(obj))
+        return data
+
+
+class _DatetimeHandler(_StdHandler):
+    name = "datetime.datetime"
+
+    def dump(self, obj: _dt.datetime) -> dict:
+        out = {"iso": obj.replace(tzinfo=None, fold=0).isoformat(), "tz": _flatten_tz(obj.tzinfo)}
+        return {**out, "fold": 1} if obj.fold else out
+
+    def restore(self, data: dict) -> _dt.datetime:
+        naive = _STD_CLASSES["datetime.datetime"].fromisoformat(data["iso"])
+        return naive.replace(tzinfo=_restore_tz(data.get("tz")), fold=data.get("fold", 0))
+
+
+class _DateHandler(_StdHandler):
+    name = "datetime.date"
+
+    def dump(self, obj: _dt.date) -> dict:
+        return {"iso": _dt.date.isoformat(obj)}
+
+    def restore(self, data: dict) -> _dt.date:
+        return _STD_CLASSES["datetime.date"].fromisoformat(data["iso"])
+
+
+class _TimeHandler(_StdHandler):
+    name = "datetime.time"
+
+    def dump(self, obj: _dt.time) -> dict:
+        out = {"iso": obj.replace(tzinfo=None, fold=0).isoformat(), "tz": _flatten_tz(obj.tzinfo)}
+        return {**out, "fold": 1} if obj.fold else out
+
+    def restore(self, data: dict) -> _dt.time:
+        naive = _dt.time.fromisoformat(data["iso"])
+        return naive.replace(tzinfo=_restore_tz(data.get("tz")), fold=data.get("fold", 0))
+
+
+class _TimedeltaHandler(_StdHandler):
+    name = "datetime.timedelta"
+
+    def dump(self, obj: _dt.timedelta) -> dict:
+        return {"dsu": _flatten_td(obj)}
+
+    def restore(self, data: dict) -> _dt.timedelta:
+        return _restore_td(data["dsu"])
+
+
+class _TimezoneHandler(_StdHandler):
+    name = "datetime.timezone"
+
+    def dump(self, obj: _dt.timezone) -> dict:
+        return {"tz": _flatten_tz(obj)}
+
+    def restore(self, data: dict) -> _dt.timezone:
+        return _restore_tz(data["tz"])
+
+
+class _DecimalHandler(_StdHandler):
+    name = "decimal.Decimal"
+
+    def dump(self, obj: decimal.Decimal) -> dict:
+        return {"value": str(obj)}
+
+    def restore(self, data: dict) -> decimal.Decimal:
+        return decimal.Decimal(data["value"])
+
+
+class _UUIDHandler(_StdHandler):
+    name = "uuid.UUID"
+
+    def dump(self, obj: uuid.UUID) -> dict:
+        return {"hex": obj.hex}
+
+    def restore(self, data: dict) -> uuid.UUID:
+        return uuid.UUID(hex=data["hex"])
+
+
+class _FrozensetHandler(_StdHandler):
+    name = "builtins.frozenset"
+
+    def dump(self, obj: frozenset) -> dict:
+        return {"items": [self.context.flatten(item, reset=False) for item in obj]}
+
+    def restore(self, data: dict) -> frozenset:
+        return frozenset(self.context.restore(item, reset=False) for item in data["items"])
+
+
+class _EnumHandler(jsonpickle.handlers.BaseHandler):
+    """Enum members by value, so decoding calls ``cls(value)``, not a reducer."""
+
+    def flatten(self, obj: enum.Enum, data: dict) -> dict:
+        data["value"] = self.context.flatten(obj.value, reset=False)
+        return data
+
+    def restore(self, data: dict) -> enum.Enum:
+        cls = _find_loaded_class(data["py/object"])  # already checked by _check_tree
+        return cls(self.context.restore(data["value"], reset=False))
+
+
+# Order matters for subclasses: datetime is a subclass of date.
+for _handler in (_DatetimeHandler, _DateHandler, _TimeHandler, _TimedeltaHandler, _TimezoneHandler,
+                 _DecimalHandler, _UUIDHandler, _FrozensetHandler):
+    jsonpickle.handlers.register(_STD_CLASSES[_handler.name], _handler, base=True)
+jsonpickle.handlers.register(enum.Enum, _EnumHandler, base=True)
+
+
+# --------------------------------------------------------------------------- default serdes
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_encode_str = json.encoder.encode_basestring_ascii
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _reject(obj: Any) -> Any:
+    raise TypeError(f"{type(obj).__name__} is not JSON data")
+
+
+if json.encoder.c_make_encoder is not None:
+    # JSONEncoder.encode builds this C encoder on every call; building it once halves the cost.
+    # No cycle markers: it only ever sees data that _is_plain walked to the end (so acyclic).
+    _c_encoder = json.encoder.c_make_encoder(None, _reject, _encode_str, None, ":", ",", False, False, True)
+
+    def _encode_plain(value: Any) -> str:
+        return "".join(_c_encoder(value, 0))
+else:  # pragma: no cover - CPython always has the C accelerator
+    _encode_plain = _ENCODER.encode
+
+
+def _loads(text: str) -> Any:
+    """json.loads without its per-call overhead; falls back to it for whitespace and errors."""
+    try:
+        value, end = _scan_once(text, 0)
+        if end == len(text):
+            return value
+    except (StopIteration, TypeError):
+        pass
+    return json.loads(text)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _is_plain(value: Any) -> bool:
+    """True for JSON data: dicts with str keys, lists, str, int, float, bool, None (exact types)."""
+    t = type(value)
+    if t is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _SCALARS and not _is_plain(item)):
+                return False
+        return True
+    if t is list:
+        for item in value:
+            if type(item) not in _SCALARS and not _is_plain(item):
+                return False
+        return True
+    return t in _SCALARS
+
+
+def _has_reserved_key(value: Any) -> bool:
+    """True if some dict in plain data has a key jsonpickle would read as a tag."""
+    if type(value) is dict:
+        return any(k.startswith(("py/", _JSON_KEY)) or _has_reserved_key(v) for k, v in value.items())
+    return type(value) is list and any(_has_reserved_key(v) for v in value)
+
+
+class _StrictPickler(Pickler):
+    """jsonpickle silently writes null for what it cannot encode (e.g. lambdas); raise instead."""
+
+    def _pickle_warning(self, obj: Any) -> None:  # jsonpickle's hook for "replaced with None"
+        raise SerDesError(f"jsonpickle cannot encode a {_type_name(obj)} value")
+
+
+class DefaultSerDes:
+    """Plain JSON for JSON data, safe jsonpickle for everything else."""
+
+    def serialize(self, value: Any, ctx: Optional[SerDesContext] = None) -> str:
+        t = type(value)
+        if t is str:
+            return _encode_str(value)
+        if t is int:
+            return int.__repr__(value)
+        if value is None:
+            return "null"
+        if t is bool:
+            return "true" if value else "false"
+        try:
+            plain = _is_plain(value)
+        except RecursionError:  # cyclic or very deep: jsonpickle uses references
+            plain = False
+        if plain:
+            text = _encode_plain(value)
+            if ('"py/' in text or '"json://' in text) and _has_reserved_key(value):
+                text = _encode_plain({_ESCAPE: value})  # so its keys are not read as tags
+            return text
+        tree = _StrictPickler(keys=True).flatten(value)
+        _check_tree(tree, {})  # refuse now what decoding would refuse later
+        return _ENCODER.encode(tree)
+
+    def deserialize(self, text: str, ctx: Optional[SerDesContext] = None) -> Any:
+        if '"py/' not in text and '"json://' not in text:  # fast path: nothing jsonpickle-tagged
+            return _loads(text)
+        data = _loads(text)
+        if type(data) is dict and len(data) == 1 and _ESCAPE in data:
+            return data[_ESCAPE]
+        classes: dict[str, type] = {}
+        if not _check_tree(data, classes):
+            return data  # "py/" only appeared inside strings
+        return Unpickler(keys=True, safe=True, on_missing="error").restore(data, classes=classes)
+
+
+DEFAULT_SERDES = DefaultSerDes()
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else _class_name(cls)
+
+
+def _op(ctx: Optional[SerDesContext]) -> str:
+    return repr(ctx.operation_id) if ctx is not None else "<unknown>"
+
+
+def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) -> str:
+    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation."""
+    try:
+        text = (serdes or DEFAULT_SERDES).serialize(value, ctx)
+    except Exception as exc:
+        raise SerDesError(
+            f"could not serialize the {_type_name(value)} value of operation {_op(ctx)}: {exc} -- {_HINT}"
+        ) from exc
+    if not isinstance(text, str):
+        raise SerDesError(
+            f"the serdes of operation {_op(ctx)} returned {type(text).__name__} for a "
+            f"{_type_name(value)} value; SerDes.serialize must return str"
+        )
+    return text
+
+
+def deserialize_value(serdes: Optional[SerDes], text: Optional[str], ctx: SerDesContext) -> Any:
+    """The value stored as ``text`` (None stays None); failures become SerDesError."""
+    if text is None:
+        return None
+    try:
+        return (serdes or DEFAULT_SERDES).deserialize(text, ctx)
+    except Exception as exc:
+        raise SerDesError(
+            f"could not deserialize the checkpointed value of operation {_op(ctx)} "
+            f"({len(text)} chars): {exc} -- {_HINT}"
+        ) from exc
+
+
+def decode_plain_json(text: Optional[str | bytes], what: str) -> Any:
+    """Decode a payload from outside the function (event, callback or invoke result).
+
+    Plain ``json.loads`` only, never jsonpickle: ``{"py/reduce": ...}`` stays a dict.
+    """
+    if text is None or len(text) == 0:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise SerDesError(f"{what} is not valid JSON: {exc}") from exc
