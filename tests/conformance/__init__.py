@@ -1,0 +1,1 @@
+"""Conformance tests: the shared requirement YAMLs run against durable_sync + the local engine."""
