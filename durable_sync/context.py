@@ -32,6 +32,9 @@ class Runtime:
         self.serdes = serdes
         self.local = threading.local()
         self.suspended = False  # a SuspendExecution was raised in this invocation
+        # Testing hook (durable_sync.testing): ``hook(request, record) -> bool`` sees every operation the code
+        # asks for (request: Id, ParentId, Position, Type, SubType, Name); True ends the invocation there.
+        self.operation_hook: Optional[Callable[[dict, Optional[dict]], bool]] = None
 
     def suspend(self, reason: str) -> "SuspendExecution":
         self.suspended = True
@@ -114,7 +117,8 @@ class DurableContext:
             raise NestedOperationError(
                 f"{what} was called inside the body of step {in_step!r}. A step is one atomic operation "
                 "and cannot run durable operations (steps, waits, child contexts, ...). Group operations "
-                "with `with ctx.child('name') as c:` or ctx.run_in_child_context(fn) instead.")
+                "in a child context with ctx.child() -- `with ctx.child('name') as c:` -- or "
+                "ctx.run_in_child_context(fn) instead.")
         if self._closed_reason is not None:
             raise NestedOperationError(self._closed_reason)
         if name is not None:
@@ -124,8 +128,13 @@ class DurableContext:
             n = self._counter
         op_id = wire.operation_id(self._id, n)
         op = rt.state.get(op_id)
+        hook = rt.operation_hook
+        cut = hook is not None and hook({"Id": op_id, "ParentId": self._id, "Position": n, "Type": op_type,
+                                          "SubType": subtype, "Name": name}, op)
         if op is None:
             rt.state.replaying = False
+            if cut:
+                raise rt.suspend(f"{what}: invocation ended by the operation hook")
             return op_id, None
         if op.get("Type") != op_type or op.get("SubType") != subtype or op.get("Name") != name:
             raise NonDeterminismError(
@@ -135,6 +144,8 @@ class DurableContext:
                 f"{op.get('Type')}/{op.get('SubType')} named {op.get('Name')!r}. Durable code must call the "
                 "same operations in the same order on every invocation; keep the old code path for running "
                 "executions or start a new execution.")
+        if cut:
+            raise rt.suspend(f"{what}: invocation ended by the operation hook")
         if op.get("Status") not in wire.TERMINAL and op_type != wire.CONTEXT:
             rt.state.replaying = False
         return op_id, op
@@ -213,6 +224,12 @@ class DurableContext:
         local.step = name or op_id
         try:
             result = fn(step_ctx)
+        except NestedOperationError as exc:
+            # A programming error, not a transient failure: never retried, raised as itself.
+            local.step = None
+            self._checkpoint(op_id, wire.STEP, wire.SubType.STEP, name, wire.FAIL, wait=True,
+                             Error=error_object(exc))
+            raise
         except Exception as exc:  # noqa: BLE001 - the retry strategy decides
             local.step = None
             return self._step_failed(op_id, name, cfg, exc, attempt)
@@ -289,8 +306,8 @@ class DurableContext:
         child = DurableContext(rt, op_id, name)
         try:
             result = fn(child)
-        except SuspendExecution:
-            raise
+        except (SuspendExecution, NonDeterminismError):
+            raise  # changed code is not the context's outcome: never recorded, never wrapped
         except Exception as exc:  # noqa: BLE001 - recorded as the context's failure
             err = error_object(exc)
             if not completed:
@@ -298,12 +315,45 @@ class DurableContext:
             raise ChildContextError.from_error_object(err) from exc
         payload = serialize_value(serdes, result, sctx)
         if not completed:
-            if len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
+            if _utf8_len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
                 self._checkpoint(op_id, wire.CONTEXT, subtype, name, wire.SUCCEED, wait=True, Payload="",
                                  ContextOptions={"ReplayChildren": True})
             else:
                 self._checkpoint(op_id, wire.CONTEXT, subtype, name, wire.SUCCEED, wait=True, Payload=payload)
         return deserialize_value(serdes, payload, sctx)
+
+    # -- map / parallel (durable_sync.batch) -------------------------------------------------
+    def parallel(self, branches: Any, name: Optional[str] = None, config: Any = None) -> Any:
+        """Run ``branches`` (callables ``fn(ctx)`` or ``ParallelBranch``) on a thread pool; returns a BatchResult."""
+        from .batch import run_parallel
+        return run_parallel(self, branches, name, config)
+
+    def map(self, items: Any, fn: Callable[..., Any], name: Optional[str] = None, config: Any = None) -> Any:
+        """Run ``fn(ctx, item, index, items)`` for every item on a thread pool; returns a BatchResult."""
+        from .batch import run_map
+        return run_map(self, items, fn, name, config)
+
+    # -- callbacks, polling, chained invoke (durable_sync.callbacks / condition / invoke) ----
+    def create_callback(self, name: Optional[str] = None, config: Any = None) -> Any:
+        """A ``Callback``: give ``.callback_id`` to the outside system; ``.result()`` waits durably."""
+        from .callbacks import create_callback
+        return create_callback(self, name, config)
+
+    def wait_for_callback(self, submitter: Callable[[str, Any], Any], name: Optional[str] = None,
+                          config: Any = None) -> Any:
+        """Create a callback, run ``submitter(callback_id, step_ctx)`` as a step, return the answer."""
+        from .callbacks import wait_for_callback
+        return wait_for_callback(self, submitter, name, config)
+
+    def wait_for_condition(self, check: Callable[[Any, Any], Any], config: Any, name: Optional[str] = None) -> Any:
+        """Poll ``check(state, check_ctx)`` until ``config.wait_strategy`` stops; returns the final state."""
+        from .condition import wait_for_condition
+        return wait_for_condition(self, check, config, name)
+
+    def invoke(self, function_name: str, payload: Any = None, name: Optional[str] = None, config: Any = None) -> Any:
+        """Chained invoke of ``function_name`` with ``payload``; returns the target's result."""
+        from .invoke import invoke
+        return invoke(self, function_name, payload, name, config)
 
 
 class ChildBlock:
@@ -344,13 +394,14 @@ class ChildBlock:
         return self._ctx
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if self._completed or (exc_type is not None and not issubclass(exc_type, Exception)):
-            return False  # replayed block, or suspension / interpreter exit: nothing to record
+        if self._completed or (exc_type is not None and (not issubclass(exc_type, Exception)
+                                                         or issubclass(exc_type, NonDeterminismError))):
+            return False  # replayed block, suspension / interpreter exit, or changed code: nothing to record
         parent, op_id = self._parent, self._op_id
         if exc is None:
             payload = serialize_value(self._cfg.serdes or parent._rt.serdes, self._ctx.result,
                                       parent._serdes_ctx(op_id))
-            if len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
+            if _utf8_len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
                 payload = ""
             parent._checkpoint(op_id, wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, self._name, wire.SUCCEED,
                                wait=True, Payload=payload, ContextOptions={"ReplayChildren": True})
@@ -386,6 +437,11 @@ def durable_with_child_context(fn: Callable[..., Any]) -> Callable[..., Callable
         call.__name__ = fn.__name__
         return call
     return bind
+
+
+def _utf8_len(text: str) -> int:
+    """Size of a payload on the wire (limits are in bytes, not characters)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _validation(message: str) -> Exception:

@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional
 from . import wire
 from .checkpoint import CheckpointClient, Flusher
 from .context import DurableContext, Runtime
-from .errors import CheckpointError, DurableError, ExecutionEnvelopeError, SerDesError, SuspendExecution, error_object
+from .errors import (CheckpointError, DurableError, ExecutionEnvelopeError, SerDesError, SuspendExecution,
+                     ValidationError, error_object)
 from .serdes import decode_plain_json
 from .state import ExecutionState
 
@@ -56,15 +57,21 @@ def _parse_envelope(event: Any) -> tuple[str, str, list[dict[str, Any]], Optiona
     initial = event.get("InitialExecutionState") or {}
     if not isinstance(initial, dict):
         raise ExecutionEnvelopeError("InitialExecutionState must be an object")
-    ops = initial.get("Operations") or []
+    ops = _checked_operations(initial.get("Operations"), "InitialExecutionState.Operations")
+    return arn, token, ops, initial.get("NextMarker")
+
+
+def _checked_operations(ops: Any, where: str) -> list[dict[str, Any]]:
+    """Operations from the envelope or a GetDurableExecutionState page, refusing shapes we do not know."""
+    ops = ops or []
     if not isinstance(ops, list) or not all(isinstance(o, dict) and isinstance(o.get("Id"), str) for o in ops):
-        raise ExecutionEnvelopeError("InitialExecutionState.Operations must be a list of operations with an Id")
+        raise ExecutionEnvelopeError(f"{where} must be a list of operations with an Id")
     for op in ops:
         if op.get("Type") not in wire.TYPES or op.get("Status") not in wire.STATUSES:
             raise ExecutionEnvelopeError(
                 f"operation {op.get('Id')} in the execution state has unknown Type {op.get('Type')!r} or Status "
                 f"{op.get('Status')!r}; upgrade durable_sync to a version that knows them")
-    return arn, token, ops, initial.get("NextMarker")
+    return ops
 
 
 def _load_operations(client: CheckpointClient, arn: str, token: str, ops: list, marker: Optional[str]) -> list:
@@ -74,7 +81,7 @@ def _load_operations(client: CheckpointClient, arn: str, token: str, ops: list, 
             raise ExecutionEnvelopeError(f"GetDurableExecutionState returned the marker {marker!r} twice")
         seen.add(marker)
         page = client.get_state(arn, token, marker)
-        ops = ops + list(page.get("Operations") or [])
+        ops = ops + _checked_operations(page.get("Operations"), "GetDurableExecutionState Operations")
         marker = page.get("NextMarker")
     return ops
 
@@ -100,6 +107,7 @@ def run_invocation(fn: Callable[[Any, DurableContext], Any], event: Any, lambda_
     state = ExecutionState(arn, ops)
     flusher = Flusher(client, arn, token, state)
     runtime = Runtime(arn, state, flusher, serdes)
+    runtime.operation_hook = getattr(lambda_context, "durable_operation_hook", None)
     try:
         try:
             user_event = _user_input(state)
@@ -138,7 +146,10 @@ def _succeeded(result: Any, runtime: Runtime) -> dict[str, Any]:
     if nbytes > wire.MAX_EXECUTION_RESULT_BYTES:
         exec_op = runtime.state.execution_op
         op_id = exec_op["Id"] if exec_op else runtime.arn.rsplit("/", 1)[-1]
-        runtime.flusher.enqueue({"Id": op_id, "Type": wire.EXECUTION, "Action": wire.SUCCEED, "Payload": text},
-                                wait=True)
+        try:
+            runtime.flusher.enqueue({"Id": op_id, "Type": wire.EXECUTION, "Action": wire.SUCCEED, "Payload": text},
+                                    wait=True)
+        except ValidationError as exc:  # over the service's payload limit: fail the execution, do not crash
+            return _failed(exc)
         return {"Status": "SUCCEEDED", "Result": ""}
     return {"Status": "SUCCEEDED", "Result": text}

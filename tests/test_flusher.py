@@ -1,0 +1,370 @@
+"""Tests of the per-invocation checkpoint flusher (durable_sync.checkpoint.Flusher) with a fake client.
+
+No test measures time: awaited updates must be persisted before ``enqueue``
+returns, async ones are observed through events with bounded waits, and batching
+is made deterministic by holding the client inside a call with a gate.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import durable_sync as ds
+from durable_sync import wire
+from durable_sync.checkpoint import Flusher
+from durable_sync.state import ExecutionState
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST/durable-execution/n/exec-1"
+TIMEOUT = 10  # seconds; a bound for waits that should end at once
+
+
+class GateClient:
+    """Records calls; ``hold_first`` keeps the first call inside ``checkpoint`` until ``release()``."""
+
+    def __init__(self, hold_first=False, fail=None, ops_in_response=None):
+        self.calls: list[dict] = []
+        self.lock = threading.Lock()
+        self.in_call = threading.Event()
+        self.gate = threading.Event()
+        self.sent = threading.Event()
+        self.hold_first = hold_first
+        self.fail = fail
+        self.ops_in_response = ops_in_response or []
+        if not hold_first:
+            self.gate.set()
+
+    def release(self):
+        self.gate.set()
+
+    def checkpoint(self, arn, token, updates, client_token):
+        with self.lock:
+            first = not self.calls and not self.in_call.is_set()
+        if first:
+            self.in_call.set()
+            assert self.gate.wait(TIMEOUT), "the test never released the gate"
+        if self.fail is not None:
+            raise self.fail
+        with self.lock:
+            self.calls.append({"thread": threading.current_thread().name, "token": token,
+                               "ids": [u["Id"] for u in updates], "updates": list(updates),
+                               "client_token": client_token})
+            n = len(self.calls)
+        self.sent.set()
+        return {"CheckpointToken": f"tok-{n}", "NewExecutionState": {"Operations": self.ops_in_response}}
+
+    def get_state(self, arn, token, marker):  # pragma: no cover
+        raise AssertionError("not used")
+
+    @property
+    def sizes(self):
+        return [len(c["ids"]) for c in self.calls]
+
+    @property
+    def ids(self):
+        return [i for c in self.calls for i in c["ids"]]
+
+
+def upd(i, payload=None, action="START"):
+    u = {"Id": f"op-{i}", "Type": "STEP", "SubType": "Step", "Action": action}
+    if payload is not None:
+        u["Payload"] = payload
+    return u
+
+
+def make(client):
+    return Flusher(client, ARN, "tok-0", ExecutionState(ARN, []))
+
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+def start_thread(target, *args):
+    t = threading.Thread(target=target, args=args, daemon=True)
+    t.start()
+    return t
+
+
+def hold_with_awaited_update(client, flusher, op=0):
+    """Put a leader inside the client's first call; returns its thread."""
+    t = start_thread(flusher.enqueue, upd(op), True)
+    assert client.in_call.wait(TIMEOUT)
+    return t
+
+
+# ============================================================================= awaited / async
+
+
+def test_awaited_update_is_persisted_before_enqueue_returns():
+    baseline = threading.active_count()
+    client = GateClient()
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=True)
+    # no idle timer, no hand-off: the batch was sent by the caller itself, before enqueue returned
+    assert client.ids == ["op-1"]
+    assert client.calls[0]["thread"] == threading.current_thread().name
+    assert client.calls[0]["token"] == "tok-0"
+    assert flusher.token == "tok-1"  # rotated to the response's token
+    assert threading.active_count() == baseline  # no background thread was needed
+    flusher.enqueue(upd(2), wait=True)
+    assert client.ids == ["op-1", "op-2"]
+    assert client.calls[1]["token"] == "tok-1"
+    assert client.calls[0]["client_token"] != client.calls[1]["client_token"]
+    flusher.close()
+
+
+def test_async_update_is_sent_by_the_background_thread_without_a_waiter():
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=False)  # returns although the client is held
+    assert client.in_call.wait(TIMEOUT), "nobody sent the async update"
+    assert client.calls == []
+    client.release()
+    assert client.sent.wait(TIMEOUT)
+    assert client.ids == ["op-1"]
+    assert client.calls[0]["thread"] == "durable-flusher"
+    assert client.calls[0]["thread"] != threading.current_thread().name
+    flusher.close()
+
+
+def test_async_updates_after_an_idle_period_are_still_sent():
+    client = GateClient()
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=False)
+    wait_until(lambda: client.ids == ["op-1"], "the first async update")
+    client.sent.clear()
+    flusher.enqueue(upd(2), wait=False)  # the background thread is idle now and must wake up
+    assert client.sent.wait(TIMEOUT)
+    wait_until(lambda: client.ids == ["op-1", "op-2"], "the second async update")
+    flusher.close()
+
+
+def test_order_is_preserved_across_async_and_awaited_updates():
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    leader = hold_with_awaited_update(client, flusher, 0)
+    for i in range(1, 6):
+        flusher.enqueue(upd(i), wait=False)
+    waiter = start_thread(flusher.enqueue, upd(6), True)
+    wait_until(lambda: flusher._enqueued == 7, "the awaited update to be queued")
+    client.release()
+    leader.join(TIMEOUT)
+    waiter.join(TIMEOUT)
+    flusher.enqueue(upd(7), wait=False)
+    flusher.enqueue(upd(8), wait=True)
+    assert client.ids == [f"op-{i}" for i in range(9)]
+    assert client.sizes[:2] == [1, 6]  # everything queued behind the held call went in one batch
+    flusher.close()
+
+
+def test_drain_persists_queued_async_updates():
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    for i in range(5):
+        flusher.enqueue(upd(i), wait=False)
+    assert client.in_call.wait(TIMEOUT)
+    client.release()
+    flusher.drain()
+    assert client.ids == [f"op-{i}" for i in range(5)]
+    assert flusher.updates_sent == 5
+    flusher.close()
+
+
+# ============================================================================= group commit
+
+
+def test_concurrent_awaited_callers_coalesce():
+    n = 24
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    persisted_on_return = {}
+
+    def caller(i):
+        flusher.enqueue(upd(i), wait=True)
+        with client.lock:
+            persisted_on_return[i] = f"op-{i}" in [x for c in client.calls for x in c["ids"]]
+
+    leader = start_thread(caller, 0)
+    assert client.in_call.wait(TIMEOUT)
+    threads = [start_thread(caller, i) for i in range(1, n)]
+    wait_until(lambda: flusher._enqueued == n, "all callers to queue their update")
+    client.release()
+    for t in [leader, *threads]:
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    assert sorted(client.ids) == sorted(f"op-{i}" for i in range(n))
+    assert len(client.ids) == n  # each sent exactly once
+    assert len(client.calls) < n  # coalesced
+    assert client.sizes == [1, n - 1]  # one call while held, then one group commit for all the others
+    assert persisted_on_return == {i: True for i in range(n)}
+    flusher.close()
+
+
+def test_batch_limit_of_250_updates():
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    leader = hold_with_awaited_update(client, flusher, "held")
+    for i in range(600):
+        flusher.enqueue(upd(i), wait=False)
+    client.release()
+    leader.join(TIMEOUT)
+    flusher.drain()
+    assert client.sizes == [1, 250, 250, 100]
+    assert client.ids == ["op-held"] + [f"op-{i}" for i in range(600)]
+    assert max(client.sizes) <= wire.MAX_BATCH_UPDATES
+    flusher.close()
+
+
+def test_batch_byte_limit():
+    payload = "p" * 100_000
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    leader = hold_with_awaited_update(client, flusher, "held")
+    for i in range(10):
+        flusher.enqueue(upd(i, payload, action="SUCCEED"), wait=False)
+    client.release()
+    leader.join(TIMEOUT)
+    flusher.drain()
+    for call in client.calls:
+        assert sum(len(u.get("Payload") or "") for u in call["updates"]) <= wire.MAX_BATCH_BYTES
+    assert client.sizes == [1, 7, 3]
+    assert client.ids == ["op-held"] + [f"op-{i}" for i in range(10)]
+    flusher.close()
+
+
+def test_update_bigger_than_the_batch_byte_limit_goes_alone():
+    big = "B" * (wire.MAX_BATCH_BYTES + 1000)
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    leader = hold_with_awaited_update(client, flusher, "held")
+    flusher.enqueue(upd("small-1"), wait=False)
+    flusher.enqueue(upd("big", big, action="SUCCEED"), wait=False)
+    flusher.enqueue(upd("small-2"), wait=False)
+    client.release()
+    leader.join(TIMEOUT)
+    flusher.drain()  # returns: nothing stranded
+    assert [c["ids"] for c in client.calls] == [["op-held"], ["op-small-1"], ["op-big"], ["op-small-2"]]
+    flusher.close()
+
+
+def test_awaited_oversized_update_is_not_stranded():
+    client = GateClient()
+    flusher = make(client)
+    big = "B" * (wire.MAX_BATCH_BYTES * 2)
+    flusher.enqueue(upd(1, big, action="SUCCEED"), wait=True)
+    flusher.enqueue(upd(2), wait=True)
+    assert [c["ids"] for c in client.calls] == [["op-1"], ["op-2"]]
+    flusher.close()
+
+
+def test_update_over_the_payload_limit_fails_before_sending():
+    client = GateClient()
+    flusher = make(client)
+    with pytest.raises(ds.ValidationError, match="exceeds"):
+        flusher.enqueue(upd(1, "x" * (wire.MAX_PAYLOAD_BYTES + 1), action="SUCCEED"), wait=True)
+    with pytest.raises(ds.ValidationError):
+        flusher.enqueue({"Id": "bad id!", "Type": "STEP", "Action": "START"}, wait=True)
+    flusher.drain()
+    assert client.calls == []
+    flusher.close()
+
+
+# ============================================================================= errors
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("connection reset"),
+                                     ds.CheckpointError("Invalid checkpoint token", retryable=True)],
+                         ids=["generic", "checkpoint-error"])
+def test_client_error_is_raised_to_every_waiter(failure):
+    n = 8
+    client = GateClient(hold_first=True, fail=failure)
+    flusher = make(client)
+    errors: dict[int, BaseException] = {}
+
+    def caller(i):
+        try:
+            flusher.enqueue(upd(i), wait=True)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertions
+            errors[i] = exc
+
+    leader = start_thread(caller, 0)
+    assert client.in_call.wait(TIMEOUT)
+    threads = [start_thread(caller, i) for i in range(1, n)]
+    wait_until(lambda: flusher._enqueued == n, "all callers to queue their update")
+    client.release()
+    for t in [leader, *threads]:
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    assert sorted(errors) == list(range(n))
+    assert all(isinstance(e, ds.CheckpointError) for e in errors.values())
+    if isinstance(failure, ds.CheckpointError):
+        assert all(e is failure for e in errors.values())
+        assert all(e.retryable for e in errors.values())
+    else:
+        assert all("connection reset" in str(e) and not e.retryable for e in errors.values())
+    assert isinstance(flusher.error, ds.CheckpointError)
+    # later callers fail at once, async ones included
+    with pytest.raises(ds.CheckpointError):
+        flusher.enqueue(upd("late"), wait=True)
+    with pytest.raises(ds.CheckpointError):
+        flusher.enqueue(upd("late-async"), wait=False)
+    flusher.close()
+
+
+def test_async_failure_is_reported_to_the_next_awaited_caller():
+    client = GateClient(fail=ds.CheckpointError("denied", retryable=False))
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=False)
+    wait_until(lambda: flusher.error is not None, "the background failure")
+    with pytest.raises(ds.CheckpointError, match="denied"):
+        flusher.enqueue(upd(2), wait=True)
+    flusher.close()
+
+
+# ============================================================================= lifecycle
+
+
+def test_close_joins_the_background_thread():
+    baseline = threading.active_count()
+    client = GateClient(hold_first=True)
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=False)
+    assert client.in_call.wait(TIMEOUT)
+    assert threading.active_count() >= baseline + 1
+    assert any(t.name == "durable-flusher" for t in threading.enumerate())
+    client.release()
+    flusher.enqueue(upd(2), wait=False)
+    flusher.close()
+    assert client.ids == ["op-1", "op-2"]  # close drains first
+    assert threading.active_count() == baseline
+    assert not any(t.name == "durable-flusher" for t in threading.enumerate())
+    with pytest.raises(ds.CheckpointError, match="after the invocation ended"):
+        flusher.enqueue(upd(3), wait=False)
+
+
+def test_close_after_a_failure_still_joins():
+    baseline = threading.active_count()
+    client = GateClient(fail=RuntimeError("down"))
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=False)
+    flusher.enqueue(upd(2), wait=False)
+    flusher.close()  # does not raise, does not hang
+    assert threading.active_count() == baseline
+    assert isinstance(flusher.error, ds.CheckpointError)
+
+
+def test_response_operations_are_merged_into_the_state():
+    op = {"Id": "cb-1", "Type": "CALLBACK", "SubType": "Callback", "Status": "STARTED",
+          "CallbackDetails": {"CallbackId": "abc"}}
+    client = GateClient(ops_in_response=[op])
+    state = ExecutionState(ARN, [])
+    flusher = Flusher(client, ARN, "tok-0", state)
+    flusher.enqueue(upd(1), wait=True)
+    assert state.get("cb-1") == op
+    flusher.close()
