@@ -8,6 +8,8 @@ from .config import (CallbackConfig, ChildConfig, CompletionConfig, Duration, In
                      NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
                      WaitForConditionConfig, WaitForConditionDecision)
 from .context import DurableContext, StepContext, durable_step, durable_with_child_context
+from .batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
+from .callbacks import Callback
 from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
                      ChildContextError, DurableError, DurableOperationError, InvokeError, NestedOperationError,
                      NonDeterminismError, SerDesError, StepError, StepInterruptedError, SuspendExecution,
@@ -29,5 +31,6 @@ __all__ = [
     "DurableError", "ValidationError", "SerDesError", "NonDeterminismError", "NestedOperationError",
     "CheckpointError", "DurableOperationError", "StepError", "StepInterruptedError", "ChildContextError",
     "CallbackError", "CallbackTimeoutError", "CallbackSubmitterError", "InvokeError", "WaitForConditionError",
-    "SuspendExecution",
+    "SuspendExecution", "Callback",
+    "BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason",
 ]

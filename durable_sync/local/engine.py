@@ -23,13 +23,18 @@ from typing import Any, Callable, Optional
 from .. import wire
 from . import history as h
 from .clock import RealClock, VirtualClock
-from .service import (CONFLICT, INVALID, NOT_FOUND, Execution, ServiceError, Timer, apply_batch, public_op,
-                      visible_operations)
+from .service import (CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, Execution, ServiceError, Timer, apply_batch,
+                      public_op, visible_operations)
+from .isolation import handler_reference, load_handler_ref, run_in_child
 from .store import open_store
 
 MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600
 _RUNNING, _TERMINAL_EXEC = "RUNNING", frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+_ERROR_OBJECT_KEYS = ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace")
+# How a chained invoke ends when its target execution ends: operation status, history event.
+_INVOKE_END = {"FAILED": (wire.FAILED, "ChainedInvokeFailed"), "TIMED_OUT": (wire.TIMED_OUT, "ChainedInvokeTimedOut"),
+               "STOPPED": (wire.STOPPED, "ChainedInvokeStopped")}
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,8 @@ class LocalEngine:
     """The embedded durable execution engine (see SPEC §4)."""
 
     def __init__(self, db: str = "durable.db", skip_time: bool = False, functions: Optional[dict] = None,
-                 isolation: Optional[str] = None, clock: Any = None):
+                 isolation: Optional[str] = None, clock: Any = None,
+                 listeners: Optional[list[Callable[[str, dict], None]]] = None):
         if isolation not in (None, "process"):
             raise ValueError(f"isolation must be None or 'process', got {isolation!r}")
         self.skip_time = skip_time
@@ -91,15 +97,25 @@ class LocalEngine:
         self._executions: dict[str, Execution] = {}
         self._by_name: dict[tuple[str, str], str] = {}
         self._callbacks: dict[str, tuple[str, str]] = {}
+        # (function name, execution name) of a chained invoke's durable target -> (caller ARN, op id)
+        self._invoke_links: dict[tuple[str, str], tuple[str, str]] = {}
+        self._tls = threading.local()  # per-thread: a _drain loop is running
         self._functions: dict[str, Callable] = dict(functions or {})
+        self._missing: dict[str, str] = {}  # ARN -> why its handler is unknown (adopted executions only)
         self._timers: list[Timer] = []
         self._timer_seq = itertools.count()
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
+        # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their
+        # lambda_context (None there: the SDK's boto3 default client); None here: the in-process client.
+        self.client_factory: Optional[Callable[[], Any]] = None
         self._closed = False
-        self._listeners: list[Callable[[str, dict], None]] = []
+        self._listeners: list[Callable[[str, dict], None]] = list(listeners or [])
         self._store = open_store(db)
-        for ex in self._store.load_executions():
+        loaded = self._store.load_executions()
+        if skip_time and clock is None and loaded:  # virtual time never runs backwards over stored history
+            self.clock.advance_to(max((ex.events[-1]["EventTimestamp"] for ex in loaded if ex.events), default=0))
+        for ex in loaded:
             self._adopt(ex)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._scheduler: Optional[threading.Thread] = None
@@ -109,6 +125,9 @@ class LocalEngine:
             self._scheduler.start()
         else:
             self._drain()
+        attach = getattr(self._store, "attach", None)  # SQLite: callback answers posted by other processes
+        if attach is not None:
+            attach(self)
 
     # -- public API ---------------------------------------------------------------
     def add_listener(self, listener: Callable[[str, dict], None]) -> None:
@@ -125,11 +144,29 @@ class LocalEngine:
         """Make ``handler`` invokable by name (chained invoke, CLI, HTTP)."""
         with self._lock:
             self._functions[name] = handler
+            waiting = [self._executions[arn] for arn in self._missing if self._executions[arn].function_name == name]
+            for ex in waiting:
+                del self._missing[ex.arn]
+        for ex in waiting:
+            self._mark_ready(ex)
+        if waiting:
+            self._after_change()
+
+    def missing_handlers(self) -> dict[str, str]:
+        """ARN -> why an unfinished execution loaded from the database cannot be invoked (no handler)."""
+        with self._lock:
+            return {arn: why for arn, why in self._missing.items()
+                    if self._executions[arn].status == _RUNNING and self._executions[arn].function_name
+                    not in self._functions}
 
     def start(self, handler: Callable, input: Any = None, name: Optional[str] = None,
-              execution_timeout: Optional[int] = None) -> str:
-        """Start an execution of ``handler`` with ``input`` (JSON value); returns its ARN."""
-        fn_name = getattr(handler, "__durable_function_name__", None) or _function_name(handler)
+              execution_timeout: Optional[int] = None, *, function_name: Optional[str] = None) -> str:
+        """Start an execution of ``handler`` with ``input`` (JSON value); returns its ARN.
+
+        ``function_name`` names the function in the ARN (default: the handler's name); chained
+        invoke passes the name the target was registered under.
+        """
+        fn_name = function_name or getattr(handler, "__durable_function_name__", None) or _function_name(handler)
         if name is not None:
             wire.validate_name(name)
         try:
@@ -158,7 +195,7 @@ class LocalEngine:
                 now = self.clock.now_ms()
                 ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
                                timeout_s=timeout, input_payload=payload)
-                ex.handler_ref = getattr(handler, "__durable_ref__", None)
+                ex.handler_ref = handler_reference(handler)  # lets a restarted engine import it
                 ex.on_event = self._emit
                 ex.ops[exec_id] = {"Id": exec_id, "Type": wire.EXECUTION, "Status": wire.STARTED,
                                    "StartTimestamp": now, "ExecutionDetails": {"InputPayload": payload}}
@@ -257,27 +294,51 @@ class LocalEngine:
 
     # -- callbacks ------------------------------------------------------------------
     def send_callback_success(self, callback_id: str, result: Any = None) -> None:
-        if isinstance(result, bytes):
-            result = result.decode("utf-8")
+        """SendDurableExecutionCallbackSuccess: ``result`` is the raw payload (str, bytes or None).
+
+        The SDK decodes it as plain JSON (never unpickled) unless the callback has a custom serdes.
+        """
+        if isinstance(result, (bytes, bytearray)):
+            try:
+                result = bytes(result).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ServiceError(INVALID, "a callback result must be UTF-8 text") from None
         if result is not None and not isinstance(result, str):
             raise ServiceError(INVALID, "a callback result is the raw payload: str, bytes or None")
         if result is not None and len(result.encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
-            raise ServiceError(INVALID, f"callback result exceeds {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
+            raise ServiceError(INVALID, f"callback result of {len(result.encode('utf-8'))} bytes exceeds the "
+                                        f"limit of {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
         self._complete_callback(callback_id, wire.SUCCEEDED, "CallbackSucceeded", result=result)
 
     def send_callback_failure(self, callback_id: str, error: Optional[dict] = None) -> None:
+        """SendDurableExecutionCallbackFailure with a wire ErrorObject (ErrorType, ErrorMessage, ...)."""
         if error is not None and not isinstance(error, dict):
             raise ServiceError(INVALID, "a callback error is an ErrorObject dict (ErrorType, ErrorMessage, ...)")
-        self._complete_callback(callback_id, wire.FAILED, "CallbackFailed", error=error or {})
+        error = {k: v for k, v in (error or {}).items() if k in _ERROR_OBJECT_KEYS and v is not None}
+        for key in ("ErrorType", "ErrorMessage", "ErrorData"):
+            if key in error and not isinstance(error[key], str):
+                raise ServiceError(INVALID, f"callback error {key} must be a string")
+        if "StackTrace" in error and not (isinstance(error["StackTrace"], list)
+                                          and all(isinstance(x, str) for x in error["StackTrace"])):
+            raise ServiceError(INVALID, "callback error StackTrace must be a list of strings")
+        if len(json.dumps(error).encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
+            raise ServiceError(INVALID, f"callback error exceeds {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
+        self._complete_callback(callback_id, wire.FAILED, "CallbackFailed", error=error)
 
     def send_callback_heartbeat(self, callback_id: str) -> None:
+        """SendDurableExecutionCallbackHeartbeat: restarts the callback's heartbeat timeout, if it has one."""
         ex, op = self._callback_op(callback_id)
         with ex.lock:
             op = ex.ops[op["Id"]]
+            if op["Status"] != wire.STARTED or ex.status != _RUNNING:
+                raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {op['Status']}; "
+                                                     "it takes no more heartbeats")
             timeout = op.get("_heartbeat_s")
             if timeout:
                 due = self.clock.now_ms() + timeout * 1000
-                ex.ops[op["Id"]] = {**op, "_heartbeat_due": due}
+                new = {**op, "_heartbeat_due": due}
+                ex.ops[op["Id"]] = new
+                self._store.save_checkpoint(ex, {op["Id"]: new}, [])
                 self._push_timer(due, "callback_heartbeat", ex.arn, op["Id"])
 
     # -- the service API the SDK calls --------------------------------------------------
@@ -366,7 +427,8 @@ class LocalEngine:
             self._push_timer(ex.start_ms + ex.timeout_s * 1000, "execution_timeout", ex.arn)
             for op in ex.ops.values():
                 self._rearm(ex, op)
-            self._mark_ready(ex)
+            if _needs_invocation(ex):
+                self._mark_ready(ex)
 
     def _rearm(self, ex: Execution, op: dict) -> None:
         status, kind = op["Status"], op["Type"]
@@ -420,6 +482,15 @@ class LocalEngine:
         ex = self._executions.get(timer.arn)
         if ex is None:
             return
+        if timer.kind == "invoke":  # runs user code / starts an execution: never under ex.lock
+            if self._pool is not None:
+                try:
+                    self._pool.submit(self._launch_invoke, ex, timer.op_id)
+                except RuntimeError:
+                    pass  # the engine is closing; a restart re-arms the invoke
+            else:
+                self._launch_invoke(ex, timer.op_id)
+            return
         with ex.lock:
             if ex.status != _RUNNING:
                 return
@@ -456,20 +527,118 @@ class LocalEngine:
                    "CallbackDetails": {**op.get("CallbackDetails", {}), "Error": error}}
             ex.add_event(h.op_event("CallbackTimedOut", new, now, {"Error": h.error(error)}))
             return new
-        if kind == "invoke" and status == wire.STARTED:
-            return self._chained_invoke(ex, op, now)
         return None
 
-    def _chained_invoke(self, ex: Execution, op: dict, now: int) -> Optional[dict]:
-        """Chained invoke of a registered function (issue 5 completes this)."""
-        spec = op.get("_invoke") or {}
-        error = {"ErrorType": "ResourceNotFoundException",
-                 "ErrorMessage": f"function {spec.get('FunctionName')!r} is not registered with the local engine; "
-                                 "pass functions={name: handler} or call register_function()"}
-        new = {**op, "Status": wire.FAILED, "EndTimestamp": now,
-               "ChainedInvokeDetails": {"Error": error}}
-        ex.add_event(h.op_event("ChainedInvokeFailed", new, now, {"Error": h.error(error)}))
-        return new
+    # -- chained invoke ------------------------------------------------------------------------
+    def _resolve_function(self, function_name: str) -> tuple[str, Optional[Callable]]:
+        """The registered name and handler for a FunctionName (a name, name:qualifier or function ARN)."""
+        with self._lock:
+            if function_name in self._functions:
+                return function_name, self._functions[function_name]
+            parts = function_name.split(":")
+            name = parts[parts.index("function") + 1] if "function" in parts[:-1] else parts[0]
+            return name, self._functions.get(name)
+
+    def _launch_invoke(self, ex: Execution, op_id: str) -> None:
+        """Start a chained invoke's target (called without locks, once the START is recorded).
+
+        A durable target (``@durable_handler``) runs as its own execution, named after the caller's
+        execution and operation so that a restarted engine attaches to it instead of starting it
+        twice; it completes the operation when it ends. A plain ``(event, context) -> value``
+        function runs directly. An unknown function fails the operation at once.
+        """
+        with ex.lock:
+            op = ex.ops.get(op_id)
+            if ex.status != _RUNNING or op is None or op["Type"] != wire.CHAINED_INVOKE or op["Status"] != wire.STARTED:
+                return
+            spec = dict(op.get("_invoke") or {})
+        function_name = spec.get("FunctionName") or ""
+        name, target = self._resolve_function(function_name)
+        if target is None:
+            with self._lock:
+                known = ", ".join(sorted(self._functions)) or "none"
+            self._settle_invoke(ex.arn, op_id, "FAILED", error={
+                "ErrorType": "ResourceNotFoundException",
+                "ErrorMessage": f"Function not found: {function_name!r} is not registered with the local engine "
+                                f"(registered: {known}); pass LocalEngine(functions={{name: handler}}) or call "
+                                "engine.register_function(name, handler)"})
+            self._after_change()
+            return
+        from ..serdes import decode_plain_json
+        from ..errors import SerDesError
+        try:
+            event = decode_plain_json(spec.get("Payload"), f"the payload of the chained invoke of {function_name!r}")
+        except SerDesError as exc:
+            self._settle_invoke(ex.arn, op_id, "FAILED", error={"ErrorType": "InvalidRequestContentException",
+                                                               "ErrorMessage": str(exc)})
+            self._after_change()
+            return
+        if getattr(target, "__durable_function__", None) is not None:
+            self._start_durable_target(ex, op_id, name, target, event)
+        else:
+            self._run_plain_target(ex, op_id, name, target, event)
+        self._after_change()
+
+    def _start_durable_target(self, ex: Execution, op_id: str, name: str, target: Callable, event: Any) -> None:
+        child_name = f"invoke-{ex.exec_op_id}-{op_id}"
+        key = (name, child_name)
+        with self._lock:
+            self._invoke_links[key] = (ex.arn, op_id)  # before start(): the target may end inside it
+        try:
+            child_arn = self.start(target, input=event, name=child_name, function_name=name)
+        except ServiceError as exc:
+            with self._lock:
+                self._invoke_links.pop(key, None)
+            self._settle_invoke(ex.arn, op_id, "FAILED", error={"ErrorType": exc.code, "ErrorMessage": exc.message})
+            return
+        child = self._executions.get(child_arn)
+        if child is not None and child.status != _RUNNING:  # it ended already (e.g. before a restart)
+            with self._lock:
+                self._invoke_links.pop(key, None)
+            with child.lock:
+                status, result, error = child.status, child.result, child.error
+            self._settle_invoke(ex.arn, op_id, status, result, error)
+
+    def _run_plain_target(self, ex: Execution, op_id: str, name: str, target: Callable, event: Any) -> None:
+        lambda_ctx = LocalLambdaContext(None, name, self.clock.now_ms() + 15 * 60 * 1000, self.clock)
+        try:
+            value = target(event, lambda_ctx)
+        except Exception as exc:  # noqa: BLE001 - the target's failure, as Lambda reports it
+            self._settle_invoke(ex.arn, op_id, "FAILED", error={"ErrorType": type(exc).__name__,
+                                                               "ErrorMessage": str(exc)})
+            return
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            self._settle_invoke(ex.arn, op_id, "FAILED", error={
+                "ErrorType": "Runtime.InvalidOutput",
+                "ErrorMessage": f"function {name!r} returned a {type(value).__name__}, which is not JSON: {exc}"})
+            return
+        self._settle_invoke(ex.arn, op_id, "SUCCEEDED", result=text)
+
+    def _settle_invoke(self, arn: str, op_id: str, status: str, result: Optional[str] = None,
+                       error: Optional[dict] = None) -> None:
+        """Complete a chained invoke with its target's outcome (idempotent: only a STARTED one)."""
+        ex = self._executions.get(arn)
+        if ex is None:
+            return
+        with ex.lock:
+            op = ex.ops.get(op_id)
+            if ex.status != _RUNNING or op is None or op["Type"] != wire.CHAINED_INVOKE or op["Status"] != wire.STARTED:
+                return
+            now = self.clock.now_ms()
+            if status == "SUCCEEDED":
+                text = "null" if result is None else result
+                new = {**op, "Status": wire.SUCCEEDED, "EndTimestamp": now, "ChainedInvokeDetails": {"Result": text}}
+                event = h.op_event("ChainedInvokeSucceeded", new, now, {"Result": h.result(text)})
+            else:
+                op_status, event_type = _INVOKE_END.get(status, (wire.FAILED, "ChainedInvokeFailed"))
+                err = error or {"ErrorType": f"Execution.{status.title()}",
+                                "ErrorMessage": f"the invoked execution ended {status}"}
+                new = {**op, "Status": op_status, "EndTimestamp": now, "ChainedInvokeDetails": {"Error": err}}
+                event = h.op_event(event_type, new, now, {"Error": h.error(err)})
+            ex.add_event(event)
+            self._service_update(ex, new)
 
     def _service_update(self, ex: Execution, new_op: dict) -> None:
         """Called with ex.lock: record a service-side change and ask for a re-invocation."""
@@ -479,13 +648,16 @@ class LocalEngine:
         self._mark_ready(ex)
 
     def _callback_op(self, callback_id: str) -> tuple[Execution, dict]:
+        """The open callback ``callback_id``; the service's errors for unknown and closed ones."""
         ref = self._callbacks.get(callback_id) if isinstance(callback_id, str) else None
-        if ref is None:
-            raise ServiceError(NOT_FOUND, f"unknown callback id {callback_id!r}", status=404)
-        ex = self._executions[ref[0]]
-        op = ex.ops[ref[1]]
+        ex = self._executions.get(ref[0]) if ref is not None else None
+        op = ex.ops.get(ref[1]) if ex is not None else None
+        if op is None:  # never issued (or issued by a checkpoint batch that was refused)
+            raise ServiceError(INVALID, f"unknown callback id {callback_id!r}: no callback of this engine has it")
         if op["Status"] != wire.STARTED or ex.status != _RUNNING:
-            raise ServiceError(INVALID, f"callback {callback_id} is already {op['Status']}; it takes no more answers")
+            state = op["Status"] if op["Status"] != wire.STARTED else f"closed (execution {ex.status})"
+            raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {state}; it takes no more "
+                                                 "answers")
         return ex, op
 
     def _complete_callback(self, callback_id: str, status: str, event_type: str, result: Any = None,
@@ -493,8 +665,8 @@ class LocalEngine:
         ex, op = self._callback_op(callback_id)
         with ex.lock:
             op = ex.ops[op["Id"]]
-            if op["Status"] != wire.STARTED:
-                raise ServiceError(INVALID, f"callback {callback_id} is already {op['Status']}")
+            if op["Status"] != wire.STARTED or ex.status != _RUNNING:
+                raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {op['Status']}")
             now = self.clock.now_ms()
             details = dict(op.get("CallbackDetails") or {})
             if status == wire.SUCCEEDED:
@@ -509,7 +681,9 @@ class LocalEngine:
         self._after_change()
 
     def _new_callback_id(self, ex: Execution, op_id: str) -> str:
-        callback_id = secrets.token_urlsafe(32)
+        # 256 random bits; hex fits the service's CallbackId pattern [A-Za-z0-9+/]+={0,2}, a URL path
+        # segment and a CLI argument (token_urlsafe may start with '-', which argparse takes for an option).
+        callback_id = secrets.token_hex(32)
         self._callbacks[callback_id] = (ex.arn, op_id)
         return callback_id
 
@@ -525,17 +699,34 @@ class LocalEngine:
             self._drain()
 
     def _drain(self) -> None:
-        """Virtual time: run every invocation that is due now, until the engine is idle."""
-        if not self.skip_time:
+        """Virtual time: run every invocation and fire every item due now, until the engine is idle.
+
+        Items due now are the starts of chained invokes (the clock does not move for them). Not
+        re-entered on one thread: a call made from inside the loop (e.g. a completion sent from a
+        step body, or a chained invoke starting its target) leaves the work to the running loop,
+        so an execution is never invoked from inside its own invocation.
+        """
+        if not self.skip_time or getattr(self._tls, "draining", False):
             return
-        while True:
-            with self._lock:
-                if not self._ready:
-                    return
-                arn = self._ready.popleft()
-            ex = self._executions.get(arn)
-            if ex is not None:
-                self._invoke(ex)
+        self._tls.draining = True
+        try:
+            while True:
+                timer = None
+                with self._lock:
+                    if self._ready:
+                        arn = self._ready.popleft()
+                    elif self._timers and self._timers[0].due_ms <= self.clock.now_ms():
+                        timer = heapq.heappop(self._timers)
+                    else:
+                        return
+                if timer is not None:
+                    self._fire(timer)
+                    continue
+                ex = self._executions.get(arn)
+                if ex is not None:
+                    self._invoke(ex)
+        finally:
+            self._tls.draining = False
 
     def _schedule_loop(self) -> None:
         """Real time: fire timers when due and hand ready executions to the pool."""
@@ -566,10 +757,12 @@ class LocalEngine:
 
     def _invoke(self, ex: Execution) -> bool:
         """One invocation of ``ex``'s handler; False if one is already in flight or nothing is needed."""
+        handler = self._functions.get(ex.function_name) or self._import_handler(ex)
         with ex.lock:
             if ex.invoking or ex.status != _RUNNING or not ex.needs_invoke:
                 return False
-            handler = self._functions.get(ex.function_name)
+            if handler is None:  # stays RUNNING, still needing an invocation: see missing_handlers()
+                return False
             ex.invoking = True
             ex.needs_invoke = False
             token = ex.new_token(new_invocation=True)
@@ -577,11 +770,11 @@ class LocalEngine:
             envelope = {"DurableExecutionArn": ex.arn, "CheckpointToken": token,
                         "InitialExecutionState": {"Operations": visible_operations(ex)}}
         start = self.clock.now_ms()
-        lambda_ctx = LocalLambdaContext(self._client, ex.function_name, start + 15 * 60 * 1000, self.clock)
+        client = self._client if self.client_factory is None else self.client_factory()
+        lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, self.clock)
         output, failure = None, None
-        if handler is None:
-            failure = {"ErrorType": "ResourceNotFoundException",
-                       "ErrorMessage": f"no handler registered for function {ex.function_name!r}"}
+        if self.isolation == "process":
+            output, failure = run_in_child(self, handler, envelope, ex.function_name)
         else:
             try:
                 output = handler(envelope, lambda_ctx)
@@ -593,6 +786,24 @@ class LocalEngine:
         with self._cond:
             self._cond.notify_all()
         return True
+
+    def _import_handler(self, ex: Execution) -> Optional[Callable]:
+        """The handler of an execution loaded from the database that nobody registered: from its handler_ref."""
+        if ex.handler_ref:
+            try:
+                handler = load_handler_ref(ex.handler_ref)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported by missing_handlers()
+                reason = f"its handler {ex.handler_ref} could not be imported ({type(exc).__name__}: {exc})"
+            else:
+                with self._lock:
+                    self._missing.pop(ex.arn, None)
+                    return self._functions.setdefault(ex.function_name, handler)
+        else:
+            reason = "no handler is registered and the execution records no importable handler reference"
+        with self._lock:
+            self._missing[ex.arn] = (f"function {ex.function_name!r}: {reason}; register it with "
+                                     f"LocalEngine(functions={{{ex.function_name!r}: handler}}) or register_function()")
+        return None
 
     def _invocation_done(self, ex: Execution, start: int, output: Any, failure: Optional[dict]) -> None:
         """Called with ex.lock: record InvocationCompleted and act on the handler's output."""
@@ -650,6 +861,10 @@ class LocalEngine:
             event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)} if error else {})
         ex.add_event(event)
         self._store.save_execution(ex, [event])
+        with self._lock:
+            link = self._invoke_links.pop((ex.function_name, ex.name), None)
+        if link is not None:  # the target of a chained invoke: complete the caller's operation
+            self._settle_invoke(link[0], link[1], status, result, error)
         with self._cond:
             self._cond.notify_all()
 
@@ -660,3 +875,32 @@ _PENDING_STATES = frozenset({(wire.WAIT, wire.STARTED), (wire.STEP, wire.PENDING
 
 def _has_pending_work(ex: Execution) -> bool:
     return any((op["Type"], op["Status"]) in _PENDING_STATES for op in ex.ops.values())
+
+
+_SERVICE_COMPLETIONS = frozenset({"WaitSucceeded", "CallbackSucceeded", "CallbackFailed", "CallbackTimedOut",
+                                  "ChainedInvokeSucceeded", "ChainedInvokeFailed", "ChainedInvokeTimedOut",
+                                  "ChainedInvokeStopped"})
+
+
+def _needs_invocation(ex: Execution) -> bool:
+    """Whether an execution loaded from the database needs an invocation now (else its timers wake it).
+
+    Yes when the last invocation did not finish (a crash), failed, or left nothing pending; when a
+    retry is due (READY); or when a completion may have arrived while the last invocation ran (it
+    did not see it). Conservative: an unneeded invocation only replays.
+    """
+    last = ex.events[-1] if ex.events else None
+    if last is None or last["EventType"] != "InvocationCompleted":
+        return True
+    details = last.get("InvocationCompletedDetails") or {}
+    if details.get("Error") or not _has_pending_work(ex):
+        return True
+    if any(op["Type"] == wire.STEP and op["Status"] == wire.READY for op in ex.ops.values()):
+        return True
+    started = details.get("StartTimestamp", 0)
+    for event in reversed(ex.events[:-1]):
+        if event["EventType"] == "InvocationCompleted" or event["EventTimestamp"] < started:
+            return False
+        if event["EventType"] in _SERVICE_COMPLETIONS:
+            return True
+    return False

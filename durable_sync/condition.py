@@ -1,0 +1,96 @@
+"""``ctx.wait_for_condition()``: poll a check durably until the wait strategy stops.
+
+One STEP operation (SubType WaitForCondition) carries the whole poll loop. Each poll
+is one invocation's work: START (again from READY, so the service records a
+StepStarted per poll), run ``check(state, check_ctx)``, ask
+``wait_strategy(new_state, attempt)``; then either RETRY with Payload=state and
+NextAttemptDelaySeconds (the service records StepSucceeded with RetryDetails, and
+re-invokes once the delay is over) and suspend, or SUCCEED with the final state.
+An error in the check or the strategy (including ``create_wait_strategy`` running
+out of attempts) is FAIL and raises WaitForConditionError; there is no retry of
+check errors.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from . import wire
+from .config import WaitForConditionConfig, WaitForConditionDecision
+from .errors import ValidationError, WaitForConditionError, error_object
+from .serdes import deserialize_value, serialize_value
+
+__all__ = ["wait_for_condition"]
+
+
+def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitForConditionConfig,
+                       name: Optional[str] = None) -> Any:
+    """Poll ``check`` until ``config.wait_strategy`` says stop; returns the final state."""
+    from .context import StepContext, callable_name  # context imports this module lazily
+
+    if not callable(check):
+        raise ValidationError(f"wait_for_condition needs a callable check(state, check_ctx), got "
+                              f"{type(check).__name__}")
+    if not isinstance(config, WaitForConditionConfig):
+        raise ValidationError(
+            "wait_for_condition needs config=WaitForConditionConfig(wait_strategy=..., initial_state=...), got "
+            f"{type(config).__name__}")
+    if not callable(config.wait_strategy):
+        raise ValidationError("WaitForConditionConfig.wait_strategy must be a callable (state, attempt) -> "
+                              "WaitForConditionDecision; see ds.create_wait_strategy()")
+    if name is None:
+        name = callable_name(check)
+    rt = ctx._rt
+    op_id, op = ctx._begin(wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, f"ctx.wait_for_condition({name!r})")
+    serdes = config.serdes or rt.serdes
+    sctx = ctx._serdes_ctx(op_id)
+    label = repr(name) if name else op_id
+    attempt, state, send_start = 1, config.initial_state, True
+    if op is not None:
+        status = op["Status"]
+        details = op.get("StepDetails") or {}
+        if status == wire.SUCCEEDED:
+            return deserialize_value(serdes, details.get("Result"), sctx)
+        if status == wire.FAILED:
+            raise WaitForConditionError.from_error_object(details.get("Error"))
+        if status == wire.PENDING:
+            raise rt.suspend(f"wait_for_condition {label} polls again later")
+        recorded = int(details.get("Attempt") or 1)
+        if status == wire.READY:
+            attempt = recorded + 1
+        elif status == wire.STARTED:
+            attempt, send_start = recorded, False  # the invocation running this poll ended: run it again
+        else:
+            raise ValidationError(f"wait_for_condition {label} has unexpected status {status!r} in the execution state")
+        if "Result" in details and details["Result"] is not None:
+            state = deserialize_value(serdes, details["Result"], sctx)  # the state the last poll returned
+    if send_start:
+        ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.START, wait=False)
+    check_ctx = StepContext(op_id, name, attempt, rt.arn)
+    local = rt.local
+    local.step = name or op_id  # durable operations inside the check are refused
+    try:
+        new_state = check(state, check_ctx)
+        decision = config.wait_strategy(new_state, attempt)
+        if not isinstance(decision, WaitForConditionDecision):
+            raise ValidationError(
+                f"the wait strategy of wait_for_condition {label} returned {type(decision).__name__}; it must "
+                "return WaitForConditionDecision.continue_waiting(delay) or .stop_polling()")
+        if decision.should_continue and not 1 <= decision.delay_seconds <= wire.MAX_DELAY_SECONDS:
+            raise ValidationError(f"wait_for_condition {label}: delay {decision.delay_seconds!r} s is outside "
+                                  "1 s .. 366 days; use WaitForConditionDecision.continue_waiting(delay)")
+        payload = serialize_value(serdes, new_state, sctx)
+    except Exception as exc:  # noqa: BLE001 - no retry of check errors: the operation fails
+        local.step = None
+        err = error_object(exc)
+        ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.FAIL, wait=True, Error=err)
+        raise WaitForConditionError.from_error_object(err) from exc
+    finally:
+        local.step = None
+    if not decision.should_continue:
+        ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.SUCCEED, wait=True,
+                        Payload=payload)
+        return deserialize_value(serdes, payload, sctx)
+    ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.RETRY, wait=True, Payload=payload,
+                    StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
+    raise rt.suspend(f"wait_for_condition {label} polls again in {decision.delay_seconds} s")
+
