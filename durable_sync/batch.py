@@ -1,0 +1,688 @@
+"""Map and parallel: branches run on a bounded thread pool, each checkpointed as a child context.
+
+Wire shape. The batch itself is a CONTEXT (SubType ``Map`` / ``Parallel``) in the
+calling context. Branch ``i`` (0-based) is a CONTEXT (SubType ``MapIteration`` /
+``ParallelBranch``) with id ``wire.branch_id(parent, i)`` and ParentId = the batch
+context, run through the shared child-context protocol (``DurableContext._run_child``).
+With ``NestingType.FLAT`` a branch is a *virtual* context: it records nothing of
+its own, its operations take ids derived from the branch id but name the batch
+context as their ParentId. Ids never depend on thread scheduling.
+
+Scheduling. At most ``max_concurrency`` (else ``DEFAULT_MAX_THREADS``, never more
+than ``MAX_THREADS``) workers run branches; the calling thread is one of them, so
+``max_concurrency=1`` starts no thread at all. Each worker takes the next branch in
+index order while one may start, runs it, records its outcome and decides the
+completion under one lock (no hand-off to a coordinator per branch); a worker ends
+when no branch may start, and the call returns only after every worker is joined,
+so no thread outlives it. A *slot* is held by a
+branch from its start until it completes; a branch that suspends (wait, retry,
+callback) keeps its slot until the invocation ends, so ``max_concurrency`` bounds
+the branches in flight, suspended ones included. Without ``max_concurrency`` the
+number of branches in flight is unbounded (a thousand waits all start in the
+first invocation) while the number of threads stays bounded. On replay, a branch
+that completed earlier is answered from its checkpoint before any worker starts:
+no thread, no slot, its body does not run.
+
+Completion (``CompletionConfig``, as the service's conformance suite expects):
+failures exceed the tolerance when ``failures > tolerated_failure_count`` or
+``failures * 100 / total > tolerated_failure_percentage`` (total = all branches);
+otherwise the batch is done when every branch completed, or when
+``successes >= min_successful``. Once the outcome is decided no further branch
+starts; branches already running finish (threads cannot be killed, and none may
+outlive the invocation) and are reported with their final status. The batch
+context SUCCEEDs with the BatchResult even when branches failed; only
+``BatchResult.throw_if_error()`` raises.
+
+Suspension. When no branch runs, the outcome is not decided and at least one
+branch suspended, the call raises ``runtime.suspend(...)`` from the calling thread; the engine re-invokes at the earliest completion and the suspended
+branches resume from their checkpoints. A ``CheckpointError`` in a branch fails
+the invocation (it is re-raised from the calling thread), not the branch.
+
+Payload. The batch context's Payload is the default serdes text of
+``BatchResult.to_dict()``: ``{"all": [{"index", "status", "result", "error"}],
+"completionReason"}`` (with ``item_serdes`` a succeeded item carries ``"payload"``,
+its item_serdes text, instead of ``"result"``; with an op-level ``serdes`` the text
+is whatever that serdes makes of the BatchResult). A payload over 256 KiB is
+replaced by a JSON summary and checkpointed with ReplayChildren; replay rebuilds
+the result from the branches' own checkpoints.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from . import wire
+from .config import ChildConfig, CompletionConfig, MapConfig, NestingType, ParallelBranch, ParallelConfig
+from .context import DurableContext, callable_name
+from .errors import (CheckpointError, ChildContextError, NonDeterminismError, SerDesError, SuspendExecution,
+                     ValidationError, error_object)
+from .serdes import SerDesContext, deserialize_value, serialize_value
+
+__all__ = ["BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason", "DEFAULT_MAX_THREADS",
+           "MAX_THREADS", "run_parallel", "run_map"]
+
+#: Worker threads of one map/parallel when ``max_concurrency`` is not given (as ThreadPoolExecutor).
+DEFAULT_MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
+#: Hard cap on the worker threads of one map/parallel, whatever ``max_concurrency`` says.
+MAX_THREADS = 128
+
+
+class BatchItemStatus(str, enum.Enum):
+    """Status of one branch in a BatchResult (STARTED: began but did not finish)."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STARTED = "STARTED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CompletionReason(str, enum.Enum):
+    """Why a map/parallel stopped."""
+
+    ALL_COMPLETED = "ALL_COMPLETED"
+    MIN_SUCCESSFUL_REACHED = "MIN_SUCCESSFUL_REACHED"
+    FAILURE_TOLERANCE_EXCEEDED = "FAILURE_TOLERANCE_EXCEEDED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, eq=False)
+class BatchItem:
+    """One branch of a map/parallel: its index, status, result or error (a ChildContextError)."""
+
+    index: int
+    status: BatchItemStatus
+    result: Any = None
+    error: Optional[ChildContextError] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "status": self.status.value, "result": self.result,
+                "error": self.error.to_error_object() if self.error is not None else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BatchItem":
+        try:
+            index, status = data["index"], BatchItemStatus(data["status"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SerDesError(f"not a BatchItem dict ({exc!r}): {data!r:.200}") from None
+        err = data.get("error")
+        return cls(index, status, data.get("result"),
+                   ChildContextError.from_error_object(err) if err else None)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, BatchItem) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class BatchResult:
+    """The outcome of ``ctx.map`` / ``ctx.parallel``.
+
+    ``all`` holds every branch that started, in index order (branches never
+    started because the outcome was decided earlier are absent, so ``total_count``
+    counts started branches). A branch that began but had not finished when the
+    outcome was decided has status STARTED.
+    """
+
+    __slots__ = ("all", "completion_reason")
+
+    def __init__(self, all: Iterable[BatchItem], completion_reason: Any):  # noqa: A002 - public name
+        self.all: list[BatchItem] = sorted(all, key=lambda item: item.index)
+        self.completion_reason = CompletionReason(completion_reason)
+
+    # -- accessors -----------------------------------------------------------------
+    def get_results(self) -> list[Any]:
+        """Results of the succeeded branches in index order (a None result stays in the list)."""
+        return [item.result for item in self.all if item.status is BatchItemStatus.SUCCEEDED]
+
+    def succeeded(self) -> list[BatchItem]:
+        return [item for item in self.all if item.status is BatchItemStatus.SUCCEEDED]
+
+    def failed(self) -> list[BatchItem]:
+        return [item for item in self.all if item.status is BatchItemStatus.FAILED]
+
+    def started(self) -> list[BatchItem]:
+        """Branches that began but had not finished when the outcome was decided."""
+        return [item for item in self.all if item.status is BatchItemStatus.STARTED]
+
+    def get_errors(self) -> list[ChildContextError]:
+        return [item.error for item in self.all if item.status is BatchItemStatus.FAILED and item.error is not None]
+
+    def throw_if_error(self) -> None:
+        """Raise the first failed branch's error (a ChildContextError) if any branch failed."""
+        for item in self.all:
+            if item.status is BatchItemStatus.FAILED:
+                err = item.error.to_error_object() if item.error is not None else {
+                    "ErrorType": "ChildContextError", "ErrorMessage": f"branch {item.index} failed"}
+                raise ChildContextError.from_error_object(err)
+
+    @property
+    def has_failure(self) -> bool:
+        return any(item.status is BatchItemStatus.FAILED for item in self.all)
+
+    @property
+    def status(self) -> BatchItemStatus:
+        """FAILED when any branch failed, else SUCCEEDED."""
+        return BatchItemStatus.FAILED if self.has_failure else BatchItemStatus.SUCCEEDED
+
+    @property
+    def success_count(self) -> int:
+        return sum(1 for item in self.all if item.status is BatchItemStatus.SUCCEEDED)
+
+    @property
+    def failure_count(self) -> int:
+        return sum(1 for item in self.all if item.status is BatchItemStatus.FAILED)
+
+    @property
+    def started_count(self) -> int:
+        return sum(1 for item in self.all if item.status is BatchItemStatus.STARTED)
+
+    @property
+    def total_count(self) -> int:
+        return len(self.all)
+
+    # -- (de)serialization -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"all": [item.to_dict() for item in self.all], "completionReason": self.completion_reason.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BatchResult":
+        if not isinstance(data, dict) or not isinstance(data.get("all"), list):
+            raise SerDesError(f"not a BatchResult dict (needs 'all' and 'completionReason'): {data!r:.200}")
+        items = [BatchItem.from_dict(item) for item in data["all"]]
+        try:
+            reason = CompletionReason(data.get("completionReason"))
+        except ValueError:
+            raise SerDesError(f"BatchResult dict has an unknown completionReason {data.get('completionReason')!r}") \
+                from None
+        return cls(items, reason)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, BatchResult) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"BatchResult({self.completion_reason.value}, succeeded={self.success_count}, "
+                f"failed={self.failure_count}, started={self.started_count}, total={self.total_count})")
+
+
+# --------------------------------------------------------------------------- validation
+
+def _validate_config(cfg: Any, kind: str) -> ParallelConfig:
+    if not isinstance(cfg, ParallelConfig):
+        raise ValidationError(f"{kind} takes config={'MapConfig' if kind == 'map' else 'ParallelConfig'}(...), "
+                              f"got {type(cfg).__name__}")
+    mc = cfg.max_concurrency
+    if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
+        raise ValidationError(f"{kind}: max_concurrency must be a positive integer (or None for no limit), got {mc!r}")
+    cc = cfg.completion_config
+    if cc is None:
+        return cfg
+    if not isinstance(cc, CompletionConfig):
+        raise ValidationError(f"{kind}: completion_config must be a CompletionConfig, got {type(cc).__name__}")
+    if cc.min_successful is not None and (isinstance(cc.min_successful, bool)
+                                          or not isinstance(cc.min_successful, int) or cc.min_successful < 1):
+        raise ValidationError(f"{kind}: min_successful must be an integer >= 1, got {cc.min_successful!r}")
+    tfc = cc.tolerated_failure_count
+    if tfc is not None and (isinstance(tfc, bool) or not isinstance(tfc, int) or tfc < 0):
+        raise ValidationError(f"{kind}: tolerated_failure_count must be an integer >= 0, got {tfc!r}")
+    tfp = cc.tolerated_failure_percentage
+    if tfp is not None and (isinstance(tfp, bool) or not isinstance(tfp, (int, float)) or not 0 <= tfp <= 100):
+        raise ValidationError(f"{kind}: tolerated_failure_percentage must be a number from 0 to 100, got {tfp!r}")
+    return cfg
+
+
+def _not_a_list(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bytes, bytearray, dict)) or not hasattr(value, "__iter__")
+
+
+class _Completion:
+    """The service's completion rules over counts (see the module docstring)."""
+
+    __slots__ = ("total", "min_successful", "tolerated_count", "tolerated_pct")
+
+    def __init__(self, cfg: Optional[CompletionConfig], total: int):
+        cfg = cfg or CompletionConfig()
+        self.total = total
+        self.min_successful = cfg.min_successful
+        self.tolerated_count = cfg.tolerated_failure_count
+        self.tolerated_pct = cfg.tolerated_failure_percentage
+
+    def decide(self, successes: int, failures: int) -> Optional[CompletionReason]:
+        if self.tolerated_count is not None and failures > self.tolerated_count:
+            return CompletionReason.FAILURE_TOLERANCE_EXCEEDED
+        if self.tolerated_pct is not None and self.total and failures * 100 > self.tolerated_pct * self.total:
+            return CompletionReason.FAILURE_TOLERANCE_EXCEEDED
+        if successes + failures >= self.total:
+            return CompletionReason.ALL_COMPLETED
+        if self.min_successful is not None and successes >= self.min_successful:
+            return CompletionReason.MIN_SUCCESSFUL_REACHED
+        return None
+
+
+# --------------------------------------------------------------------------- entry points
+
+_DEFAULT_PARALLEL = ParallelConfig()
+_DEFAULT_MAP = MapConfig()
+
+
+@dataclass(frozen=True)
+class _Branch:
+    index: int
+    fn: Callable[[DurableContext], Any]
+    name: Optional[str]
+
+
+def run_parallel(ctx: DurableContext, branches: Any, name: Optional[str] = None,
+                 config: Optional[ParallelConfig] = None) -> BatchResult:
+    """``ctx.parallel``: branches are callables ``fn(ctx)`` or ``ParallelBranch(fn, name)``."""
+    if isinstance(branches, str) and not _not_a_list(name):  # parallel("name", [branches])
+        branches, name = name, branches
+    cfg = _validate_config(_DEFAULT_PARALLEL if config is None else config, "parallel")
+    if _not_a_list(branches):
+        raise ValidationError(f"parallel takes a list of branches (callables or ParallelBranch), "
+                              f"got {type(branches).__name__}")
+    items = []
+    for index, branch in enumerate(branches):
+        if isinstance(branch, ParallelBranch):
+            fn, branch_name = branch.func, branch.name
+        else:
+            fn, branch_name = branch, callable_name(branch)
+        if not callable(fn):
+            raise ValidationError(f"parallel branch {index} is a {type(fn).__name__}, not a callable; pass "
+                                  "functions taking the branch context, or ParallelBranch(fn, name)")
+        wire.validate_name(branch_name)
+        items.append(_Branch(index, fn, branch_name))
+    wire.validate_name(name)
+    return _Batch(ctx, "parallel", name, cfg, items, wire.SubType.PARALLEL, wire.SubType.PARALLEL_BRANCH).run()
+
+
+def run_map(ctx: DurableContext, items: Any, fn: Any, name: Optional[str] = None,
+            config: Optional[MapConfig] = None) -> BatchResult:
+    """``ctx.map``: ``fn(ctx, item, index, items)`` for every item."""
+    if isinstance(items, str) and not callable(fn) and callable(name):  # map("name", items, fn)
+        items, fn, name = fn, name, items
+    cfg = _validate_config(_DEFAULT_MAP if config is None else config, "map")
+    if not callable(fn):
+        raise ValidationError(f"map needs a callable fn(ctx, item, index, items), got {type(fn).__name__}")
+    if _not_a_list(items):
+        raise ValidationError(f"map takes a list (or other sequence) of items, got {type(items).__name__}; "
+                              "pass list(...) to map over the keys of a dict or the characters of a string")
+    seq: Sequence[Any] = items if isinstance(items, (list, tuple)) else list(items)
+    namer = getattr(cfg, "item_namer", None)
+    branches = []
+    for index, item in enumerate(seq):
+        item_name = namer(item, index) if namer is not None else None
+        wire.validate_name(item_name)
+        branches.append(_Branch(index, _MapCall(fn, item, index, seq), item_name))
+    if name is None:
+        name = callable_name(fn)
+    wire.validate_name(name)
+    return _Batch(ctx, "map", name, cfg, branches, wire.SubType.MAP, wire.SubType.MAP_ITERATION).run()
+
+
+class _MapCall:
+    __slots__ = ("fn", "item", "index", "items")
+
+    def __init__(self, fn: Callable, item: Any, index: int, items: Sequence[Any]):
+        self.fn, self.item, self.index, self.items = fn, item, index, items
+
+    def __call__(self, ctx: DurableContext) -> Any:
+        return self.fn(ctx, self.item, self.index, self.items)
+
+
+# --------------------------------------------------------------------------- FLAT branches
+
+class _FlatContext(DurableContext):
+    """A virtual branch context: ids derive from the branch id, updates name the batch as parent."""
+
+    def __init__(self, runtime: Any, branch_id: str, name: Optional[str], batch_id: str):
+        super().__init__(runtime, branch_id, name)
+        self._batch_id = batch_id
+
+    def _checkpoint(self, op_id: str, op_type: str, subtype: str, name: Optional[str], action: str,
+                    wait: bool, **fields: Any) -> None:
+        update = {"Id": op_id, "Type": op_type, "SubType": subtype, "Action": action, "ParentId": self._batch_id}
+        if name is not None:
+            update["Name"] = name
+        update.update(fields)
+        self._rt.flusher.enqueue(update, wait)
+
+
+# --------------------------------------------------------------------------- the batch
+
+_OK, _ERR, _SUSPEND, _FATAL = "ok", "err", "suspend", "fatal"
+_FLAT_CODES = {BatchItemStatus.SUCCEEDED: "S", BatchItemStatus.FAILED: "F", BatchItemStatus.STARTED: "T"}
+
+
+class _Batch:
+    """One map/parallel call: replay, scheduling, completion, checkpointing of the batch context."""
+
+    def __init__(self, ctx: DurableContext, kind: str, name: Optional[str], cfg: ParallelConfig,
+                 branches: list[_Branch], subtype: str, iteration_subtype: str):
+        self.ctx = ctx
+        self.rt = ctx._rt
+        self.kind = kind
+        self.name = name
+        self.cfg = cfg
+        self.branches = branches
+        self.subtype = subtype
+        self.iteration_subtype = iteration_subtype
+        self.flat = cfg.nesting_type is NestingType.FLAT
+        self.item_serdes = cfg.item_serdes
+        self.child_cfg = ChildConfig(serdes=cfg.item_serdes)
+        self.op_id = ""
+        self.batch_ctx: Optional[DurableContext] = None
+        self._cond = threading.Condition(threading.Lock())  # guards the scheduling state below
+
+    # -- entry --------------------------------------------------------------------------
+    def run(self) -> BatchResult:
+        ctx, rt = self.ctx, self.rt
+        what = f"ctx.{self.kind}({self.name!r})" if self.name else f"ctx.{self.kind}()"
+        op_id, op = ctx._begin(wire.CONTEXT, self.subtype, self.name, what)
+        self.op_id = op_id
+        self.batch_ctx = DurableContext(rt, op_id, self.name)
+        sctx = SerDesContext(op_id, rt.arn)
+        if op is not None:
+            status = op["Status"]
+            details = op.get("ContextDetails") or {}
+            if status == wire.SUCCEEDED:
+                if details.get("ReplayChildren"):
+                    return self._rebuild(details.get("Result"))
+                return self._decode(details.get("Result"), sctx)
+            if status in wire.TERMINAL:
+                raise ChildContextError.from_error_object(details.get("Error"))
+        else:
+            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.START, wait=False)
+        result = self._execute()
+        try:
+            payload = self._encode(result, sctx)
+            value = self._decode(payload, sctx)
+        except SerDesError as exc:
+            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.FAIL, wait=True,
+                            Error=error_object(exc))
+            raise
+        nbytes = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
+        if nbytes > wire.MAX_CONTEXT_RESULT_BYTES:
+            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.SUCCEED, wait=True,
+                            Payload=self._summary(result), ContextOptions={"ReplayChildren": True})
+        else:
+            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.SUCCEED, wait=True, Payload=payload)
+        return value
+
+    # -- scheduling -------------------------------------------------------------------------
+    def _execute(self) -> BatchResult:
+        """Run the branches; returns the BatchResult, or raises the invocation's suspension / failure."""
+        rt = self.rt
+        total = len(self.branches)
+        self._completion = _Completion(self.cfg.completion_config, total)
+        self._max_slots = self.cfg.max_concurrency or total
+        self._results: dict[int, BatchItem] = {}
+        self._suspended: list[int] = []
+        self._successes = self._failures = 0
+        self._in_slots = 0
+        self._fatal: Optional[BaseException] = None
+        self._decided = self._completion.decide(0, 0) if total == 0 else None
+        was_suspended = rt.suspended
+        # Branches that completed in an earlier invocation are answered from their checkpoints, without a thread.
+        pending: deque[int] = deque()
+        for index in range(total):
+            try:
+                stored = self._stored(index)
+            except BaseException as exc:  # noqa: BLE001 - non-determinism: fail the call, run nothing
+                self._fatal = exc
+                break
+            if stored is None:
+                pending.append(index)
+            else:
+                self._record(stored)
+        self._pending = pending
+        if self._decided is None and self._fatal is None and pending:
+            # The calling thread is worker 0; the others are started now and exit when nothing can start.
+            threads = min(self.cfg.max_concurrency or DEFAULT_MAX_THREADS, MAX_THREADS, len(pending))
+            self._active = threads
+            workers = []
+            label = f"durable-{self.kind}-{self.op_id[:8]}"
+            try:
+                for n in range(1, threads):
+                    thread = threading.Thread(target=self._worker, name=f"{label}-{n}", daemon=True)
+                    thread.start()
+                    workers.append(thread)
+            except RuntimeError:  # "can't start new thread": go on with the workers there are
+                with self._cond:
+                    self._active -= threads - 1 - len(workers)
+            try:
+                self._worker()
+            finally:  # no worker outlives the call, whatever happens
+                with self._cond:
+                    while self._active:
+                        self._cond.wait()
+                for thread in workers:
+                    thread.join()
+        if self._fatal is not None:
+            if self._suspended and not isinstance(self._fatal, SuspendExecution):
+                rt.suspended = was_suspended  # the failure is the outcome, not the branches' suspensions
+            raise self._fatal
+        results = self._results
+        if self._decided is None:
+            if not self._suspended:  # cannot happen: nothing runs, nothing waits, yet not all completed
+                raise AssertionError(f"{self.kind} {self.op_id}: scheduler stopped without an outcome")
+            raise rt.suspend(f"{self.kind} {self.name or self.op_id}: {len(self._suspended)} branch(es) waiting, "
+                             f"{len(results)} of {total} completed")
+        if self._suspended:
+            # The outcome was decided without these suspended branches: they stay STARTED, and their
+            # suspension must not read as a SuspendExecution swallowed by user code.
+            rt.suspended = was_suspended
+        for index in self._suspended:
+            results[index] = BatchItem(index, BatchItemStatus.STARTED)
+        if not self.flat:  # started in an earlier invocation, not resumed once the outcome was decided
+            for index in self._pending:
+                if rt.state.get(wire.branch_id(self.op_id, index)) is not None:
+                    results[index] = BatchItem(index, BatchItemStatus.STARTED)
+        return BatchResult(results.values(), self._decided)
+
+    def _record(self, item: BatchItem) -> None:
+        """Called with the lock held (or before workers start): count an outcome, decide."""
+        self._results[item.index] = item
+        if item.status is BatchItemStatus.SUCCEEDED:
+            self._successes += 1
+        else:
+            self._failures += 1
+        if self._decided is None and self._fatal is None:
+            self._decided = self._completion.decide(self._successes, self._failures)
+
+    def _worker(self) -> None:
+        """A worker's life: run branches until none may start, then sign off."""
+        try:
+            self._work()
+        finally:
+            with self._cond:
+                self._active -= 1
+                if not self._active:
+                    self._cond.notify_all()
+
+    def _work(self) -> None:
+        """Take the next branch while one may start (outcome open, a slot free), run it, record it."""
+        cond = self._cond
+        index: Optional[int] = None
+        outcome: tuple[str, Any] = (_OK, None)
+        while True:
+            with cond:
+                if index is not None:
+                    kind, value = outcome
+                    if kind == _SUSPEND:
+                        self._suspended.append(index)  # keeps its slot until the invocation ends
+                    else:
+                        self._in_slots -= 1
+                        if kind == _OK:
+                            self._record(BatchItem(index, BatchItemStatus.SUCCEEDED, value))
+                        elif kind == _ERR:
+                            self._record(BatchItem(index, BatchItemStatus.FAILED, None, value))
+                        elif self._fatal is None:
+                            self._fatal = value
+                if (self._decided is not None or self._fatal is not None or not self._pending
+                        or self._in_slots >= self._max_slots):
+                    return
+                index = self._pending.popleft()
+                self._in_slots += 1
+            outcome = self._run_branch(index)
+
+    def _run_branch(self, index: int) -> tuple[str, Any]:
+        """Run branch ``index``; its outcome as (kind, value)."""
+        try:
+            return _OK, self._call_branch(index)
+        except SuspendExecution as exc:
+            return _SUSPEND, exc
+        except (CheckpointError, NonDeterminismError) as exc:  # the invocation fails, not the branch
+            return _FATAL, exc
+        except ChildContextError as exc:
+            return _ERR, (exc if type(exc) is ChildContextError
+                          else ChildContextError.from_error_object(error_object(exc)))
+        except Exception as exc:  # noqa: BLE001 - the branch failed
+            return _ERR, ChildContextError.from_error_object(error_object(exc))
+        except BaseException as exc:  # noqa: BLE001 - interpreter exit and the like: end the invocation
+            return _FATAL, exc
+
+    def _call_branch(self, index: int) -> Any:
+        branch = self.branches[index]
+        bid = wire.branch_id(self.op_id, index)
+        rt = self.rt
+        if self.flat:
+            value = branch.fn(_FlatContext(rt, bid, branch.name, self.op_id))
+            serdes = self.item_serdes or rt.serdes
+            sctx = SerDesContext(bid, rt.arn)
+            return deserialize_value(serdes, serialize_value(serdes, value, sctx), sctx)
+        op = rt.state.get(bid)
+        if op is None:
+            self._hook(index, None)  # (a recorded branch met the hook in _stored)
+            rt.state.replaying = False
+        return self.batch_ctx._run_child(branch.fn, branch.name, self.child_cfg, self.iteration_subtype, bid, op)
+
+    def _hook(self, index: int, op: Optional[dict]) -> None:
+        """The testing hook (Runtime.operation_hook) sees each branch the code asks for; True ends the invocation."""
+        hook = getattr(self.rt, "operation_hook", None)
+        if hook is not None and hook({"Id": wire.branch_id(self.op_id, index), "ParentId": self.op_id,
+                                      "Position": index + 1, "Type": wire.CONTEXT, "SubType": self.iteration_subtype,
+                                      "Name": self.branches[index].name}, op):
+            raise self.rt.suspend(f"{self.kind} branch {index}: invocation ended by the operation hook")
+
+    def _stored(self, index: int) -> Optional[BatchItem]:
+        """The item of a branch that completed in an earlier invocation, if it need not run."""
+        if self.flat:
+            return None  # virtual contexts record nothing: the body replays from its operations
+        branch = self.branches[index]
+        bid = wire.branch_id(self.op_id, index)
+        op = self.rt.state.get(bid)
+        if op is None:
+            return None
+        self._hook(index, op)
+        if op.get("Type") != wire.CONTEXT or op.get("SubType") != self.iteration_subtype \
+                or op.get("Name") != branch.name:
+            raise NonDeterminismError(
+                f"non-deterministic replay of {self.kind} {self.name or self.op_id} branch {index} (id {bid}): the "
+                f"code now asks for CONTEXT/{self.iteration_subtype} named {branch.name!r}, but the execution "
+                f"recorded {op.get('Type')}/{op.get('SubType')} named {op.get('Name')!r}")
+        status = op["Status"]
+        details = op.get("ContextDetails") or {}
+        if status == wire.SUCCEEDED and not details.get("ReplayChildren"):
+            value = deserialize_value(self.item_serdes or self.rt.serdes, details.get("Result"),
+                                      SerDesContext(bid, self.rt.arn))
+            return BatchItem(index, BatchItemStatus.SUCCEEDED, value)
+        if status in wire.TERMINAL and status != wire.SUCCEEDED:
+            return BatchItem(index, BatchItemStatus.FAILED, None,
+                             ChildContextError.from_error_object(details.get("Error")))
+        return None
+
+    # -- payload ------------------------------------------------------------------------------
+    def _encode(self, result: BatchResult, sctx: SerDesContext) -> str:
+        if self.cfg.serdes is not None:
+            return serialize_value(self.cfg.serdes, result, sctx)
+        data = result.to_dict()
+        if self.item_serdes is not None:
+            for entry in data["all"]:
+                if entry["status"] == BatchItemStatus.SUCCEEDED.value:
+                    bsctx = SerDesContext(wire.branch_id(self.op_id, entry["index"]), self.rt.arn)
+                    entry["payload"] = serialize_value(self.item_serdes, entry.pop("result"), bsctx)
+        return serialize_value(self.rt.serdes, data, sctx)
+
+    def _decode(self, text: Optional[str], sctx: SerDesContext) -> BatchResult:
+        if self.cfg.serdes is not None:
+            value = deserialize_value(self.cfg.serdes, text, sctx)
+            if isinstance(value, BatchResult):
+                return value
+            if isinstance(value, dict):
+                return BatchResult.from_dict(value)
+            raise SerDesError(f"the serdes of {self.kind} {self.name or self.op_id} returned a "
+                              f"{type(value).__name__}; it must return a BatchResult (or BatchResult.to_dict())")
+        data = deserialize_value(self.rt.serdes, text, sctx)
+        if isinstance(data, dict) and isinstance(data.get("all"), list):
+            for entry in data["all"]:
+                if isinstance(entry, dict) and "payload" in entry:
+                    bsctx = SerDesContext(wire.branch_id(self.op_id, entry.get("index", 0)), self.rt.arn)
+                    entry["result"] = deserialize_value(self.item_serdes or self.rt.serdes, entry.pop("payload"),
+                                                        bsctx)
+        return BatchResult.from_dict(data)
+
+    def _summary(self, result: BatchResult) -> str:
+        """The payload of a batch whose result exceeds 256 KiB (ReplayChildren rebuilds it)."""
+        summary: dict[str, Any] = {
+            "type": "MapResult" if self.kind == "map" else "ParallelResult",
+            "totalCount": result.total_count, "successCount": result.success_count,
+            "failureCount": result.failure_count, "startedCount": result.started_count,
+            "completionReason": result.completion_reason.value, "status": result.status.value}
+        if self.flat:
+            codes = ["-"] * len(self.branches)
+            for item in result.all:
+                codes[item.index] = _FLAT_CODES[item.status]
+            summary["flatStatuses"] = "".join(codes)
+        return json.dumps(summary, separators=(",", ":"))
+
+    def _rebuild(self, summary_text: Optional[str]) -> BatchResult:
+        """Replay of a batch completed with ReplayChildren: rebuild the result from the branches."""
+        try:
+            summary = json.loads(summary_text or "{}")
+            reason = CompletionReason(summary["completionReason"])
+        except (ValueError, KeyError, TypeError):
+            raise SerDesError(f"{self.kind} {self.name or self.op_id}: the summary checkpointed for a large "
+                              f"result is unreadable: {summary_text!r:.200}") from None
+        items: list[BatchItem] = []
+        if self.flat:
+            codes = str(summary.get("flatStatuses") or "")
+            for index, code in enumerate(codes[:len(self.branches)]):
+                if code == "T":
+                    items.append(BatchItem(index, BatchItemStatus.STARTED))
+                elif code in ("S", "F"):
+                    items.append(self._replay_inline(index))
+            return BatchResult(items, reason)
+        for index in range(len(self.branches)):
+            op = self.rt.state.get(wire.branch_id(self.op_id, index))
+            if op is None:
+                continue
+            stored = self._stored(index)
+            if stored is not None:
+                items.append(stored)
+            elif op["Status"] == wire.SUCCEEDED:  # the branch's own result was large: replay its body
+                items.append(self._replay_inline(index))
+            else:
+                items.append(BatchItem(index, BatchItemStatus.STARTED))
+        return BatchResult(items, reason)
+
+    def _replay_inline(self, index: int) -> BatchItem:
+        try:
+            value = self._call_branch(index)
+        except ChildContextError as exc:
+            return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))
+        except (SuspendExecution, CheckpointError, NonDeterminismError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a FLAT branch's failure replays as its exception
+            return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))
+        return BatchItem(index, BatchItemStatus.SUCCEEDED, value)
