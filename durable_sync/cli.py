@@ -1,20 +1,41 @@
-"""``durable-sync``: run, inspect and operate durable executions on the local engine."""
+"""``durable-sync``: run, inspect and operate durable executions on the local engine.
+
+  durable-sync run FILE[:HANDLER] --input JSON [--db PATH] [--name NAME] [--skip-time]
+  durable-sync list [--db PATH] [--function F] [--status S] [--name N] [--json]
+  durable-sync history ARN|NAME [--db PATH] [--json]
+  durable-sync resume [--db PATH] [--skip-time]
+  durable-sync callback succeed|fail|heartbeat CALLBACK_ID [PAYLOAD] [--db PATH] [--skip-time]
+  durable-sync serve ...
+
+The database defaults to ``durable.db`` in the current directory. Exit status: 0 success
+(``run``: the execution SUCCEEDED), 1 the execution FAILED / TIMED_OUT / STOPPED or could
+not be resumed, 2 a usage or input error (one line on stderr, nothing changed), 3 the
+execution waits for something only the outside can give (a callback); 130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import datetime as _dt
 import json
 import os
 import sys
+import time
 from typing import Any, Callable, Optional
+
+DEFAULT_DB = "durable.db"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
 
 
 class CliError(Exception):
     """A one-line error for the user; exits non-zero."""
 
 
+# -- handlers ------------------------------------------------------------------------------------
 def load_handler(spec: str) -> Callable:
     """Import ``FILE[:HANDLER]`` (HANDLER defaults to ``handler``)."""
+    from .local.isolation import load_file_handler
+
     path, _, attr = spec.partition(":")
     if len(path) == 1 and attr and attr[:1] in "\\/":  # a Windows drive letter, not FILE:HANDLER
         path, _, attr = spec[2:].partition(":")
@@ -22,20 +43,20 @@ def load_handler(spec: str) -> Callable:
     attr = attr or "handler"
     if not os.path.isfile(path):
         raise CliError(f"handler file {path!r} does not exist")
-    module_name = "durable_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
-    directory = os.path.dirname(os.path.abspath(path))
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
     try:
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        module_spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's file
+        handler = load_file_handler(path, attr, fresh=True)
+    except ImportError as exc:
+        if "has no attribute" not in str(exc):
+            raise CliError(f"could not import {path}: {exc}") from None
+        handler = None
+    except BaseException as exc:  # noqa: BLE001 - any import failure (even sys.exit) is the user's file
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         raise CliError(f"could not import {path}: {type(exc).__name__}: {exc}") from None
-    handler = getattr(module, attr, None)
     if handler is None or not callable(handler):
-        names = sorted(n for n, v in vars(module).items() if hasattr(v, "__durable_function__"))
+        module = sys.modules.get("durable_user_" + "".join(
+            ch if ch.isalnum() else "_" for ch in os.path.splitext(os.path.basename(path))[0]))
+        names = sorted(n for n, v in vars(module).items() if hasattr(v, "__durable_function__")) if module else []
         hint = f"; durable handlers in it: {', '.join(names)}" if names else ""
         raise CliError(f"{path} has no callable {attr!r}{hint} (use FILE:HANDLER)")
     if not hasattr(handler, "__durable_function__"):
@@ -54,6 +75,16 @@ def _parse_json(text: Optional[str], what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): {text!r:.80}") from None
+
+
+# -- output helpers ---------------------------------------------------------------------------------
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _exec_name(arn: str) -> str:
+    parts = arn.split("/")
+    return parts[-2] if len(parts) >= 3 else arn
 
 
 def _describe(event: dict) -> Optional[str]:
@@ -77,57 +108,578 @@ def _describe(event: dict) -> Optional[str]:
         err = (details.get("Error") or {}).get("Payload") or {}
         extra = (f" attempt {r['CurrentAttempt']} failed ({err.get('ErrorType')}: {err.get('ErrorMessage')}),"
                  f" retry in {r['NextAttemptDelaySeconds']} s")
-    elif etype.endswith("Failed"):
+    elif etype.endswith("Failed") or etype.endswith("TimedOut"):
         err = (details.get("Error") or {}).get("Payload") or {}
         extra = f" ({err.get('ErrorType')}: {err.get('ErrorMessage')})"
     return f"  {etype:<22} {label}{extra}"
 
 
+class _Printer:
+    """An engine listener: each operation on stderr as it happens.
+
+    Lines of executions other than the main one (unfinished ones the engine resumed from the
+    database, targets of chained invokes) are prefixed with the execution's name.
+    """
+
+    def __init__(self, others: Optional[set] = None, prefix_all: bool = False) -> None:
+        self.main_arn: Optional[str] = None
+        self.others = set(others or ())
+        self.prefix_all = prefix_all
+
+    def __call__(self, arn: str, event: dict) -> None:
+        line = _describe(event)
+        if line is None:
+            return
+        if self.prefix_all or arn in self.others or (self.main_arn is not None and arn != self.main_arn):
+            line = f"[{_exec_name(arn)}] {line.strip()}"
+        _err(line)
+
+
+def _ms(ms: Optional[int]) -> str:
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def _when(ms: Optional[int]) -> str:
+    if ms is None:
+        return ""
+    return _dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+# -- the database ------------------------------------------------------------------------------------
+def _need_file_db(db: str, what: str) -> None:
+    if db in ("", ":memory:"):
+        raise CliError(f"{what} needs a database file; ':memory:' keeps nothing between commands")
+    if not os.path.exists(db):
+        raise CliError(f"no durable_sync database at {db} (start an execution with `durable-sync run FILE`, "
+                       "or pass --db PATH)")
+
+
+def _reader(db: str, what: str) -> Any:
+    from .local.sqlite_store import Reader
+
+    _need_file_db(db, what)
+    return Reader(db)
+
+
+def _find_execution(reader: Any, ref: str) -> Any:
+    ex = reader.execution(ref)
+    if ex is not None:
+        return ex
+    matches = reader.executions(name=ref)
+    if len(matches) == 1:
+        return reader.execution(matches[0].arn)
+    if len(matches) > 1:
+        raise CliError(f"{len(matches)} executions are named {ref!r} (functions "
+                       f"{', '.join(m.function_name for m in matches)}); pass the ARN")
+    raise CliError(f"no execution {ref!r} in {reader.path} (see `durable-sync list`)")
+
+
+# -- waiting -------------------------------------------------------------------------------------------
+def _waits_on_outside(engine: Any, arn: str) -> bool:
+    """Real time: nothing inside the engine can move ``arn`` any more (only a callback answer can)."""
+    ex = engine._executions.get(arn)  # the engine's own bookkeeping, read under its locks
+    if ex is None:
+        return True
+    with ex.lock:
+        if ex.status != "RUNNING":
+            return True
+        if ex.invoking or ex.needs_invoke:
+            return False
+        if any(op["Type"] == "CHAINED_INVOKE" and op["Status"] == "STARTED" for op in ex.ops.values()):
+            return False  # the engine runs the target
+    with engine._lock:
+        if arn in engine._ready:
+            return False
+        return not any(t.arn == arn and t.kind != "execution_timeout" for t in engine._timers)
+
+
+def _settle(engine: Any, arn: str) -> Any:
+    """Until ``arn`` is terminal or waits on the outside; virtual time fast-forwards."""
+    if engine.skip_time:
+        return engine.wait(arn)
+    quiet = 0
+    while True:
+        result = engine.wait(arn, timeout=0.1)
+        if result.status != "RUNNING":
+            return result
+        quiet = quiet + 1 if _waits_on_outside(engine, arn) else 0
+        if quiet >= 3:  # stable over ~0.3 s: not a completion in the middle of being applied
+            return result
+
+
+def _open_callbacks(engine: Any, arn: str) -> list[tuple[str, str]]:
+    ex = engine._executions.get(arn)
+    if ex is None:
+        return []
+    with ex.lock:
+        return [((op.get("CallbackDetails") or {}).get("CallbackId", "?"), op.get("Name") or op["Id"][:12])
+                for op in ex.ops.values() if op["Type"] == "CALLBACK" and op["Status"] == "STARTED"]
+
+
+def _pending_timers(engine: Any, arn: str) -> list[tuple[int, str, Optional[str]]]:
+    ex = engine._executions.get(arn)
+    with engine._lock:
+        timers = sorted((t.due_ms, t.kind, t.op_id) for t in engine._timers
+                        if t.arn == arn and t.kind != "execution_timeout")
+    out = []
+    for due, kind, op_id in timers:
+        op = ex.ops.get(op_id) if ex is not None and op_id else None
+        out.append((due, kind, (op or {}).get("Name") or (op_id or "")[:12]))
+    return out
+
+
+def _report_waiting(engine: Any, arn: str, db: str) -> None:
+    callbacks = _open_callbacks(engine, arn)
+    for callback_id, label in callbacks:
+        _err(f"  waiting for callback {label}: answer it with\n"
+             f"    durable-sync callback succeed {callback_id} 'JSON' --db {db}")
+    timers = _pending_timers(engine, arn)
+    if timers:
+        due, kind, label = timers[0]
+        left = max(0, due - engine.clock.now_ms())
+        _err(f"  next: {kind} {label} due in {_ms(left)}; continue with `durable-sync resume --db {db}`"
+             " (add --skip-time to fast-forward)")
+
+
+def _summary(engine: Any, arn: str, db: str, result: Any) -> None:
+    ex = engine._executions.get(arn)
+    with ex.lock:
+        invocations = sum(1 for e in ex.events if e["EventType"] == "InvocationCompleted")
+        operations = len(ex.ops) - 1
+        end = ex.end_ms if ex.end_ms is not None else engine.clock.now_ms()
+        took = end - ex.start_ms
+    _err(f"status {result.status}")
+    _err(f"  execution  {ex.function_name} / {ex.name}")
+    _err(f"  arn        {arn}")
+    _err(f"  operations {operations}, invocations {invocations}, {_ms(took)}"
+         f"{' of virtual time' if engine.skip_time else ''}")
+    if result.error:
+        _err(f"  error      {result.error.get('ErrorType')}: {result.error.get('ErrorMessage')}")
+    if db not in ("", ":memory:"):
+        _err(f"  database   {db}  (durable-sync history {ex.name} --db {db})")
+
+
+# -- commands ----------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from .local import LocalEngine
 
     handler = load_handler(args.file)
     payload = _parse_json(args.input, "--input")
-    engine = LocalEngine(db=args.db, skip_time=args.skip_time)
+    fn_name = handler.__durable_function_name__
+    existing, unfinished = None, []
+    if args.db not in ("", ":memory:") and os.path.exists(args.db):
+        with _reader(args.db, "run") as reader:
+            found = reader.executions(function_name=fn_name, name=args.name) if args.name else []
+            unfinished = reader.executions(status="RUNNING")
+        if found:
+            existing = found[0]
+            stored = json.loads(existing.input_payload) if existing.input_payload else None
+            if args.input is not None and stored != payload:
+                raise CliError(f"execution {args.name!r} of {fn_name} already exists in {args.db} with another input "
+                               f"({existing.input_payload!r:.60}); use another --name, or omit --input to attach")
+    others = [ex for ex in unfinished if existing is None or ex.arn != existing.arn]
+    if others:
+        shown = ", ".join(f"{ex.function_name} / {ex.name}" for ex in others[:3]) + (", ..." if len(others) > 3 else "")
+        _err(f"the engine also resumes {len(others)} other unfinished execution{'s' if len(others) > 1 else ''} "
+             f"in {args.db}: {shown}")
+    printer = _Printer(others={ex.arn for ex in others})
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions={fn_name: handler}, listeners=[printer])
     try:
-        engine.add_listener(lambda arn, event: (line := _describe(event)) and print(line, file=sys.stderr,
-                                                                                      flush=True))
-        result = engine.wait(engine.start(handler, input=payload, name=args.name))
+        if existing is not None:
+            arn = printer.main_arn = existing.arn
+            status = existing.status  # as found: a restarted engine may already have moved it
+            _err(f"attaching to execution {args.name} of {fn_name} ({status.lower()}"
+                 f"{', resuming it' if status == 'RUNNING' else ''})")
+        else:
+            arn = engine.start(handler, input=payload, name=args.name)
+            printer.main_arn = arn
+        result = _settle(engine, arn)
+        _summary(engine, arn, args.db, result)
+        if result.status == "RUNNING":
+            _report_waiting(engine, arn, args.db)
+    except KeyboardInterrupt:
+        _err(f"interrupted; continue with `durable-sync resume --db {args.db}`")
+        raise
     finally:
         engine.close()
-    print(f"status {result.status}", file=sys.stderr)
     if result.status == "SUCCEEDED":
         print(result.raw_result if result.raw_result is not None else "null")
-        return 0
-    if result.error:
-        print(f"error {result.error.get('ErrorType')}: {result.error.get('ErrorMessage')}", file=sys.stderr)
-    print(json.dumps({"status": result.status, "error": result.error}))
-    return 1
+        return EXIT_OK
+    print(json.dumps({"status": result.status, "arn": arn, "error": result.error}))
+    return EXIT_WAITING if result.status == "RUNNING" else EXIT_FAILED
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    status = args.status.upper() if args.status else None
+    if status and status not in _STATUSES:
+        raise CliError(f"--status must be one of {', '.join(_STATUSES)}, got {args.status!r}")
+    with _reader(args.db, "list") as reader:
+        rows = reader.executions(function_name=args.function, name=args.name, status=status)
+        counts = reader.counts([r.arn for r in rows]) if rows else {}
+    if args.json:
+        print(json.dumps([{"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
+                           "FunctionName": r.function_name, "Status": r.status,
+                           "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
+                           **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)}
+                              if r.end_ms else {})} for r in rows], default=_json_default, indent=2))
+        return EXIT_OK
+    if not rows:
+        _err(f"no executions{' match' if (args.function or args.name or status) else ''} in {args.db}")
+        return EXIT_OK
+    table = [("NAME", "FUNCTION", "STATUS", "STARTED", "DURATION", "OPS", "ARN")]
+    for r in rows:
+        ops = counts.get(r.arn, 0)
+        table.append((r.name, r.function_name, r.status, _when(r.start_ms),
+                      _ms(r.end_ms - r.start_ms) if r.end_ms else "-", str(ops), r.arn))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return EXIT_OK
+
+
+def _op_label(op: dict) -> str:
+    return op.get("Name") or f"({op['Id'][:8]})"
+
+
+def _op_line(op: dict, failures: dict) -> str:
+    kind = op.get("SubType") or op["Type"].title()
+    status = op["Status"]
+    bits = []
+    step = op.get("StepDetails") or {}
+    if op["Type"] == "STEP" and step.get("Attempt"):
+        failed = failures.get(op["Id"], 0)
+        bits.append(f"attempt {step['Attempt']}" + (f" ({failed} failed)" if failed else ""))
+    if op["Type"] == "WAIT" and status == "STARTED":
+        sched = (op.get("WaitDetails") or {}).get("ScheduledEndTimestamp")
+        if sched:
+            bits.append(f"until {_when(sched)}")
+    if op["Type"] == "CALLBACK":
+        cid = (op.get("CallbackDetails") or {}).get("CallbackId")
+        if cid and status == "STARTED":
+            bits.append(f"callback id {cid}")
+    if op.get("EndTimestamp") is not None and op.get("StartTimestamp") is not None:
+        bits.append(_ms(op["EndTimestamp"] - op["StartTimestamp"]))
+    elif status in ("STARTED", "PENDING", "READY"):
+        bits.append("...")
+    error = None
+    for key in ("StepDetails", "ContextDetails", "CallbackDetails", "ChainedInvokeDetails"):
+        error = error or (op.get(key) or {}).get("Error")
+    if error and status not in ("SUCCEEDED",):
+        bits.append(f"{error.get('ErrorType')}: {str(error.get('ErrorMessage'))[:80]}")
+    return f"{kind:<18} {status:<10} {'  '.join(bits)}"
+
+
+def _print_tree(ex: Any) -> None:
+    children: dict[Optional[str], list[dict]] = {}
+    for op in ex.ops.values():
+        if op["Type"] == "EXECUTION":
+            continue
+        children.setdefault(op.get("ParentId"), []).append(op)
+    failures: dict[str, int] = {}
+    for e in ex.events:
+        if e["EventType"] == "StepFailed":
+            failures[e["Id"]] = failures.get(e["Id"], 0) + 1
+    lines: list[tuple[str, str]] = []
+
+    def walk(parent: Optional[str], prefix: str) -> None:
+        kids = children.get(parent, [])
+        for i, op in enumerate(kids):
+            last = i == len(kids) - 1
+            lines.append((prefix + ("└─ " if last else "├─ ") + _op_label(op), _op_line(op, failures)))
+            walk(op["Id"], prefix + ("   " if last else "│  "))
+
+    walk(None, "")
+    invocations = sum(1 for e in ex.events if e["EventType"] == "InvocationCompleted")
+    took = _ms(ex.end_ms - ex.start_ms) if ex.end_ms else f"running for {_ms(int(time.time() * 1000) - ex.start_ms)}"
+    print(f"{ex.function_name} / {ex.name}  {ex.status}  {took}, {invocations} invocation"
+          f"{'s' if invocations != 1 else ''}")
+    print(f"  {ex.arn}")
+    width = max((len(left) for left, _ in lines), default=0)
+    for left, right in lines:
+        print(f"{left.ljust(width)}  {right}")
+    if not lines:
+        print("(no operations)")
+    if ex.status == "SUCCEEDED":
+        print(f"result {ex.result}")
+    elif ex.error:
+        print(f"error {ex.error.get('ErrorType')}: {ex.error.get('ErrorMessage')}")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .local import history as h
+
+    with _reader(args.db, "history") as reader:
+        ex = _find_execution(reader, args.arn)
+    if args.json:
+        print(json.dumps([h.to_boto(e) for e in ex.events], default=_json_default, indent=2))
+    else:
+        _print_tree(ex)
+    return EXIT_OK
+
+
+def _resolve_handlers(executions: list) -> tuple[dict[str, Callable], dict[str, str]]:
+    """Import the handler of each execution from its reference: (function -> handler, arn -> problem)."""
+    from .local.isolation import load_handler_ref
+
+    functions: dict[str, Callable] = {}
+    problems: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for ex in executions:
+        fn = ex.function_name
+        if fn in functions:
+            continue
+        if fn in failed:
+            problems[ex.arn] = failed[fn]
+            continue
+        if not ex.handler_ref:
+            failed[fn] = (f"function {fn!r} is missing: the execution records no handler reference "
+                          "(it was started from code that cannot be imported by name)")
+        else:
+            try:
+                functions[fn] = load_handler_ref(ex.handler_ref)
+                continue
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported per execution
+                failed[fn] = f"function {fn!r} is missing: cannot import {ex.handler_ref} ({type(exc).__name__}: {exc})"
+        problems[ex.arn] = failed[fn]
+    return functions, problems
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .local import LocalEngine
+
+    with _reader(args.db, "resume") as reader:
+        unfinished = reader.executions(status="RUNNING")
+    if not unfinished:
+        _err(f"nothing to resume: no unfinished executions in {args.db}")
+        return EXIT_OK
+    functions, problems = _resolve_handlers(unfinished)
+    for ex in unfinished:
+        if ex.arn in problems:
+            _err(f"cannot resume {ex.name} ({ex.arn}): {problems[ex.arn]}")
+    printer = _Printer(prefix_all=len(unfinished) > 1)
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions, listeners=[printer])
+    code = EXIT_FAILED if problems else EXIT_OK
+    try:
+        for ex in unfinished:
+            if ex.arn in problems:
+                continue
+            _err(f"resuming {ex.function_name} / {ex.name}")
+            result = _settle(engine, ex.arn)
+            line = f"{ex.name}: {result.status}"
+            if result.status == "SUCCEEDED":
+                line += f" {result.raw_result}"
+            elif result.error:
+                line += f" {result.error.get('ErrorType')}: {result.error.get('ErrorMessage')}"
+            print(line)
+            if result.status == "RUNNING":
+                _report_waiting(engine, ex.arn, args.db)
+    except KeyboardInterrupt:
+        _err("interrupted; run `durable-sync resume` again to continue")
+        raise
+    finally:
+        engine.close()
+    return code
+
+
+def _callback_payload(args: argparse.Namespace) -> Optional[str]:
+    if args.action == "heartbeat":
+        if args.payload is not None:
+            raise CliError("callback heartbeat takes no payload")
+        return None
+    if args.action == "succeed":
+        if args.payload is None:
+            return None
+        if not args.raw:
+            _parse_json(args.payload, "the callback result")
+        return args.payload
+    if args.payload is None:
+        return json.dumps({"ErrorType": "CallbackError", "ErrorMessage": "failed with durable-sync callback fail"})
+    try:
+        value = json.loads(args.payload)
+    except json.JSONDecodeError:
+        value = args.payload
+    if isinstance(value, dict):
+        if not isinstance(value.get("ErrorType", ""), str) or not isinstance(value.get("ErrorMessage", ""), str):
+            raise CliError("the callback error is a JSON ErrorObject with string ErrorType / ErrorMessage")
+        return json.dumps(value)
+    return json.dumps({"ErrorType": "CallbackError", "ErrorMessage": str(value)})
+
+
+def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Optional[int]) -> int:
+    from .local.sqlite_store import Reader
+
+    with Reader(args.db) as reader:
+        row = reader.post_callback(args.action, args.callback_id, payload)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            outcome = reader.inbox_outcome(row)
+            if outcome is not None:
+                break
+            time.sleep(0.05)
+        else:
+            if reader.withdraw(row):
+                raise CliError(f"the engine that owns {args.db} (process {owner}) did not take the answer within "
+                               f"{args.wait:g} s (a virtual-time engine only reads answers when it starts); "
+                               "nothing was sent")
+            while (outcome := reader.inbox_outcome(row)) is None:
+                time.sleep(0.05)
+    if outcome != "ok":
+        raise CliError(f"callback {args.callback_id}: {outcome.removeprefix('error: ')}")
+    print(f"callback {args.callback_id}: {args.action} delivered to the engine running in process {owner}")
+    return EXIT_OK
+
+
+def cmd_callback(args: argparse.Namespace) -> int:
+    from .local import LocalEngine
+    from .local.sqlite_store import DatabaseInUse, deliver_callback, owner_pid
+
+    payload = _callback_payload(args)
+    with _reader(args.db, "callback") as reader:
+        found = reader.find_callback(args.callback_id)
+        if found is None:
+            raise CliError(f"unknown callback id {args.callback_id!r}: no callback in {args.db} has it")
+        arn, _, op = found
+        ex = reader.execution(arn, with_history=False)
+    if op["Status"] != "STARTED" or ex.status != "RUNNING":
+        state = op["Status"] if op["Status"] != "STARTED" else f"closed (execution {ex.status})"
+        raise CliError(f"callback {args.callback_id} is already {state}; it takes no more answers")
+    owner = owner_pid(args.db)
+    if owner is not None:
+        return _post_to_owner(args, payload, owner)
+    functions, problems = _resolve_handlers([ex])
+    printer = _Printer()
+    printer.main_arn = arn
+    try:
+        engine = LocalEngine(db=args.db, skip_time=True, functions=functions, listeners=[printer])
+    except DatabaseInUse as exc:  # an engine started meanwhile
+        return _post_to_owner(args, payload, exc.owner_pid)
+    try:
+        outcome = deliver_callback(engine, args.action, args.callback_id, payload)
+        if outcome != "ok":
+            raise CliError(f"callback {args.callback_id}: {outcome.removeprefix('error: ')}")
+        print(f"callback {args.callback_id}: {args.action} recorded for {ex.function_name} / {ex.name}")
+        if arn in problems:
+            _err(f"the execution cannot continue here: {problems[arn]}; it stays RUNNING and continues when "
+                 "its handler can be imported (`durable-sync resume`)")
+            return EXIT_OK
+        if args.skip_time:
+            result = engine.wait(arn)
+        else:
+            engine.advance(0)  # fire what is already due; time does not move beyond now
+            result = engine.get_execution(arn)
+        _summary(engine, arn, args.db, result)
+        if result.status == "RUNNING":
+            _report_waiting(engine, arn, args.db)
+        elif result.status == "SUCCEEDED":
+            print(result.raw_result)
+    finally:
+        engine.close()
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="durable-sync", description=__doc__)
+    parser = argparse.ArgumentParser(prog="durable-sync", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def db_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default {DEFAULT_DB})")
+
     run = sub.add_parser("run", help="run a durable handler to completion on the embedded engine")
     run.add_argument("file", help="FILE[:HANDLER] (HANDLER defaults to 'handler')")
     run.add_argument("--input", default=None, help="the event, as JSON")
-    run.add_argument("--db", default="durable.db", help="SQLite database (default durable.db; ':memory:' for none)")
-    run.add_argument("--name", default=None, help="execution name; an existing execution of that name is resumed")
+    run.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default {DEFAULT_DB}; ':memory:' for none)")
+    run.add_argument("--name", default=None,
+                     help="execution name; an existing execution of that name is attached to (resumed if unfinished)")
     run.add_argument("--skip-time", action="store_true", help="virtual time: waits and retries take no real time")
     run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list executions in the database")
+    db_option(lst)
+    lst.add_argument("--function", default=None, help="only this function")
+    lst.add_argument("--status", default=None, help=f"only this status ({', '.join(_STATUSES)})")
+    lst.add_argument("--name", default=None, help="only this execution name")
+    lst.add_argument("--json", action="store_true", help="JSON, as ListDurableExecutionsByFunction")
+    lst.set_defaults(func=cmd_list)
+
+    hist = sub.add_parser("history", help="the operations of an execution as a tree (or its raw events)")
+    hist.add_argument("arn", metavar="ARN", help="execution ARN (or its name, when unique)")
+    db_option(hist)
+    hist.add_argument("--json", action="store_true", help="the raw history events, as boto3 returns them")
+    hist.set_defaults(func=cmd_history)
+
+    res = sub.add_parser("resume", help="run every unfinished execution in the database onward")
+    db_option(res)
+    res.add_argument("--skip-time", action="store_true", help="virtual time: fast-forward waits and retries")
+    res.set_defaults(func=cmd_resume)
+
+    cb = sub.add_parser("callback", help="answer a callback, then run its execution onward")
+    cb.add_argument("action", choices=("succeed", "fail", "heartbeat"))
+    cb.add_argument("callback_id", metavar="CALLBACK_ID")
+    cb.add_argument("payload", metavar="PAYLOAD", nargs="?", default=None,
+                    help="succeed: the result (JSON); fail: an ErrorObject (JSON) or a message")
+    db_option(cb)
+    cb.add_argument("--raw", action="store_true", help="succeed: send PAYLOAD as is, even if it is not JSON")
+    cb.add_argument("--skip-time", action="store_true",
+                    help="after answering, fast-forward the execution's waits and retries in virtual time")
+    cb.add_argument("--wait", type=float, default=10.0,
+                    help="seconds to wait for a running engine that owns the database to take the answer")
+    cb.set_defaults(func=cmd_callback)
+
+    try:
+        from .local.http import add_serve_parser
+    except ImportError:  # the HTTP façade is optional
+        pass
+    else:
+        add_serve_parser(sub)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from .errors import DurableError
+    from .local.service import ServiceError
+    from .local.sqlite_store import StoreError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except CliError as exc:
-        print(f"durable-sync: error: {exc}", file=sys.stderr)
-        return 2
+    except (CliError, StoreError) as exc:
+        _err(f"durable-sync: error: {exc}")
+    except ServiceError as exc:
+        _err(f"durable-sync: error: {exc.message}")
+    except DurableError as exc:
+        _err(f"durable-sync: error: {type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `durable-sync history ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

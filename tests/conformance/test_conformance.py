@@ -22,9 +22,7 @@ from .handlers import PROCESS_ISOLATION, common, get_handler
 TEST_TIMEOUT_SECONDS = 120
 
 def _marks(req: harness.Requirement) -> list[pytest.MarkDecorator]:
-    marks = []
-    if req.test_id in PROCESS_ISOLATION:
-        marks.append(pytest.mark.xfail(reason="needs process isolation (engine issue)", strict=False))
+    marks = []  # PROCESS_ISOLATION requirements run with LocalEngine(isolation="process") (below) and pass
     return marks
 
 

@@ -1,0 +1,353 @@
+"""Process isolation: each invocation runs in a fresh child process, as a Lambda sandbox would.
+
+Mechanism: a new interpreter per invocation (``subprocess`` with ``sys.executable``,
+the moral equivalent of multiprocessing's "spawn"), connected to the engine by a
+``socketpair`` carrying pickled messages (``multiprocessing.connection.Connection``
+framing). Why not fork: the engine is multi-threaded (scheduler, invoke pool, the
+SDK's flusher threads, the store's inbox thread), and a forked child inherits
+every lock some other thread held at that instant — the logging, stdio and
+SQLite locks included — which deadlocks at random. Why not multiprocessing's
+"spawn"/"forkserver" contexts: they re-run the parent's ``__main__`` module in
+each child (under a pytest or durable-sync console script that is a second full
+import of the runner), and forkserver's long-lived server keeps the environment
+of the moment it started. A plain fresh interpreter costs one Python start plus
+``import durable_sync`` (~0.1-0.2 s) per invocation, which is fine for what
+isolation is for: emulating crashes (``os._exit``), leaks and process-global state.
+
+The child gets the engine's ``sys.path`` and current environment, imports the
+handler (``__durable_ref__`` "FILE:ATTR" from the CLI, else "module:qualname",
+else the handler pickled by reference), and runs it with a ``PipeClient`` as its
+checkpoint client: ``checkpoint`` and ``get_state`` are calls answered by the
+engine in the parent while the child runs. Log records the child emits are sent to
+the parent and handled there by the logger of the same name, so log capture works
+as with in-process invocations. A child that dies before answering (``os._exit``,
+a signal, a crash of the interpreter) becomes an invocation error
+``Runtime.ExitError``; one that runs past the Lambda maximum of 15 minutes is
+killed (``Sandbox.Timedout``).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Optional
+
+INVOCATION_TIMEOUT_SECONDS = 15 * 60  # the Lambda maximum
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_BOOT = ("import sys; sys.path.insert(0, {root!r}); "
+         "from durable_sync.local.isolation import child_main; child_main(int(sys.argv[1]))")
+
+
+# -- handler references -----------------------------------------------------------------------
+def handler_reference(handler: Any) -> Optional[str]:
+    """A text reference another process can import ``handler`` from, or None.
+
+    "ABS_FILE:ATTR" when the CLI loaded it from a file (``__durable_ref__``), a
+    script's handler ("ABS_FILE:qualname" for ``__main__``), else "module:qualname"
+    when importing it gives back this very object.
+    """
+    ref = getattr(handler, "__durable_ref__", None)
+    if ref:
+        return ref
+    module_name = getattr(handler, "__module__", None)
+    qualname = getattr(handler, "__qualname__", None)
+    if not module_name or not qualname or "<" in qualname:
+        return None
+    module = sys.modules.get(module_name)
+    if module is None or _lookup(module, qualname) is not handler:
+        return None
+    if module_name == "__main__":
+        path = getattr(module, "__file__", None)
+        return f"{os.path.abspath(path)}:{qualname}" if path else None
+    return f"{module_name}:{qualname}"
+
+
+def _lookup(obj: Any, qualname: str) -> Any:
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def load_file_handler(path: str, attr: str, fresh: bool = False) -> Any:
+    """Import the module at ``path`` (its directory goes on sys.path) and return its ``attr``.
+
+    The module is cached under a ``durable_user_<name>`` name; ``fresh`` executes it again
+    (the CLI does, so that each command sees the file as a new process would).
+    """
+    base = os.path.splitext(os.path.basename(path))[0]
+    module_name = "durable_user_" + "".join(ch if ch.isalnum() else "_" for ch in base)
+    module = sys.modules.get(module_name)
+    if fresh or module is None or os.path.abspath(getattr(module, "__file__", "") or "") != os.path.abspath(path):
+        directory = os.path.dirname(os.path.abspath(path))
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{path} is not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(module_name, None)
+            raise
+    handler = _lookup(module, attr)
+    if handler is None:
+        raise ImportError(f"{path} has no attribute {attr!r}")
+    return handler
+
+
+def load_handler_ref(ref: str) -> Callable:
+    """Import the handler a reference names: "ABS_FILE:ATTR" or "module:qualname"."""
+    target, sep, attr = ref.rpartition(":")
+    if not sep or not target or not attr:
+        raise ImportError(f"handler reference {ref!r} is not FILE:ATTR or module:qualname")
+    if os.path.isabs(target) or target.endswith(".py"):
+        if not os.path.isfile(target):
+            raise ImportError(f"handler file {target} does not exist any more")
+        handler = load_file_handler(target, attr)
+        if getattr(handler, "__durable_ref__", None) is None:
+            try:
+                handler.__durable_ref__ = ref
+            except AttributeError:
+                pass
+    else:
+        module = importlib.import_module(target)
+        handler = _lookup(module, attr)
+        if handler is None:
+            raise ImportError(f"module {target} has no attribute {attr!r}")
+    if not callable(handler):
+        raise ImportError(f"{ref} is not callable")
+    return handler
+
+
+def _handler_spec(handler: Any) -> tuple[str, Any]:
+    ref = handler_reference(handler)
+    if ref is not None:
+        return "ref", ref
+    try:
+        return "pickle", pickle.dumps(handler)
+    except Exception as exc:  # noqa: BLE001 - reported as the invocation's error
+        raise TypeError(
+            f"isolation='process' runs the handler in a child process, which must import it: "
+            f"{getattr(handler, '__qualname__', handler)!r} is not importable ({type(exc).__name__}: {exc}). "
+            "Define the handler at module level in an importable module, or load it with the CLI.") from None
+
+
+# -- the engine side --------------------------------------------------------------------------------
+def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
+                 timeout: float = INVOCATION_TIMEOUT_SECONDS) -> tuple[Any, Optional[dict]]:
+    """One invocation in a child process; returns (output, failure) as the in-process path does."""
+    try:
+        spec = _handler_spec(handler)
+    except TypeError as exc:
+        return None, {"ErrorType": "Runtime.IsolationError", "ErrorMessage": str(exc)}
+    if not hasattr(socket, "socketpair") or os.name == "nt":
+        return None, {"ErrorType": "Runtime.IsolationError",
+                      "ErrorMessage": "isolation='process' needs a POSIX system"}
+    parent_sock, child_sock = socket.socketpair()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _BOOT.format(root=_ROOT), str(child_sock.fileno())],
+                                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        parent_sock.close()
+        return None, {"ErrorType": "Runtime.IsolationError", "ErrorMessage": f"cannot start a child process: {exc}"}
+    finally:
+        child_sock.close()
+    conn = Connection(parent_sock.detach())
+    deadline = time.monotonic() + timeout
+    try:
+        conn.send({"sys_path": list(sys.path), "handler": spec, "envelope": envelope,
+                   "function_name": function_name, "deadline_ms": int((time.time() + timeout) * 1000),
+                   "log_levels": _log_levels()})
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not conn.poll(remaining):
+                proc.kill()
+                return None, {"ErrorType": "Sandbox.Timedout",
+                              "ErrorMessage": f"the invocation ran longer than {timeout:.0f} s; its process was killed"}
+            message = conn.recv()
+            kind = message[0]
+            if kind == "call":
+                conn.send(_serve(engine, message[1], message[2]))
+            elif kind == "log":
+                _emit_log(message[1])
+            elif kind == "output":
+                return message[1], None
+            elif kind == "raised":
+                return None, message[1]
+    except (EOFError, OSError):
+        code = _reap(proc, 5.0)
+        how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+        return None, {"ErrorType": "Runtime.ExitError",
+                      "ErrorMessage": f"RequestId: the handler process exited with {how} before answering"}
+    finally:
+        conn.close()
+        _reap(proc, 5.0)
+
+
+def _serve(engine: Any, method: str, args: tuple) -> tuple:
+    from .service import ServiceError
+
+    call = {"checkpoint": engine.checkpoint, "get_state": engine.get_state}.get(method)
+    if call is None:
+        return "error", "ValueError", f"unknown call {method!r}"
+    try:
+        return "ok", call(*args)
+    except ServiceError as exc:
+        return "service_error", exc.code, exc.message, exc.status
+    except Exception as exc:  # noqa: BLE001 - sent to the child, raised there
+        return "error", type(exc).__name__, str(exc)
+
+
+def _reap(proc: subprocess.Popen, timeout: float) -> Optional[int]:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def _log_levels() -> dict:
+    levels = {"": logging.getLogger().level}
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def _emit_log(fields: dict) -> None:
+    record = logging.makeLogRecord(fields)
+    logger = logging.getLogger(record.name) if record.name and record.name != "root" else logging.getLogger()
+    logger.handle(record)
+
+
+# -- the child side ---------------------------------------------------------------------------------
+class _Channel:
+    """The child's end: one request/response at a time, sends from any thread."""
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._call_lock = threading.Lock()
+
+    def send(self, message: tuple) -> None:
+        with self._send_lock:
+            self._conn.send(message)
+
+    def call(self, method: str, *args: Any) -> Any:
+        with self._call_lock:
+            self.send(("call", method, args))
+            reply = self._conn.recv()
+        if reply[0] == "ok":
+            return reply[1]
+        if reply[0] == "service_error":
+            from .service import ServiceError
+
+            raise ServiceError(reply[1], reply[2], reply[3])
+        raise RuntimeError(f"{reply[1]}: {reply[2]}")
+
+
+class PipeClient:
+    """The CheckpointClient of a handler running in a child process: calls go to the engine."""
+
+    def __init__(self, channel: _Channel):
+        self._channel = channel
+
+    def checkpoint(self, arn: str, token: str, updates: list, client_token: str) -> dict:
+        return self._channel.call("checkpoint", arn, token, updates, client_token)
+
+    def get_state(self, arn: str, token: str, marker: str) -> dict:
+        return self._channel.call("get_state", arn, token, marker)
+
+
+class ChildLambdaContext:
+    """The ``lambda_context`` of an isolated invocation."""
+
+    def __init__(self, client: PipeClient, function_name: str, deadline_ms: int):
+        import uuid
+
+        self.durable_client = client
+        self.function_name = function_name
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+class _ForwardLogs(logging.Handler):
+    def __init__(self, channel: _Channel):
+        super().__init__(logging.NOTSET)
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = dict(record.__dict__)
+            fields["msg"] = record.getMessage()
+            fields["args"] = None
+            if record.exc_info:
+                fields["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            fields["exc_info"] = None
+            fields.pop("message", None)
+            for key, value in list(fields.items()):
+                if not isinstance(value, (str, int, float, bool, type(None))):
+                    try:
+                        pickle.dumps(value)
+                    except Exception:  # noqa: BLE001
+                        fields[key] = repr(value)
+            self._channel.send(("log", fields))
+        except Exception:  # noqa: BLE001 - the engine is gone; nothing to log to
+            pass
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def child_main(fd: int) -> None:
+    """Entry point of the child process (see ``_BOOT``)."""
+    conn = Connection(fd)
+    channel = _Channel(conn)
+    boot = conn.recv()
+    for entry in reversed(boot["sys_path"]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardLogs(channel)]
+    for name, level in boot["log_levels"].items():
+        (logging.getLogger(name) if name else root).setLevel(level)
+    code = 0
+    try:
+        kind, value = boot["handler"]
+        handler = load_handler_ref(value) if kind == "ref" else pickle.loads(value)
+        client = PipeClient(channel)
+        output = handler(boot["envelope"], ChildLambdaContext(client, boot["function_name"], boot["deadline_ms"]))
+        try:
+            channel.send(("output", output))
+        except Exception:  # noqa: BLE001 - unpicklable output: the engine reports it as invalid
+            channel.send(("output", f"<{type(output).__name__} object that cannot leave the process>"))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
+        try:
+            channel.send(("raised", {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}))
+        except Exception:  # noqa: BLE001
+            code = 1
+    _flush_stdio()
+    os._exit(code)

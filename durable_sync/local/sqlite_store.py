@@ -1,0 +1,611 @@
+"""SQLite persistence of the local engine: crash-safe, one transaction per checkpoint.
+
+Layout (schema version ``SCHEMA_VERSION`` in ``PRAGMA user_version``; ``PRAGMA
+application_id`` marks the file as a durable_sync database):
+
+- ``executions``: one row per execution (identity, status, result/error, invocation
+  failures, the handler reference used to resume it); ``id`` is its creation order.
+- ``operations``: one row per operation, the engine's record as JSON text —
+  engine-private keys (``_timeout_due``, ``_invoke``, ...) included. The integer key
+  is ``execution id << 32 | n`` (n: the order in which the operation was first
+  recorded), so one execution's operations are a contiguous range of the table, in
+  order (parents before children), with no secondary index to maintain.
+- ``events``: the append-only history, one JSON row per event, keyed the same way by
+  ``execution id << 32 | EventId``.
+- ``timers``: a VIEW derived from operations (waits, retries, callback deadlines)
+  and executions (execution timeouts); the engine re-arms the same items from the
+  operation records when it adopts an execution, so timers need no table.
+- ``inbox``: callback answers posted by another process (``durable-sync callback``)
+  while an engine owns the database; the owner applies and acknowledges them.
+
+A checkpoint touches about three pages (the last page of the execution's events, the
+page of its operation(s), the execution row only when its status, result, error or
+failure count changed): one small WAL append per commit. ``token_seq`` is written with
+the execution row, so after a restart it may be behind; tokens carry a random prefix
+per invocation, so a lower counter never repeats a token.
+
+Durability: WAL with ``synchronous=NORMAL``; ``save_checkpoint`` commits before it
+returns, and the engine answers the checkpoint call only after that, so an
+acknowledged checkpoint survives ``kill -9`` of the process at any moment (power
+loss may lose the last commits; pass ``synchronous="FULL"`` to rule that out).
+
+Threads: one connection and one lock; every call holds the lock for its whole
+transaction. Processes: one engine owns a database at a time (an advisory
+``flock`` on ``<db>-lock``, released by the kernel when the process dies); other
+processes may read it at any time and post callback answers to the inbox.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from typing import Any, Iterable, Optional
+
+from .service import Execution
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x44534E43  # "DSNC": a durable_sync database
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE executions (
+    id INTEGER PRIMARY KEY,
+    arn TEXT NOT NULL UNIQUE,
+    function_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    exec_op_id TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER,
+    timeout_s INTEGER NOT NULL,
+    input_payload TEXT,
+    status TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    token_seq INTEGER NOT NULL DEFAULT 0,
+    invocation_failures INTEGER NOT NULL DEFAULT 0,
+    handler_ref TEXT,
+    UNIQUE (function_name, name)
+);
+CREATE INDEX executions_by_status ON executions (status, function_name);
+CREATE TABLE operations (
+    id INTEGER PRIMARY KEY,
+    op_id TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    callback_id TEXT NOT NULL,
+    payload TEXT,
+    posted_ms INTEGER NOT NULL,
+    done_ms INTEGER,
+    outcome TEXT
+);
+CREATE INDEX inbox_pending ON inbox (id) WHERE done_ms IS NULL;
+CREATE VIEW timers (arn, op_id, kind, due_ms) AS
+    SELECT e.arn, o.op_id, 'wait', json_extract(o.record, '$.WaitDetails.ScheduledEndTimestamp')
+      FROM operations o JOIN executions e ON e.id = o.id >> 32 AND e.status = 'RUNNING'
+     WHERE json_extract(o.record, '$.Type') = 'WAIT' AND json_extract(o.record, '$.Status') = 'STARTED'
+    UNION ALL
+    SELECT e.arn, o.op_id, 'retry', json_extract(o.record, '$.StepDetails.NextAttemptTimestamp')
+      FROM operations o JOIN executions e ON e.id = o.id >> 32 AND e.status = 'RUNNING'
+     WHERE json_extract(o.record, '$.Type') = 'STEP' AND json_extract(o.record, '$.Status') = 'PENDING'
+    UNION ALL
+    SELECT e.arn, o.op_id, 'callback_timeout', json_extract(o.record, '$._timeout_due')
+      FROM operations o JOIN executions e ON e.id = o.id >> 32 AND e.status = 'RUNNING'
+     WHERE json_extract(o.record, '$.Type') = 'CALLBACK' AND json_extract(o.record, '$.Status') = 'STARTED'
+       AND json_extract(o.record, '$._timeout_due') IS NOT NULL
+    UNION ALL
+    SELECT e.arn, o.op_id, 'callback_heartbeat', json_extract(o.record, '$._heartbeat_due')
+      FROM operations o JOIN executions e ON e.id = o.id >> 32 AND e.status = 'RUNNING'
+     WHERE json_extract(o.record, '$.Type') = 'CALLBACK' AND json_extract(o.record, '$.Status') = 'STARTED'
+       AND json_extract(o.record, '$._heartbeat_due') IS NOT NULL
+    UNION ALL
+    SELECT arn, NULL, 'execution_timeout', start_ms + timeout_s * 1000 FROM executions WHERE status = 'RUNNING';
+"""
+
+_BEGIN = "BEGIN IMMEDIATE"
+_SHIFT = 32  # row id of an operation / event: execution id << 32 | n
+_INSERT_OP = "INSERT INTO operations (id, op_id, record) VALUES (?, ?, ?)"
+_UPDATE_OP = "UPDATE operations SET record = ? WHERE id = ?"
+_INSERT_EVENT = "INSERT OR REPLACE INTO events (id, record) VALUES (?, ?)"
+_UPDATE_EXEC = ("UPDATE executions SET status = ?, end_ms = ?, result = ?, error = ?, invocation_failures = ?, "
+                "handler_ref = ?, token_seq = ? WHERE id = ?")
+_INSERT_EXEC = ("INSERT INTO executions (arn, function_name, name, exec_op_id, start_ms, timeout_s, input_payload, "
+                "status, end_ms, result, error, invocation_failures, handler_ref, token_seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_EXEC_COLUMNS = ("id, arn, function_name, name, exec_op_id, start_ms, end_ms, timeout_s, input_payload, status, "
+                 "result, error, token_seq, invocation_failures, handler_ref")
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+_loads = json.loads
+
+
+class StoreError(Exception):
+    """The database cannot be used: corrupt, not a durable_sync database, a newer schema, or in use."""
+
+
+class DatabaseInUse(StoreError):
+    """Another engine (another process, or an engine not yet closed) owns the database."""
+
+    def __init__(self, message: str, owner_pid: Optional[int] = None):
+        super().__init__(message)
+        self.owner_pid = owner_pid
+
+
+def check_file(path: str) -> bool:
+    """True when ``path`` holds data; StoreError when that data is not an SQLite database."""
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a directory, not a database file")
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot read database {path}: {exc.strerror or exc}") from None
+    if not header:
+        return False
+    if header != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not a durable_sync database (not an SQLite file); "
+                         "pass another --db / LocalEngine(db=...) path")
+    return True
+
+
+def _verify(conn: sqlite3.Connection, path: str) -> bool:
+    """Check the identity and schema version without writing; True when the schema must be created."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == 0 and version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise StoreError(f"{path} is an SQLite database of another application, not a durable_sync database; "
+                             "pass another --db / LocalEngine(db=...) path")
+        return True
+    if app_id != APPLICATION_ID:
+        raise StoreError(f"{path} is an SQLite database of another application (application_id {app_id:#x}), "
+                         "not a durable_sync database")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has durable_sync schema version {version}, newer than this version of "
+                         f"durable_sync understands ({SCHEMA_VERSION}); upgrade durable_sync")
+    if version < 1:
+        raise StoreError(f"{path} has an unknown durable_sync schema version {version}")
+    return False
+
+
+def connect(path: str, *, create: bool = True, timeout: float = 10.0) -> sqlite3.Connection:
+    """A verified connection to the durable_sync database at ``path`` (schema created when new)."""
+    exists = check_file(path)
+    if not exists and not create:
+        raise StoreError(f"no durable_sync database at {path}")
+    conn = None
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False,
+                               cached_statements=64)
+        new = _verify(conn, path)
+        if new:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_BEGIN)
+            if _verify(conn, path):  # nobody created it meanwhile
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        else:
+            conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        raise StoreError(f"{path} is not a usable durable_sync database: {exc}") from None
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+
+
+class _OwnerLock:
+    """An advisory lock on ``<db>-lock``; the kernel drops it when the process dies (kill -9 included)."""
+
+    def __init__(self, path: str):
+        self.path = path + "-lock"
+        self._fd: Optional[int] = None
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): single-engine use is the user's responsibility
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            pid = int(owner) if owner.isdigit() else None
+            who = f"the engine in process {pid}" if pid and pid != os.getpid() else \
+                "another engine in this process (close() it first)" if pid == os.getpid() else "another engine"
+            raise DatabaseInUse(f"database {path} is in use by {who}; one engine owns a database at a time "
+                                "(use another database, or stop that engine first)", pid) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+class SqliteStore:
+    """The engine's store on an SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str, synchronous: str = "NORMAL", timeout: float = 10.0):
+        self.path = os.fspath(path)
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
+        if check_file(self.path):  # a foreign or corrupt file gets no lock file and no WAL
+            connect(self.path, create=False, timeout=timeout).close()
+        self._owner = _OwnerLock(self.path)
+        try:
+            self._conn = connect(self.path, timeout=timeout)
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it (below)
+            self._conn.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+        except BaseException:
+            self._owner.release()
+            raise
+        self._lock = threading.Lock()
+        self._state: dict[str, _Saved] = {}  # arn -> what is persisted of it
+        self._closed = False
+        self._inbox_stop = threading.Event()
+        self._inbox_thread: Optional[threading.Thread] = None
+        # WAL checkpoints (copying the WAL into the database file, with its fsyncs) run on a thread
+        # of their own every CHECKPOINT_EVERY commits, off the path of the checkpoint calls.
+        self._commits = 0
+        self._checkpoint_wanted = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(timeout,),
+                                              name="durable-wal-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    # -- the store interface the engine uses -------------------------------------------
+    def load_executions(self) -> list[Execution]:
+        """Every execution, ready for ``LocalEngine._adopt``: ops in recorded order, full history."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(f"SELECT {_EXEC_COLUMNS} FROM executions ORDER BY id").fetchall()
+                ops = self._conn.execute("SELECT id, op_id, record FROM operations ORDER BY id").fetchall()
+                events = self._conn.execute("SELECT id, record FROM events ORDER BY id").fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"cannot read {self.path}: {exc}") from None
+            by_id: dict[int, tuple[Execution, _Saved]] = {}
+            for row in rows:
+                ex = _execution_from_row(row)
+                saved = self._state[ex.arn] = _Saved(row[0], _row_values(ex))
+                by_id[row[0]] = (ex, saved)
+            for row_id, op_id, record in ops:
+                entry = by_id.get(row_id >> _SHIFT)
+                if entry is not None:
+                    entry[0].ops[op_id] = _loads(record)
+                    entry[1].op_rows[op_id] = row_id
+            for row_id, record in events:
+                entry = by_id.get(row_id >> _SHIFT)
+                if entry is not None:
+                    entry[0].events.append(_loads(record))
+            for ex, saved in by_id.values():
+                saved.events = len(ex.events)
+                saved.next_op = max(saved.op_rows.values(), default=saved.exec_id << _SHIFT) + 1
+            return [ex for ex, _ in by_id.values()]
+
+    def create_execution(self, ex: Execution) -> None:
+        with self._lock:
+            self._write(ex, ex.ops, create=True)
+
+    def save_checkpoint(self, ex: Execution, ops: dict, events: list) -> None:
+        """Persist changed operations, the new tail of the history and the execution row; commits."""
+        with self._lock:
+            self._write(ex, ops)
+
+    def save_execution(self, ex: Execution, events: list) -> None:
+        """Persist the execution's (terminal) state, its EXECUTION operation and the new events; commits."""
+        with self._lock:
+            self._write(ex, {ex.exec_op_id: ex.ops[ex.exec_op_id]} if ex.exec_op_id in ex.ops else {})
+
+    def close(self) -> None:
+        self._inbox_stop.set()
+        if self._inbox_thread is not None and self._inbox_thread is not threading.current_thread():
+            self._inbox_thread.join()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._checkpoint_wanted.set()
+        self._checkpointer.join()
+        with self._lock:
+            try:
+                self._conn.close()  # the last connection checkpoints the WAL and removes it
+            finally:
+                self._owner.release()
+
+    # -- internals -------------------------------------------------------------------------
+    CHECKPOINT_EVERY = 256  # commits (a few pages each) between WAL checkpoints
+
+    def _checkpoint_loop(self, timeout: float) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            while True:
+                self._checkpoint_wanted.wait()
+                self._checkpoint_wanted.clear()
+                if self._closed:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass  # busy or closing: the next one catches up
+        finally:
+            conn.close()
+
+    def _write(self, ex: Execution, ops: dict, create: bool = False) -> None:
+        """Called with the lock: one transaction for the whole change, committed before returning.
+
+        Writes the operations given (the engine passes every record it changed), every event
+        appended since the last write of this execution, and the execution row if it changed.
+        """
+        if self._closed:
+            raise StoreError(f"the store of {self.path} is closed")
+        conn = self._conn
+        saved = None if create else self._state.get(ex.arn)
+        values = _row_values(ex)
+        conn.execute(_BEGIN)
+        try:
+            if saved is None:
+                cur = conn.execute(_INSERT_EXEC, (ex.arn, ex.function_name, ex.name, ex.exec_op_id, ex.start_ms,
+                                                  ex.timeout_s, ex.input_payload, *values, ex.token_seq))
+                saved = _Saved(cur.lastrowid, values)
+                changed_row = False
+            else:
+                changed_row = values != saved.row
+                if changed_row:
+                    conn.execute(_UPDATE_EXEC, (*values, ex.token_seq, saved.exec_id))
+            next_op = saved.next_op
+            new_rows: dict[str, int] = {}
+            if ops:
+                inserts, updates = [], []
+                for op_id, op in ops.items():
+                    row_id = saved.op_rows.get(op_id) or new_rows.get(op_id)
+                    if row_id is None:
+                        row_id = new_rows[op_id] = next_op
+                        next_op += 1
+                        inserts.append((row_id, op_id, _dumps(op)))
+                    else:
+                        updates.append((_dumps(op), row_id))
+                if inserts:
+                    conn.executemany(_INSERT_OP, inserts)
+                if updates:
+                    conn.executemany(_UPDATE_OP, updates)
+            new_events = ex.events[saved.events:]
+            if new_events:
+                base = saved.exec_id << _SHIFT
+                conn.executemany(_INSERT_EVENT, [(base + e["EventId"], _dumps(e)) for e in new_events])
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        self._state[ex.arn] = saved
+        if changed_row:
+            saved.row = values
+        saved.op_rows.update(new_rows)
+        saved.next_op = next_op
+        saved.events += len(new_events)
+        self._commits += 1
+        if self._commits % self.CHECKPOINT_EVERY == 0:
+            self._checkpoint_wanted.set()
+
+    # -- the inbox: callback answers from other processes ---------------------------------------
+    def attach(self, engine: Any) -> None:
+        """Called by the engine once it is built: apply answers posted while no engine owned the db,
+        and (real time) keep polling for new ones."""
+        self._apply_inbox(engine)
+        if not getattr(engine, "skip_time", False) and self._inbox_thread is None:
+            self._inbox_thread = threading.Thread(target=self._inbox_loop, args=(engine,), name="durable-inbox",
+                                                  daemon=True)
+            self._inbox_thread.start()
+
+    def _inbox_loop(self, engine: Any, interval: float = 0.2) -> None:
+        while not self._inbox_stop.wait(interval):
+            try:
+                self._apply_inbox(engine)
+            except (StoreError, sqlite3.Error):
+                return
+
+    def _apply_inbox(self, engine: Any) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            pending = self._conn.execute(
+                "SELECT id, kind, callback_id, payload FROM inbox WHERE done_ms IS NULL ORDER BY id").fetchall()
+        for row_id, kind, callback_id, payload in pending:
+            outcome = deliver_callback(engine, kind, callback_id, payload)
+            with self._lock:
+                if self._closed:
+                    return
+                self._conn.execute("UPDATE inbox SET done_ms = ?, outcome = ? WHERE id = ?",
+                                   (int(time.time() * 1000), outcome, row_id))
+
+
+def deliver_callback(engine: Any, kind: str, callback_id: str, payload: Optional[str]) -> str:
+    """Answer a callback on ``engine``: 'ok' or 'error: <message>'."""
+    from .service import ServiceError
+
+    try:
+        if kind == "succeed":
+            engine.send_callback_success(callback_id, payload)
+        elif kind == "fail":
+            engine.send_callback_failure(callback_id, _loads(payload) if payload else None)
+        elif kind == "heartbeat":
+            engine.send_callback_heartbeat(callback_id)
+        else:
+            return f"error: unknown callback answer {kind!r}"
+    except ServiceError as exc:
+        return f"error: {exc.message}"
+    except Exception as exc:  # noqa: BLE001 - reported to the process that posted it
+        return f"error: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+class _Saved:
+    """What the store has written of one execution."""
+
+    __slots__ = ("exec_id", "row", "op_rows", "next_op", "events")
+
+    def __init__(self, exec_id: int, row: tuple):
+        self.exec_id = exec_id
+        self.row = row  # the mutable columns as last written
+        self.op_rows: dict[str, int] = {}  # operation id -> row id
+        self.next_op = (exec_id << _SHIFT) + 1
+        self.events = 0  # events written
+
+
+def _row_values(ex: Execution) -> tuple:
+    return (ex.status, ex.end_ms, ex.result, None if ex.error is None else _dumps(ex.error), ex.invocation_failures,
+            ex.handler_ref)
+
+
+def _execution_from_row(row: tuple) -> Execution:
+    (_, arn, function_name, name, exec_op_id, start_ms, end_ms, timeout_s, input_payload, status, result, error,
+     token_seq, invocation_failures, handler_ref) = row
+    ex = Execution(arn=arn, function_name=function_name, name=name, exec_op_id=exec_op_id, start_ms=start_ms,
+                   timeout_s=timeout_s, input_payload=input_payload, status=status, end_ms=end_ms, result=result,
+                   error=_loads(error) if error else None, handler_ref=handler_ref)
+    ex.token_seq = token_seq
+    ex.invocation_failures = invocation_failures
+    return ex
+
+
+# -- read access for other processes (CLI list/history/callback), no ownership needed -------------
+class Reader:
+    """Read-only views of a database another engine may be writing (WAL readers never block it)."""
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        self._conn = connect(self.path, create=False)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _query(self, sql: str, params: Iterable = ()) -> list:
+        try:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from None
+
+    def executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
+                   status: Optional[str] = None) -> list[Execution]:
+        """Matching executions (no operations or events loaded), oldest first."""
+        where, params = [], []
+        for column, value in (("function_name", function_name), ("name", name), ("status", status)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_EXEC_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_execution_from_row(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def execution(self, arn: str, with_history: bool = True) -> Optional[Execution]:
+        rows = self._query(f"SELECT {_EXEC_COLUMNS} FROM executions WHERE arn = ?", (arn,))
+        if not rows:
+            return None
+        ex = _execution_from_row(rows[0])
+        if with_history:
+            low, high = rows[0][0] << _SHIFT, ((rows[0][0] + 1) << _SHIFT) - 1
+            for op_id, record in self._query("SELECT op_id, record FROM operations WHERE id BETWEEN ? AND ? "
+                                             "ORDER BY id", (low, high)):
+                ex.ops[op_id] = _loads(record)
+            ex.events = [_loads(r) for (r,) in self._query(
+                "SELECT record FROM events WHERE id BETWEEN ? AND ? ORDER BY id", (low, high))]
+        return ex
+
+    def counts(self, arns: list[str]) -> dict[str, int]:
+        """arn -> number of operations (the EXECUTION operation not counted)."""
+        out = {}
+        for arn in arns:
+            rows = self._query("SELECT id FROM executions WHERE arn = ?", (arn,))
+            if rows:
+                low, high = rows[0][0] << _SHIFT, ((rows[0][0] + 1) << _SHIFT) - 1
+                n = self._query("SELECT count(*) FROM operations WHERE id BETWEEN ? AND ?", (low, high))[0][0]
+                out[arn] = max(0, n - 1)
+        return out
+
+    def find_callback(self, callback_id: str) -> Optional[tuple[str, str, dict]]:
+        """(arn, operation id, operation record) of the callback with that id, or None."""
+        rows = self._query("SELECT e.arn, o.op_id, o.record FROM operations o JOIN executions e ON e.id = o.id >> 32 "
+                           "WHERE json_extract(o.record, '$.CallbackDetails.CallbackId') = ?", (callback_id,))
+        if not rows:
+            return None
+        arn, op_id, record = rows[0]
+        return arn, op_id, _loads(record)
+
+    def next_timers(self, arn: str) -> list[tuple[str, Optional[str], int]]:
+        """(kind, operation id, due ms) of the execution's pending timers, soonest first."""
+        return [(kind, op_id, due) for kind, op_id, due in self._query(
+            "SELECT kind, op_id, due_ms FROM timers WHERE arn = ? ORDER BY due_ms", (arn,))]
+
+    # inbox (client side)
+    def post_callback(self, kind: str, callback_id: str, payload: Optional[str]) -> int:
+        try:
+            cur = self._conn.execute("INSERT INTO inbox (kind, callback_id, payload, posted_ms) VALUES (?, ?, ?, ?)",
+                                     (kind, callback_id, payload, int(time.time() * 1000)))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot write to {self.path}: {exc}") from None
+        return cur.lastrowid
+
+    def inbox_outcome(self, row_id: int) -> Optional[str]:
+        rows = self._query("SELECT outcome FROM inbox WHERE id = ? AND done_ms IS NOT NULL", (row_id,))
+        return rows[0][0] if rows else None
+
+    def withdraw(self, row_id: int) -> bool:
+        """Take back an answer nobody applied yet; False when an engine already took it."""
+        cur = self._conn.execute("DELETE FROM inbox WHERE id = ? AND done_ms IS NULL", (row_id,))
+        return cur.rowcount == 1
+
+
+def owner_pid(path: str) -> Optional[int]:
+    """The pid recorded by the engine owning ``path`` (None when nobody owns it)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(path + "-lock", os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,343 @@
+"""``durable-sync`` as a new user would try it: run, list, history, resume, callback, bad input."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from durable_sync import cli
+from durable_sync.local.sqlite_store import Reader
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDER = str(ROOT / "examples" / "order_workflow.py")
+ORDER_INPUT = '{"order_id": "o-1", "items": [{"sku": "apple", "qty": 3}]}'
+ORDER_RESULT = {"order_id": "o-1", "reservation": "res-o-1", "receipt": {"auth": "auth-o-1", "amount": 1.5},
+                "status": "charged"}
+
+
+def durable_sync(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "durable_sync.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _arn(cwd: Path, db: str = "durable.db") -> str:
+    listed = durable_sync("list", "--json", "--db", db, cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    [entry] = json.loads(listed.stdout)
+    return entry["DurableExecutionArn"]
+
+
+def test_run_list_and_history_of_the_example(tmp_path):
+    run = durable_sync("run", ORDER, "--input", ORDER_INPUT, "--skip-time", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == ORDER_RESULT
+    assert "StepFailed" in run.stderr and "attempt 1 failed (InventoryUnavailable" in run.stderr
+    assert "WaitStarted            cool-down (2 s)" in run.stderr
+    assert "status SUCCEEDED" in run.stderr and "operations 6, invocations 3" in run.stderr
+    assert (tmp_path / "durable.db").exists()  # the default database, in the current directory
+
+    listed = durable_sync("list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.strip().splitlines()
+    assert header.split()[:3] == ["NAME", "FUNCTION", "STATUS"]
+    assert "order_workflow" in row and "SUCCEEDED" in row
+
+    arn = _arn(tmp_path)
+    history = durable_sync("history", arn, cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    text = history.stdout
+    assert text.splitlines()[0].startswith("order_workflow / ") and "SUCCEEDED" in text.splitlines()[0]
+    assert "3 invocations" in text.splitlines()[0]
+    tree = {line.split()[1]: line for line in text.splitlines() if line.startswith(("├", "└", "│", " "))
+            and len(line.split()) > 1}
+    assert "attempt 2 (1 failed)" in tree["reserve"] and "Step" in tree["reserve"]
+    assert "Wait" in tree["cool-down"] and "2.00 s" in tree["cool-down"]
+    assert "RunInChildContext" in tree["payment"]
+    nested = [line for line in text.splitlines() if "authorize" in line or "capture" in line]
+    assert all(line.startswith(("   ", "│  ")) for line in nested) and len(nested) == 2  # children indented
+    assert text.strip().splitlines()[-1] == "result " + json.dumps(ORDER_RESULT)
+
+    raw = durable_sync("history", arn, "--json", cwd=tmp_path)
+    events = json.loads(raw.stdout)
+    assert events[0]["EventType"] == "ExecutionStarted" and events[-1]["EventType"] == "ExecutionSucceeded"
+    assert [e["EventId"] for e in events] == list(range(1, len(events) + 1))
+    assert "T" in events[0]["EventTimestamp"]  # ISO timestamps
+
+
+def test_run_with_a_name_attaches_instead_of_starting_again(tmp_path):
+    first = durable_sync("run", ORDER, "--input", ORDER_INPUT, "--name", "order-1", "--skip-time", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = durable_sync("run", ORDER, "--input", ORDER_INPUT, "--name", "order-1", "--skip-time", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "attaching to execution order-1 of order_workflow (succeeded)" in again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == ORDER_RESULT
+    assert len(json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout)) == 1
+    other = durable_sync("run", ORDER, "--input", '{"order_id": "o-2", "items": []}', "--name", "order-1",
+                         cwd=tmp_path)
+    assert other.returncode == 2
+    assert other.stderr.strip().count("\n") == 0 and "already exists" in other.stderr
+    # history accepts the name too
+    assert durable_sync("history", "order-1", cwd=tmp_path).stdout.startswith("order_workflow / order-1")
+
+
+CRASHY = textwrap.dedent('''
+    import os
+    import durable_sync as ds
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+    def charge(step):
+        if not os.path.exists(os.path.join(HERE, "crashed-once")):
+            open(os.path.join(HERE, "crashed-once"), "w").close()
+            os._exit(1)  # the whole CLI process dies in the middle of the step
+        return "charged"
+
+
+    @ds.durable_handler
+    def handler(event, ctx):
+        order = ctx.step("validate", lambda s: event["id"])
+        ctx.wait(3600, name="settle")
+        return {"order": order, "payment": ctx.step("charge", charge)}
+''')
+
+
+def test_rerunning_the_same_command_after_a_crash_finishes_the_work(tmp_path):
+    (tmp_path / "crashy.py").write_text(CRASHY)
+    args = ("run", "crashy.py", "--input", '{"id": 7}', "--name", "job-7", "--skip-time")
+    crashed = durable_sync(*args, cwd=tmp_path)
+    assert crashed.returncode == 1  # os._exit(1): no summary, no result
+    with Reader(str(tmp_path / "durable.db")) as reader:
+        [ex] = reader.executions()
+        assert ex.status == "RUNNING"
+    again = durable_sync(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resuming it" in again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == {"order": 7, "payment": "charged"}
+    listed = json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout)
+    assert [(e["DurableExecutionName"], e["Status"]) for e in listed] == [("job-7", "SUCCEEDED")]
+
+
+def test_resume_runs_unfinished_executions_and_names_missing_functions(tmp_path):
+    (tmp_path / "crashy.py").write_text(CRASHY)
+    assert durable_sync("run", "crashy.py", "--input", '{"id": 1}', "--skip-time", cwd=tmp_path).returncode == 1
+    resumed = durable_sync("resume", "--skip-time", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'SUCCEEDED {"order": 1, "payment": "charged"}' in resumed.stdout
+
+    (tmp_path / "crashy_copy.py").write_text(CRASHY.replace('"crashed-once"', '"crashed-copy"'))
+    assert durable_sync("run", "crashy_copy.py", "--input", '{"id": 2}', "--skip-time",
+                        cwd=tmp_path).returncode == 1
+    os.rename(tmp_path / "crashy_copy.py", tmp_path / "moved_away.py")
+    missing = durable_sync("resume", "--skip-time", cwd=tmp_path)
+    assert missing.returncode == 1  # it could not be resumed
+    assert "function 'crashy_copy' is missing" in missing.stderr and "crashy_copy.py" in missing.stderr
+    running = json.loads(durable_sync("list", "--json", "--status", "running", cwd=tmp_path).stdout)
+    assert [e["FunctionName"] for e in running] == ["crashy_copy"]  # still there, nothing lost
+
+    os.rename(tmp_path / "moved_away.py", tmp_path / "crashy_copy.py")
+    again = durable_sync("resume", "--skip-time", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert 'SUCCEEDED {"order": 2, "payment": "charged"}' in again.stdout
+    nothing = durable_sync("resume", cwd=tmp_path)
+    assert nothing.returncode == 0 and "nothing to resume" in nothing.stderr
+
+
+def test_run_also_resumes_other_unfinished_executions(tmp_path):
+    (tmp_path / "crashy.py").write_text(CRASHY)
+    assert durable_sync("run", "crashy.py", "--input", '{"id": 1}', "--skip-time", cwd=tmp_path).returncode == 1
+    run = durable_sync("run", ORDER, "--input", ORDER_INPUT, "--skip-time", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "the engine also resumes 1 other unfinished execution in durable.db: crashy / " in run.stderr
+    assert any(line.startswith("[") and "ExecutionSucceeded" in line for line in run.stderr.splitlines())
+    statuses = {e["FunctionName"]: e["Status"] for e in json.loads(durable_sync("list", "--json",
+                                                                                cwd=tmp_path).stdout)}
+    assert statuses == {"crashy": "SUCCEEDED", "order_workflow": "SUCCEEDED"}
+
+
+CALLBACK_FLOW = textwrap.dedent('''
+    import durable_sync as ds
+
+
+    @ds.durable_handler
+    def handler(event, ctx):
+        cb = ctx.create_callback("approval")
+        ctx.step("notify", lambda s: cb.callback_id)
+        answer = cb.result()
+        ctx.wait(60, name="cool-off")
+        return {"answer": answer, "for": event}
+''')
+
+
+def _callback_id(run: subprocess.CompletedProcess) -> str:
+    for line in run.stderr.splitlines():
+        if "durable-sync callback succeed " in line:
+            return line.split("durable-sync callback succeed ")[1].split()[0]
+    raise AssertionError(run.stderr)
+
+
+def test_callback_answered_from_the_cli_continues_the_execution(tmp_path):
+    (tmp_path / "approval.py").write_text(CALLBACK_FLOW)
+    run = durable_sync("run", "approval.py", "--input", '"e-1"', "--skip-time", cwd=tmp_path)
+    assert run.returncode == 3, run.stderr  # waits for the outside
+    assert json.loads(run.stdout.strip().splitlines()[-1])["status"] == "RUNNING"
+    callback_id = _callback_id(run)
+
+    answered = durable_sync("callback", "succeed", callback_id, '{"approved": true}', cwd=tmp_path)
+    assert answered.returncode == 0, answered.stderr
+    assert f"callback {callback_id}: succeed recorded for approval" in answered.stdout
+    assert "CallbackSucceeded" in answered.stderr
+    assert "next: wait cool-off due in 1 min 0 s" in answered.stderr  # no time skipped without --skip-time
+
+    finished = durable_sync("resume", "--skip-time", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert '{"answer": {"approved": true}, "for": "e-1"}' in finished.stdout
+
+    twice = durable_sync("callback", "succeed", callback_id, "1", cwd=tmp_path)
+    assert twice.returncode == 2 and "already SUCCEEDED" in twice.stderr
+    unknown = durable_sync("callback", "succeed", "feedbeef", "1", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown callback id 'feedbeef'" in unknown.stderr
+
+
+def test_callback_fail_with_skip_time_runs_to_the_end(tmp_path):
+    (tmp_path / "approval.py").write_text(CALLBACK_FLOW)
+    run = durable_sync("run", "approval.py", "--input", '"e-2"', "--skip-time", cwd=tmp_path)
+    callback_id = _callback_id(run)
+    failed = durable_sync("callback", "fail", callback_id, '{"ErrorType": "Rejected", "ErrorMessage": "no"}',
+                          "--skip-time", cwd=tmp_path)
+    assert failed.returncode == 0, failed.stderr
+    assert "status FAILED" in failed.stderr and "Rejected: no" in failed.stderr
+    listed = json.loads(durable_sync("list", "--json", "--status", "FAILED", cwd=tmp_path).stdout)
+    assert len(listed) == 1
+
+
+def test_callback_reaches_an_engine_running_in_another_process(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    example = str(ROOT / "examples" / "human_approval.py")  # real time, 24 h callback timeout
+    run = subprocess.Popen([sys.executable, "-m", "durable_sync.cli", "run", example, "--input",
+                            '{"expense_id": "e-1", "amount": 420}'], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        callback_id = None
+        deadline = time.monotonic() + 30
+        while callback_id is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            if not (tmp_path / "durable.db").exists():
+                continue
+            try:
+                with Reader(str(tmp_path / "durable.db")) as reader:
+                    for ex in reader.executions():
+                        full = reader.execution(ex.arn)
+                        for op in full.ops.values():
+                            if op["Type"] == "CALLBACK" and op["Status"] == "STARTED":
+                                callback_id = op["CallbackDetails"]["CallbackId"]
+            except Exception:  # noqa: BLE001 - the schema may be being created
+                continue
+        assert callback_id, "the execution never created its callback"
+        answered = durable_sync("callback", "succeed", callback_id, '{"approved": true}', cwd=tmp_path)
+        assert answered.returncode == 0, answered.stderr
+        assert "delivered to the engine running in process" in answered.stdout
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "paid"
+
+
+# -- bad input: one line, non-zero, nothing lost -------------------------------------------------------------------
+def _main(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(code: int, err: str) -> str:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("durable-sync: error: "), err
+    return lines[0]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_corrupt_or_foreign_database_is_a_one_line_error(tmp_path, capsys):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(os.urandom(3000))
+    digest = _digest(junk)
+    for argv in (("list", "--db", str(junk)), ("run", ORDER, "--db", str(junk), "--skip-time"),
+                 ("resume", "--db", str(junk)), ("history", "x", "--db", str(junk))):
+        line = _one_line_error(*_main(capsys, *argv)[::2])
+        assert "not a durable_sync database" in line
+    assert _digest(junk) == digest
+
+    foreign = tmp_path / "app.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    digest = _digest(foreign)
+    line = _one_line_error(*_main(capsys, "run", ORDER, "--db", str(foreign), "--skip-time")[::2])
+    assert "another application" in line
+    assert _digest(foreign) == digest
+
+
+def test_unknown_arn_bad_handler_file_and_bad_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(capsys, "run", ORDER, "--input", ORDER_INPUT, "--skip-time")
+    assert code == 0
+    digest = _digest(tmp_path / "durable.db")
+
+    assert "no execution 'arn:nope'" in _one_line_error(*_main(capsys, "history", "arn:nope")[::2])
+    (tmp_path / "broken.py").write_text("import durable_sync as ds\ndef handler(:\n")
+    assert "could not import broken.py: SyntaxError" in _one_line_error(*_main(capsys, "run", "broken.py")[::2])
+    (tmp_path / "raises.py").write_text("raise RuntimeError('boom at import')\n")
+    assert "RuntimeError: boom at import" in _one_line_error(*_main(capsys, "run", "raises.py")[::2])
+    (tmp_path / "plain.py").write_text("def handler(event, context):\n    return 1\n")
+    assert "not decorated" in _one_line_error(*_main(capsys, "run", "plain.py")[::2])
+    assert "does not exist" in _one_line_error(*_main(capsys, "run", "missing.py")[::2])
+    assert "--input is not valid JSON" in _one_line_error(*_main(capsys, "run", ORDER, "--input", "{oops")[::2])
+    assert "--status must be one of" in _one_line_error(*_main(capsys, "list", "--status", "DONE")[::2])
+    assert "not valid JSON" in _one_line_error(*_main(capsys, "callback", "succeed", "abc", "{oops")[::2])
+    assert "unknown callback id" in _one_line_error(*_main(capsys, "callback", "succeed", "abc", "1")[::2])
+    assert "':memory:' keeps nothing" in _one_line_error(*_main(capsys, "list", "--db", ":memory:")[::2])
+    assert "no durable_sync database at other.db" in _one_line_error(*_main(capsys, "list", "--db", "other.db")[::2])
+    assert not (tmp_path / "other.db").exists()
+    assert _digest(tmp_path / "durable.db") == digest  # nothing changed by any of these
+
+
+def test_list_filters_and_empty_results(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "approval.py").write_text(CALLBACK_FLOW)
+    assert _main(capsys, "run", "approval.py", "--input", "1", "--name", "a", "--skip-time")[0] == 3
+    assert _main(capsys, "run", ORDER, "--input", ORDER_INPUT, "--name", "a", "--skip-time")[0] == 0
+    code, out, _ = _main(capsys, "list", "--json", "--name", "a")
+    assert sorted(e["FunctionName"] for e in json.loads(out)) == ["approval", "order_workflow"]
+    code, out, _ = _main(capsys, "list", "--json", "--function", "approval")
+    assert [e["Status"] for e in json.loads(out)] == ["RUNNING"]
+    code, out, _ = _main(capsys, "list", "--status", "succeeded")
+    assert "order_workflow" in out and "approval" not in out
+    code, out, err = _main(capsys, "list", "--function", "nope")
+    assert code == 0 and out == "" and "no executions match" in err
+    # a name shared by two functions needs the ARN
+    assert "2 executions are named 'a'" in _one_line_error(*_main(capsys, "history", "a")[::2])
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "list", "history", "resume", "callback"):
+        assert command in out
