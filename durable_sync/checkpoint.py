@@ -4,8 +4,11 @@ Callers enqueue updates. An awaited update blocks its caller until the batch
 holding it is persisted; the first waiting caller flushes itself when no flush is
 in progress (leader/follower group commit), so a sequential step pays no thread
 hop and concurrent callers share one checkpoint call. Updates nobody waits for
-(e.g. an at-least-once STEP START) are sent by one background thread, at once.
-Order is preserved: one batch in flight at a time, FIFO.
+(e.g. an at-least-once STEP START) are sent by one background thread after a
+short linger (``ASYNC_LINGER_SECONDS``): a caller that awaits in the meantime
+takes them along in its own flush, so fast steps cost one call and no thread
+wake-up. An awaited update never waits for that timer. Order is preserved: one
+batch in flight at a time, FIFO.
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ class CheckpointClient(Protocol):
         """GetDurableExecutionState: returns {Operations, NextMarker}."""
 
 
+#: How long queued updates that nobody awaits may wait for a flush to ride along with.
+ASYNC_LINGER_SECONDS = 0.002
+
+
 class Flusher:
     """Batches and sends the updates of one invocation, in order."""
 
@@ -36,7 +43,8 @@ class Flusher:
         self._arn = arn
         self.token = token
         self._state = state
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.Lock())  # callers waiting for persistence
+        self._work = threading.Condition(self._cond._lock)  # the background thread waiting for work
         self._queue: list[tuple[int, dict[str, Any], int]] = []  # (seq, update, size)
         self._enqueued = 0
         self._persisted = 0
@@ -68,7 +76,7 @@ class Flusher:
                     self._thread = threading.Thread(target=self._background, name="durable-flusher", daemon=True)
                     self._thread.start()
                 elif self._bg_idle:
-                    self._cond.notify_all()
+                    self._work.notify()
                 return
             self._wait_for(seq)
 
@@ -86,7 +94,7 @@ class Flusher:
             pass
         with self._cond:
             self._closed = True
-            self._cond.notify_all()
+            self._work.notify()
         if self._thread is not None:
             self._thread.join()
 
@@ -147,17 +155,23 @@ class Flusher:
                 self._state.merge(ops)
             self._persisted = batch[-1][0]
         self._cond.notify_all()
+        if self._queue or self.error is not None:
+            self._work.notify()  # the background thread may be waiting for this flush to end
 
     def _background(self) -> None:
+        linger = False
         with self._cond:
-            while True:
-                if self.error is not None:
-                    return
+            while self.error is None:
                 if self._queue and not self._flushing:
+                    if linger:
+                        linger = False
+                        self._work.wait(ASYNC_LINGER_SECONDS)  # an awaiting caller may take it all along
+                        continue
                     self._flush_once()
                     continue
-                if self._closed:
+                if self._closed and not self._queue:
                     return
-                self._bg_idle = True
-                self._cond.wait()
+                self._bg_idle = not self._queue
+                self._work.wait()
+                linger = self._bg_idle
                 self._bg_idle = False
