@@ -2,7 +2,7 @@
 
   durable-sync run FILE[:HANDLER] --input JSON [--db PATH] [--name NAME] [--skip-time]
   durable-sync list [--db PATH] [--function F] [--status S] [--name N] [--json]
-  durable-sync history ARN|NAME [--db PATH] [--json]
+  durable-sync history ARN|NAME [--db PATH] [--json] [--html PATH]
   durable-sync resume [--db PATH] [--skip-time]
   durable-sync callback succeed|fail|heartbeat CALLBACK_ID [PAYLOAD] [--db PATH] [--skip-time]
   durable-sync serve ...
@@ -281,6 +281,32 @@ def _summary(engine: Any, arn: str, db: str, result: Any) -> None:
 
 
 # -- commands ----------------------------------------------------------------------------------------------
+def _module_functions(handler: Callable, path: str) -> dict[str, Callable]:
+    """The handler file's ``FUNCTIONS = {"name": handler}``: the functions ``ctx.invoke`` can call by name."""
+    module = sys.modules.get(getattr(handler, "__module__", None) or "")
+    table = getattr(module, "FUNCTIONS", None) if module is not None else None
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(isinstance(k, str) and callable(v) for k, v in table.items()):
+        raise CliError(f"{path}: FUNCTIONS must be a dict of function name -> handler (a callable)")
+    file = os.path.abspath(getattr(module, "__file__", None) or path)
+    for fn in table.values():
+        attr = next((a for a, v in vars(module).items() if v is fn and a != "FUNCTIONS"), None)
+        if attr and hasattr(fn, "__durable_function__") and not hasattr(fn, "__durable_ref__"):
+            fn.__durable_ref__ = f"{file}:{attr}"  # a restarted engine imports the target from the file
+    return dict(table)
+
+
+def _live_progress(printer: "_Printer") -> Any:
+    """``run``'s live status line (durable_sync.views.LiveProgress) when stderr is a terminal, else None."""
+    stream = sys.stderr
+    if not getattr(stream, "isatty", lambda: False)() or os.environ.get("TERM") == "dumb":
+        return None
+    from .views import LiveProgress
+
+    return LiveProgress(stream, printer)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .local import LocalEngine
 
@@ -304,8 +330,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(f"the engine also resumes {len(others)} other unfinished execution{'s' if len(others) > 1 else ''} "
              f"in {args.db}: {shown}")
     printer = _Printer(others={ex.arn for ex in others})
-    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions={fn_name: handler}, listeners=[printer])
+    live = _live_progress(printer)  # a status line when stderr is a terminal; else one line per event
+    functions = {**_module_functions(handler, args.file), fn_name: handler}
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions, listeners=[live or printer])
     try:
+        if live is not None:
+            live.start(engine.clock)
         if existing is not None:
             arn = printer.main_arn = existing.arn
             status = existing.status  # as found: a restarted engine may already have moved it
@@ -315,13 +345,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             arn = engine.start(handler, input=payload, name=args.name)
             printer.main_arn = arn
         result = _settle(engine, arn)
+        if live is not None:
+            live.stop()
         _summary(engine, arn, args.db, result)
         if result.status == "RUNNING":
             _report_waiting(engine, arn, args.db)
     except KeyboardInterrupt:
+        if live is not None:
+            live.stop()
         _err(f"interrupted; continue with `durable-sync resume --db {args.db}`")
         raise
     finally:
+        if live is not None:
+            live.stop()
         engine.close()
     if result.status == "SUCCEEDED":
         print(result.raw_result if result.raw_result is not None else "null")
@@ -435,7 +471,26 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps([h.to_boto(e) for e in ex.events], default=_json_default, indent=2))
     else:
         _print_tree(ex)
+    if args.html:
+        _write_timeline(ex, args.html)
     return EXIT_OK
+
+
+def _write_timeline(ex: Any, path: str) -> None:
+    """``history --html PATH``: the execution as a self-contained HTML timeline (durable_sync.views)."""
+    from .local import history as h
+    from .local.service import public_op
+    from .views import render_html
+
+    operations = [h.to_boto(public_op(op)) for op in ex.ops.values()]
+    page = render_html(ex, operations, [h.to_boto(e) for e in ex.events],
+                       now=None if ex.end_ms else int(time.time() * 1000))
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(page)
+    except OSError as exc:
+        raise CliError(f"cannot write the timeline to {path}: {exc.strerror or exc}") from None
+    _err(f"timeline written to {path} ({len(operations) - 1} operations); open it in a browser")
 
 
 def _resolve_handlers(executions: list) -> tuple[dict[str, Callable], dict[str, str]]:
@@ -627,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("arn", metavar="ARN", help="execution ARN (or its name, when unique)")
     db_option(hist)
     hist.add_argument("--json", action="store_true", help="the raw history events, as boto3 returns them")
+    hist.add_argument("--html", metavar="PATH", default=None,
+                      help="also write a self-contained HTML timeline of the execution to PATH")
     hist.set_defaults(func=cmd_history)
 
     res = sub.add_parser("resume", help="run every unfinished execution in the database onward")

@@ -146,8 +146,11 @@ class DurableContext:
                 "executions or start a new execution.")
         if cut:
             raise rt.suspend(f"{what}: invocation ended by the operation hook")
-        if op.get("Status") not in wire.TERMINAL and op_type != wire.CONTEXT:
-            rt.state.replaying = False
+        if op.get("Status") not in wire.TERMINAL:
+            if op_type != wire.CONTEXT:
+                rt.state.replaying = False
+        else:
+            rt.state.visit(op_id)
         return op_id, op
 
     def _checkpoint(self, op_id: str, op_type: str, subtype: str, name: Optional[str], action: str,
@@ -332,6 +335,13 @@ class DurableContext:
         """Run ``fn(ctx, item, index, items)`` for every item on a thread pool; returns a BatchResult."""
         from .batch import run_map
         return run_map(self, items, fn, name, config)
+
+    def concurrently(self, name: Optional[str] = None, max_concurrency: Optional[int] = None) -> Any:
+        """``with ctx.concurrently("name") as group:`` -- ``group.step(...)`` / ``group.child(...)`` /
+        ``group.run_in_child_context(...)`` start units on a thread pool and return DurableFutures;
+        leaving the block waits for every unit (durable_sync.concurrently)."""
+        from .concurrently import ConcurrentGroup
+        return ConcurrentGroup(self, name, max_concurrency)
 
     # -- callbacks, polling, chained invoke (durable_sync.callbacks / condition / invoke) ----
     def create_callback(self, name: Optional[str] = None, config: Any = None) -> Any:

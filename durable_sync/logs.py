@@ -60,3 +60,38 @@ class JsonFormatter(logging.Formatter):
             out["errorType"] = record.exc_info[0].__name__ if record.exc_info[0] else None
             out["stackTrace"] = self.formatException(record.exc_info).splitlines()
         return json.dumps(out, default=str)
+
+
+def configure_json_logging(level: int | str = logging.INFO, stream: Any = None, *, logger: str | None = None,
+                           replace: bool = True) -> logging.Handler:
+    """One call to log JSON lines: a ``StreamHandler`` with :class:`JsonFormatter` on the root logger.
+
+    ``level`` is set on that logger; ``stream`` defaults to ``sys.stdout`` (what Lambda sends to
+    CloudWatch); ``logger`` names another logger than the root (e.g. ``"durable_sync.user"``,
+    where ``ctx.logger`` and ``step_ctx.logger`` write). With ``replace`` (the default) the
+    handlers already on that logger are removed first — on Lambda, the runtime's own handler,
+    so that a record is not written twice. Calling it again replaces the handler it added
+    before. Returns the new handler::
+
+        import durable_sync as ds
+        from durable_sync.logs import configure_json_logging
+
+        configure_json_logging()             # at module level, next to the handler
+
+        @ds.durable_handler
+        def handler(event, ctx):
+            ctx.logger.info("order received")   # {"level": "INFO", "message": "order received",
+                                                 #  "executionArn": "...", ...}
+    """
+    import sys
+
+    target = logging.getLogger(logger)
+    for old in list(target.handlers):
+        if replace or getattr(old, "_durable_sync_json", False):
+            target.removeHandler(old)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    handler._durable_sync_json = True  # type: ignore[attr-defined]
+    target.addHandler(handler)
+    target.setLevel(level)
+    return handler
