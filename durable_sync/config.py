@@ -65,6 +65,9 @@ def to_seconds(value: Any, what: str = "duration") -> int:
 def checked_delay(value: Any, what: str = "wait duration") -> int:
     """Seconds within the service's range (1 s to 366 days), else ValidationError."""
     seconds = to_seconds(value, what)
+    raw = value.total_seconds() if isinstance(value, _dt.timedelta) else value
+    if isinstance(raw, (int, float)) and raw < MIN_DELAY_SECONDS:
+        seconds = raw  # a fraction of a second is out of range, not rounded up to 1 s
     if not MIN_DELAY_SECONDS <= seconds <= MAX_DELAY_SECONDS:
         raise ValidationError(
             f"{what} must be between 1 second and 366 days, got {seconds} s; "

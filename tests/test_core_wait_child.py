@@ -542,3 +542,12 @@ def test_failed_run_in_child_context_fails_execution(engine):
     assert res.status == "FAILED"
     assert res.error["ErrorType"] == "ZeroDivisionError"
     assert op_named(engine, res.arn, "div")["Status"] == "FAILED"
+
+
+@pytest.mark.parametrize("duration", [0.2, 0.999, dt.timedelta(milliseconds=500)])
+def test_a_wait_under_one_second_is_refused_not_rounded_up(duration):
+    from durable_sync.config import checked_delay
+
+    with pytest.raises(ds.ValidationError, match="between 1 second and 366 days"):
+        checked_delay(duration)
+    assert checked_delay(1.5) == 2  # above the floor, fractions round up to whole seconds
