@@ -51,6 +51,7 @@ class Flusher:
         self._flushing = False
         self._closed = False
         self._bg_idle = False
+        self._waiters = 0  # callers blocked in _wait_for behind another flush
         self.error: BaseException | None = None
         self.calls = 0
         self.updates_sent = 0
@@ -60,9 +61,9 @@ class Flusher:
         self._batches = 0
 
     # -- callers -------------------------------------------------------------
-    def enqueue(self, update: dict[str, Any], wait: bool) -> None:
+    def enqueue(self, update: dict[str, Any], wait: bool, shape_checked: bool = False) -> None:
         """Queue one update; with ``wait`` return only once it is persisted."""
-        size = wire.validate_update(update)
+        size = wire.validate_update(update, shape_checked)
         with self._cond:
             if self.error is not None:
                 raise self._failure()
@@ -113,7 +114,9 @@ class Flusher:
             if not self._flushing:
                 self._flush_once()
             else:
+                self._waiters += 1
                 self._cond.wait()
+                self._waiters -= 1
 
     def _take_batch(self) -> list[tuple[int, dict[str, Any], int]]:
         batch, total = [], 0
@@ -154,7 +157,8 @@ class Flusher:
             if ops:
                 self._state.merge(ops)
             self._persisted = batch[-1][0]
-        self._cond.notify_all()
+        if self._waiters:
+            self._cond.notify_all()
         if self._queue or self.error is not None:
             self._work.notify()  # the background thread may be waiting for this flush to end
 

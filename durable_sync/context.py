@@ -161,7 +161,7 @@ class DurableContext:
         if name is not None:
             update["Name"] = name
         update.update(fields)
-        self._rt.flusher.enqueue(update, wait)
+        self._rt.flusher.enqueue(update, wait, shape_checked=True)
 
     def _serdes_ctx(self, op_id: str) -> SerDesContext:
         return SerDesContext(op_id, self._rt.arn)

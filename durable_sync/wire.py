@@ -80,16 +80,21 @@ def validate_name(name: str | None) -> str | None:
     return name
 
 
-def validate_update(update: dict[str, Any]) -> int:
-    """Check one update against the service's limits; returns its approximate size in bytes."""
+def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
+    """Check one update against the service's limits; returns its approximate size in bytes.
+
+    ``shape_checked``: the caller built the update from a derived id, a known Type/Action and an
+    already validated name (DurableContext does), so only the payload size is left to check.
+    """
     op_id = update.get("Id")
-    if not isinstance(op_id, str) or _ID_RE.fullmatch(op_id) is None:
-        raise ValidationError(f"operation id {op_id!r} must be 1-64 characters of [A-Za-z0-9_-]")
-    if update.get("Type") not in TYPES:
-        raise ValidationError(f"operation {op_id}: unknown Type {update.get('Type')!r}")
-    if update.get("Action") not in ACTIONS:
-        raise ValidationError(f"operation {op_id}: unknown Action {update.get('Action')!r}")
-    validate_name(update.get("Name"))
+    if not shape_checked:
+        if not isinstance(op_id, str) or _ID_RE.fullmatch(op_id) is None:
+            raise ValidationError(f"operation id {op_id!r} must be 1-64 characters of [A-Za-z0-9_-]")
+        if update.get("Type") not in TYPES:
+            raise ValidationError(f"operation {op_id}: unknown Type {update.get('Type')!r}")
+        if update.get("Action") not in ACTIONS:
+            raise ValidationError(f"operation {op_id}: unknown Action {update.get('Action')!r}")
+        validate_name(update.get("Name"))
     size = 200 + len(update.get("Name") or "")
     payload = update.get("Payload")
     if payload is not None:

@@ -465,10 +465,10 @@ def test_checkpoint_failure_in_a_branch_fails_the_invocation_not_the_branch(engi
 
     real = engine.checkpoint
 
-    def refusing(arn, token, updates, client_token=None):
+    def refusing(arn, token, updates, client_token=None, **kw):
         if any(u.get("Name") == "refused" for u in updates):
             raise ServiceError("InvalidParameterValueException", "refused by the test")
-        return real(arn, token, updates, client_token)
+        return real(arn, token, updates, client_token, **kw)
 
     engine.checkpoint = refusing
 

@@ -151,9 +151,9 @@ def test_one_transaction_per_checkpoint_committed_before_the_answer(tmp_path):
     seen_by_observer = []
     original = engine.checkpoint
 
-    def checkpoint(arn, token, updates, client_token=None):
+    def checkpoint(arn, token, updates, client_token=None, **kw):
         statements.append("-- checkpoint")
-        response = original(arn, token, updates, client_token)
+        response = original(arn, token, updates, client_token, **kw)
         # another connection sees the change when the call answers: it is committed
         seen_by_observer.append(observer.execute("SELECT count(*) FROM events").fetchone()[0])
         return response

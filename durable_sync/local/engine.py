@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .. import wire
+from ..errors import CheckpointError
 from . import history as h
 from .clock import RealClock, VirtualClock
 from .service import (CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, Execution, ServiceError, Timer, apply_batch,
@@ -28,6 +29,7 @@ from .service import (CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, Execution,
 from .isolation import handler_reference, load_handler_ref, run_in_child
 from .store import open_store
 
+SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
 MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600
 _RUNNING, _TERMINAL_EXEC = "RUNNING", frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -70,10 +72,23 @@ class InProcessClient:
         self._engine = engine
 
     def checkpoint(self, arn: str, token: str, updates: list, client_token: str) -> dict:
-        return self._engine.checkpoint(arn, token, updates, client_token)
+        try:
+            return self._engine.checkpoint(arn, token, updates, client_token, trusted=True)
+        except ServiceError as exc:
+            raise checkpoint_error(exc) from exc
 
     def get_state(self, arn: str, token: str, marker: str) -> dict:
-        return self._engine.get_state(arn, token, marker)
+        try:
+            return self._engine.get_state(arn, token, marker)
+        except ServiceError as exc:
+            raise checkpoint_error(exc) from exc
+
+
+def checkpoint_error(exc: ServiceError) -> CheckpointError:
+    """The service's answer as the SDK's boto3 client classifies it: a 5xx or a stale token is retryable
+    (the invocation is retried and replays), any other 4xx fails the execution."""
+    retryable = exc.status >= 500 or "invalid checkpoint token" in exc.message.lower()
+    return CheckpointError(f"{exc.code}: {exc.message}", retryable=retryable, error_type=exc.code)
 
 
 def _function_name(handler: Any) -> str:
@@ -342,7 +357,9 @@ class LocalEngine:
                 self._push_timer(due, "callback_heartbeat", ex.arn, op["Id"])
 
     # -- the service API the SDK calls --------------------------------------------------
-    def checkpoint(self, arn: str, token: str, updates: list, client_token: Optional[str] = None) -> dict:
+    def checkpoint(self, arn: str, token: str, updates: list, client_token: Optional[str] = None,
+                   trusted: bool = False) -> dict:
+        """CheckpointDurableExecution. ``trusted``: from this process's SDK, which validated the updates."""
         ex = self._get(arn)
         with ex.lock:
             if client_token is not None:
@@ -354,12 +371,18 @@ class LocalEngine:
             if token != ex.token:
                 raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
             now = self.clock.now_ms()
-            view, events, timers = apply_batch(ex, updates, now, self._new_callback_id)
+            view, events, timers = apply_batch(ex, updates, now, self._new_callback_id, trusted)
+            for event_id, event in enumerate(events, len(ex.events) + 1):
+                event["EventId"] = event_id  # the number add_event gives it below
+            try:  # disk first: memory (and listeners) see the change only once it is committed
+                self._store.save_checkpoint(ex, view, events)
+            except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was applied
+                raise ServiceError(SERVICE_ERROR, f"the engine could not persist the checkpoint ({type(exc).__name__}: "
+                                                  f"{exc}); nothing was applied, retry it", status=500) from exc
             ex.ops.update(view)
             for event in events:
                 ex.add_event(event)
             new_token = ex.new_token()
-            self._store.save_checkpoint(ex, view, events)
             changed = list(ex.service_changed.values())
             ex.service_changed.clear()
             for op_id, op in view.items():
@@ -780,6 +803,14 @@ class LocalEngine:
                 output = handler(envelope, lambda_ctx)
             except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
                 failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
+            except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
+                failure = {"ErrorType": "Runtime.ExitError",
+                           "ErrorMessage": f"the handler raised {type(exc).__name__}: {exc}"}
+                if isinstance(exc, KeyboardInterrupt):  # the user stops the engine: record, then let it through
+                    with ex.lock:
+                        ex.invoking = False
+                        self._invocation_done(ex, start, output, failure)
+                    raise
         with ex.lock:
             ex.invoking = False
             self._invocation_done(ex, start, output, failure)
@@ -818,7 +849,11 @@ class LocalEngine:
             details["Error"] = h.error(failure)
         exec_op = ex.ops[ex.exec_op_id]
         ex.add_event(h.execution_event("InvocationCompleted", exec_op, self.clock.now_ms(), details))
-        self._store.save_checkpoint(ex, {}, ex.events[-1:])
+        try:
+            self._store.save_checkpoint(ex, {}, ex.events[-1:])
+        except Exception:  # noqa: BLE001 - e.g. disk full: the event is written with the next write. Raising here
+            pass  # would leave the execution with no invocation in flight and none scheduled (wedged); a restart
+            # before the next write only sees an unfinished invocation and invokes again, which replays.
         if ex.status != _RUNNING:
             return  # stopped or timed out while the invocation ran
         if failure is not None:
