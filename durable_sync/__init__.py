@@ -9,6 +9,7 @@ from .config import (CallbackConfig, ChildConfig, CompletionConfig, Duration, In
                      WaitForConditionConfig, WaitForConditionDecision)
 from .context import DurableContext, StepContext, durable_step, durable_with_child_context
 from .batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
+from .concurrently import ConcurrentGroup, DurableFuture
 from .callbacks import Callback
 from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
                      ChildContextError, DurableError, DurableOperationError, InvokeError, NestedOperationError,
@@ -32,5 +33,5 @@ __all__ = [
     "CheckpointError", "DurableOperationError", "StepError", "StepInterruptedError", "ChildContextError",
     "CallbackError", "CallbackTimeoutError", "CallbackSubmitterError", "InvokeError", "WaitForConditionError",
     "SuspendExecution", "Callback",
-    "BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason",
+    "BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason", "ConcurrentGroup", "DurableFuture",
 ]

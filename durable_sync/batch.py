@@ -8,7 +8,8 @@ With ``NestingType.FLAT`` a branch is a *virtual* context: it records nothing of
 its own, its operations take ids derived from the branch id but name the batch
 context as their ParentId. Ids never depend on thread scheduling.
 
-Scheduling. At most ``max_concurrency`` (else ``DEFAULT_MAX_THREADS``, never more
+Scheduling (``durable_sync.pool.UnitPool``, the scheduler shared with
+``ctx.concurrently``). At most ``max_concurrency`` (else ``DEFAULT_MAX_THREADS``, never more
 than ``MAX_THREADS``) workers run branches; the calling thread is one of them, so
 ``max_concurrency=1`` starts no thread at all. Each worker takes the next branch in
 index order while one may start, runs it, records its outcome and decides the
@@ -50,8 +51,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -61,15 +60,14 @@ from .config import ChildConfig, CompletionConfig, MapConfig, NestingType, Paral
 from .context import DurableContext, callable_name
 from .errors import (CheckpointError, ChildContextError, NonDeterminismError, SerDesError, SuspendExecution,
                      ValidationError, error_object)
+from .pool import DEFAULT_MAX_THREADS, ERR, MAX_THREADS, OK, SUSPEND, UnitPool, outcome_of
 from .serdes import SerDesContext, deserialize_value, serialize_value
 
 __all__ = ["BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason", "DEFAULT_MAX_THREADS",
            "MAX_THREADS", "run_parallel", "run_map"]
 
-#: Worker threads of one map/parallel when ``max_concurrency`` is not given (as ThreadPoolExecutor).
-DEFAULT_MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
-#: Hard cap on the worker threads of one map/parallel, whatever ``max_concurrency`` says.
-MAX_THREADS = 128
+# DEFAULT_MAX_THREADS (worker threads when ``max_concurrency`` is not given) and MAX_THREADS (hard cap)
+# come from durable_sync.pool, the scheduler map/parallel share with ctx.concurrently().
 
 
 class BatchItemStatus(str, enum.Enum):
@@ -360,7 +358,6 @@ class _FlatContext(DurableContext):
 
 # --------------------------------------------------------------------------- the batch
 
-_OK, _ERR, _SUSPEND, _FATAL = "ok", "err", "suspend", "fatal"
 _FLAT_CODES = {BatchItemStatus.SUCCEEDED: "S", BatchItemStatus.FAILED: "F", BatchItemStatus.STARTED: "T"}
 
 
@@ -382,7 +379,7 @@ class _Batch:
         self.child_cfg = ChildConfig(serdes=cfg.item_serdes)
         self.op_id = ""
         self.batch_ctx: Optional[DurableContext] = None
-        self._cond = threading.Condition(threading.Lock())  # guards the scheduling state below
+        self._pool: Optional[UnitPool] = None  # the scheduler (durable_sync.pool); its lock guards the state below
 
     # -- entry --------------------------------------------------------------------------
     def run(self) -> BatchResult:
@@ -425,14 +422,16 @@ class _Batch:
         rt = self.rt
         total = len(self.branches)
         self._completion = _Completion(self.cfg.completion_config, total)
-        self._max_slots = self.cfg.max_concurrency or total
         self._results: dict[int, BatchItem] = {}
         self._suspended: list[int] = []
         self._successes = self._failures = 0
-        self._in_slots = 0
         self._fatal: Optional[BaseException] = None
         self._decided = self._completion.decide(0, 0) if total == 0 else None
         was_suspended = rt.suspended
+        pool = self._pool = UnitPool(self._run_branch, self._on_outcome, max_slots=self.cfg.max_concurrency,
+                                     max_threads=min(self.cfg.max_concurrency or DEFAULT_MAX_THREADS, MAX_THREADS),
+                                     label=f"durable-{self.kind}-{self.op_id[:8]}",
+                                     may_start=self._may_start)
         # Branches that completed in an earlier invocation are answered from their checkpoints, without a thread.
         pending: deque[int] = deque()
         for index in range(total):
@@ -445,29 +444,12 @@ class _Batch:
                 pending.append(index)
             else:
                 self._record(stored)
-        self._pending = pending
         if self._decided is None and self._fatal is None and pending:
             # The calling thread is worker 0; the others are started now and exit when nothing can start.
             threads = min(self.cfg.max_concurrency or DEFAULT_MAX_THREADS, MAX_THREADS, len(pending))
-            self._active = threads
-            workers = []
-            label = f"durable-{self.kind}-{self.op_id[:8]}"
-            try:
-                for n in range(1, threads):
-                    thread = threading.Thread(target=self._worker, name=f"{label}-{n}", daemon=True)
-                    thread.start()
-                    workers.append(thread)
-            except RuntimeError:  # "can't start new thread": go on with the workers there are
-                with self._cond:
-                    self._active -= threads - 1 - len(workers)
-            try:
-                self._worker()
-            finally:  # no worker outlives the call, whatever happens
-                with self._cond:
-                    while self._active:
-                        self._cond.wait()
-                for thread in workers:
-                    thread.join()
+            pool.run_here(pending, threads)  # returns once every worker is joined: no thread outlives the call
+        else:
+            pool.pending.extend(pending)
         if self._fatal is not None:
             if self._suspended and not isinstance(self._fatal, SuspendExecution):
                 rt.suspended = was_suspended  # the failure is the outcome, not the branches' suspensions
@@ -485,7 +467,7 @@ class _Batch:
         for index in self._suspended:
             results[index] = BatchItem(index, BatchItemStatus.STARTED)
         if not self.flat:  # started in an earlier invocation, not resumed once the outcome was decided
-            for index in self._pending:
+            for index in pool.pending:
                 if rt.state.get(wire.branch_id(self.op_id, index)) is not None:
                     results[index] = BatchItem(index, BatchItemStatus.STARTED)
         return BatchResult(results.values(), self._decided)
@@ -500,57 +482,27 @@ class _Batch:
         if self._decided is None and self._fatal is None:
             self._decided = self._completion.decide(self._successes, self._failures)
 
-    def _worker(self) -> None:
-        """A worker's life: run branches until none may start, then sign off."""
-        try:
-            self._work()
-        finally:
-            with self._cond:
-                self._active -= 1
-                if not self._active:
-                    self._cond.notify_all()
+    def _may_start(self) -> bool:
+        """(pool lock held) A branch may start while the outcome is open and nothing fatal happened."""
+        return self._decided is None and self._fatal is None
 
-    def _work(self) -> None:
-        """Take the next branch while one may start (outcome open, a slot free), run it, record it."""
-        cond = self._cond
-        index: Optional[int] = None
-        outcome: tuple[str, Any] = (_OK, None)
-        while True:
-            with cond:
-                if index is not None:
-                    kind, value = outcome
-                    if kind == _SUSPEND:
-                        self._suspended.append(index)  # keeps its slot until the invocation ends
-                    else:
-                        self._in_slots -= 1
-                        if kind == _OK:
-                            self._record(BatchItem(index, BatchItemStatus.SUCCEEDED, value))
-                        elif kind == _ERR:
-                            self._record(BatchItem(index, BatchItemStatus.FAILED, None, value))
-                        elif self._fatal is None:
-                            self._fatal = value
-                if (self._decided is not None or self._fatal is not None or not self._pending
-                        or self._in_slots >= self._max_slots):
-                    return
-                index = self._pending.popleft()
-                self._in_slots += 1
-            outcome = self._run_branch(index)
+    def _on_outcome(self, index: int, kind: str, value: Any) -> None:
+        """(pool lock held) A branch finished on a worker: count it (the pool did the slots)."""
+        if kind == SUSPEND:
+            self._suspended.append(index)  # keeps its slot until the invocation ends
+        elif kind == OK:
+            self._record(BatchItem(index, BatchItemStatus.SUCCEEDED, value))
+        elif kind == ERR:
+            self._record(BatchItem(index, BatchItemStatus.FAILED, None, value))
+        elif self._fatal is None:
+            self._fatal = value
 
     def _run_branch(self, index: int) -> tuple[str, Any]:
-        """Run branch ``index``; its outcome as (kind, value)."""
-        try:
-            return _OK, self._call_branch(index)
-        except SuspendExecution as exc:
-            return _SUSPEND, exc
-        except (CheckpointError, NonDeterminismError) as exc:  # the invocation fails, not the branch
-            return _FATAL, exc
-        except ChildContextError as exc:
-            return _ERR, (exc if type(exc) is ChildContextError
-                          else ChildContextError.from_error_object(error_object(exc)))
-        except Exception as exc:  # noqa: BLE001 - the branch failed
-            return _ERR, ChildContextError.from_error_object(error_object(exc))
-        except BaseException as exc:  # noqa: BLE001 - interpreter exit and the like: end the invocation
-            return _FATAL, exc
+        """Run branch ``index``; its outcome as (kind, value), a failure as a ChildContextError."""
+        kind, value = outcome_of(self._call_branch, index)
+        if kind == ERR and type(value) is not ChildContextError:
+            value = ChildContextError.from_error_object(error_object(value))
+        return kind, value
 
     def _call_branch(self, index: int) -> Any:
         branch = self.branches[index]
