@@ -2,17 +2,26 @@
 
     python benchmarks/sqlite_steps.py                # 2,000 steps, median of 5 runs
     python benchmarks/sqlite_steps.py --steps 5000 --runs 7 --synchronous FULL
+    python benchmarks/sqlite_steps.py --profile      # + cProfile of one SQLite run, and one commit's phases
 
 Each run is one execution of a handler making ``--steps`` sequential no-op steps on a fresh
 ``LocalEngine(skip_time=True)``; the figure is wall time / steps, the median of the runs. Both
 stores are measured in the same process, alternately, so the ratio compares like with like.
 Target: at most 100 µs per step on SQLite (WAL, synchronous=NORMAL, one commit per checkpoint).
+
+Besides the wall time, each line shows where it goes: CPU time per step (all threads of the
+process), the time spent inside the store's ``save_checkpoint`` per step (SQLite: the commit and
+what builds it), and voluntary context switches per step. A sequential step needs no thread
+hand-off, so more than a few hundredths of a switch per step means some thread is woken per step
+(each hand-off costs tens of µs on a small VM). The machine's own load skews all of it: compare
+runs made at the same time, and look at the minimum as well as the median.
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -28,6 +37,7 @@ from durable_sync.local import LocalEngine  # noqa: E402
 from durable_sync.local.sqlite_store import SqliteStore  # noqa: E402
 
 TARGET_US = 100.0
+_STEP_SHAPE = ["BEGIN IMMEDIATE", "INSERT INTO operations", "INSERT INTO events", "COMMIT"]
 
 
 def _noop(step: ds.StepContext) -> int:
@@ -42,21 +52,103 @@ def sequential(event: dict, ctx: ds.DurableContext) -> int:
     return total
 
 
-def one_run(db: object, steps: int) -> tuple[float, float]:
-    """(wall, CPU) seconds for one execution of ``steps`` sequential steps (engine start/close excluded)."""
+class _Timed:
+    """Wraps a store's save_checkpoint to add up the time spent in it."""
+
+    def __init__(self, store: Any):
+        self.ns = 0
+        self._save = store.save_checkpoint
+        store.save_checkpoint = self
+
+    def __call__(self, ex: Any, ops: dict, events: list) -> None:
+        t0 = time.perf_counter_ns()
+        try:
+            self._save(ex, ops, events)
+        finally:
+            self.ns += time.perf_counter_ns() - t0
+
+
+def one_run(db: object, steps: int) -> tuple[float, float, float, float]:
+    """(wall s, CPU s, s in save_checkpoint, voluntary context switches) for one execution of ``steps``
+    sequential steps (engine start/close excluded)."""
     engine = LocalEngine(db=db, skip_time=True)
+    timed = _Timed(engine._store)
     try:
         gc.collect()
         gc.disable()
+        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+        timed.ns = 0
         c0, t0 = time.process_time(), time.perf_counter()
         result = engine.run(sequential, {"steps": steps})
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
         gc.enable()
         assert result.status == "SUCCEEDED" and result.result == steps, result
-        return elapsed, cpu
+        return elapsed, cpu, timed.ns / 1e9, switches
     finally:
         gc.enable()
         engine.close()
+
+
+def profile(tmp: str, steps: int, synchronous: str, top: int = 25) -> None:
+    """cProfile of one SQLite run (by own time), then the phases of one commit, timed without the profiler."""
+    import cProfile
+    import pstats
+
+    store = SqliteStore(os.path.join(tmp, "profile.db"), synchronous=synchronous)
+    engine = LocalEngine(db=store, skip_time=True)
+    prof = cProfile.Profile()
+    try:
+        prof.enable()
+        engine.run(sequential, {"steps": steps})
+        prof.disable()
+    finally:
+        engine.close()
+    print(f"\ncProfile of one SQLite run ({steps} steps), top {top} by own time:")
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+    phases: dict[str, list[int]] = {}
+
+    class Probe:  # times each statement of the store's transaction
+        def __init__(self, conn: Any):
+            self._conn = conn
+            self.marks: list[tuple[str, int]] = []
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            t0 = time.perf_counter_ns()
+            try:
+                return self._conn.execute(sql, *args)
+            finally:
+                self.marks.append((" ".join(sql.split()[:3]), time.perf_counter_ns() - t0))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+    store = SqliteStore(os.path.join(tmp, "phases.db"), synchronous=synchronous)
+    probe = store._conn = Probe(store._conn)
+    save = store.save_checkpoint
+
+    def timed_save(ex: Any, ops: dict, events: list) -> None:
+        probe.marks = []
+        t0 = time.perf_counter_ns()
+        save(ex, ops, events)
+        total = time.perf_counter_ns() - t0
+        if [name for name, _ in probe.marks] == _STEP_SHAPE:  # a sequential step's commit
+            for name, ns in probe.marks:
+                phases.setdefault(name, []).append(ns)
+            phases.setdefault("Python (the rest)", []).append(total - sum(ns for _, ns in probe.marks))
+            phases.setdefault("save_checkpoint, total", []).append(total)
+
+    store.save_checkpoint = timed_save
+    engine = LocalEngine(db=store, skip_time=True)
+    try:
+        engine.run(sequential, {"steps": steps})
+    finally:
+        engine.close()
+    print(f"One commit of a sequential step, by phase (medians over {len(phases.get('BEGIN IMMEDIATE', []))} "
+          "commits; the probe itself adds ~0.3 µs per statement):")
+    for name, values in phases.items():
+        print(f"  {name:28s} {statistics.median(values) / 1000:7.1f} µs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--synchronous", default="NORMAL", help="SQLite synchronous setting (default NORMAL)")
+    parser.add_argument("--profile", action="store_true", help="also profile one SQLite run")
     args = parser.parse_args(argv)
 
     one_run(":memory:", 200)  # warm up imports and caches
@@ -73,16 +166,21 @@ def main(argv: list[str] | None = None) -> int:
             memory.append(one_run(":memory:", args.steps))
             store = SqliteStore(os.path.join(tmp, f"bench-{k}.db"), synchronous=args.synchronous)
             sqlite.append(one_run(store, args.steps))
-    def per_step(runs: list, i: int, how: Any = statistics.median) -> float:
-        return how([r[i] for r in runs]) / args.steps * 1e6
+        if args.profile:
+            profile(tmp, args.steps, args.synchronous)
+
+    def per_step(runs: list, i: int, how: Any = statistics.median, scale: float = 1e6) -> float:
+        return how([r[i] for r in runs]) / args.steps * scale
+
+    def line(runs: list) -> str:
+        return (f"{per_step(runs, 0):8.1f} µs/step   (min {per_step(runs, 0, min):.1f}, CPU {per_step(runs, 1):.1f}, "
+                f"in store {per_step(runs, 2):.1f}, {per_step(runs, 3, scale=1):.2f} switches/step)")
 
     mem_us, sql_us = per_step(memory, 0), per_step(sqlite, 0)
     print(f"sequential steps: {args.steps} per run, median of {args.runs} runs (Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
-    print(f"  in-memory store : {mem_us:8.1f} µs/step   (min {per_step(memory, 0, min):.1f}, "
-          f"CPU {per_step(memory, 1):.1f})")
-    print(f"  SQLite store    : {sql_us:8.1f} µs/step   (min {per_step(sqlite, 0, min):.1f}, "
-          f"CPU {per_step(sqlite, 1):.1f}; WAL, synchronous={args.synchronous.upper()})")
+    print(f"  in-memory store : {line(memory)}")
+    print(f"  SQLite store    : {line(sqlite)}; WAL, synchronous={args.synchronous.upper()}")
     print(f"  ratio sqlite/mem: {sql_us / mem_us:8.2f} x     (SQLite adds {sql_us - mem_us:.1f} µs/step)")
     verdict = "PASS" if sql_us <= TARGET_US else "FAIL"
     print(f"  target <= {TARGET_US:.0f} µs/step on SQLite: {verdict}")

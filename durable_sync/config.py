@@ -43,9 +43,9 @@ class Duration:
         return self.seconds
 
 
-def _whole_seconds(value: float) -> int:
+def _whole_seconds(value: float, what: str = "a duration") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
-        raise ValidationError(f"a duration must be a finite number of seconds, got {value!r}")
+        raise ValidationError(f"{what} must be a finite number of seconds, got {value!r}")
     return int(math.ceil(value))
 
 
@@ -54,9 +54,9 @@ def to_seconds(value: Any, what: str = "duration") -> int:
     if isinstance(value, Duration):
         return value.seconds
     if isinstance(value, _dt.timedelta):
-        return _whole_seconds(value.total_seconds())
+        return _whole_seconds(value.total_seconds(), what)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _whole_seconds(value)
+        return _whole_seconds(value, what)
     raise ValidationError(
         f"{what} must be a Duration, datetime.timedelta or a number of seconds, got {type(value).__name__}"
     )

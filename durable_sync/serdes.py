@@ -419,6 +419,20 @@ def _has_reserved_key(value: Any) -> bool:
     return type(value) is list and any(_has_reserved_key(v) for v in value)
 
 
+class _StrictUnpickler(Unpickler):
+    """Refuses ``py/id`` references to objects that do not exist.
+
+    jsonpickle would hand back its internal proxy object (or None) for them: neither is data.
+    Its own output only refers back to objects already restored.
+    """
+
+    def _restore_id(self, obj: dict) -> Any:
+        idx, objs = obj["py/id"], self._objs
+        if type(idx) is not int or not 0 <= idx < len(objs):
+            raise SerDesError(f"refused to decode a malformed payload: 'py/id' {idx!r} refers to no earlier object")
+        return objs[idx]
+
+
 class _StrictPickler(Pickler):
     """jsonpickle silently writes null for what it cannot encode (e.g. lambdas); raise instead."""
 
@@ -461,7 +475,7 @@ class DefaultSerDes:
         classes: dict[str, type] = {}
         if not _check_tree(data, classes):
             return data  # "py/" only appeared inside strings
-        return Unpickler(keys=True, safe=True, on_missing="error").restore(data, classes=classes)
+        return _StrictUnpickler(keys=True, safe=True, on_missing="error").restore(data, classes=classes)
 
 
 DEFAULT_SERDES = DefaultSerDes()

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import boto3
+import botocore
 import pytest
 
 import durable_sync as ds
@@ -140,6 +141,17 @@ def many_steps(event, ctx):
         total += c.step("tail-2", body(101))
     return {"total": total}
 
+
+#: Operations of newer botocore ``lambda`` models (1.44.8 has them, 1.43.11 does not). The server routes
+#: what the installed model has, so their HTTP tests run only there; tests/test_engine_lifecycle.py
+#: covers the engine side with any botocore.
+LIFECYCLE_OPERATIONS = ("DeleteDurableExecution", "PauseDurableExecution", "ResumeDurableExecution")
+MODEL_HAS_LIFECYCLE = set(LIFECYCLE_OPERATIONS) <= set(service_model().operation_names)
+needs_lifecycle_operations = pytest.mark.skipif(
+    not MODEL_HAS_LIFECYCLE,
+    reason=f"the 'lambda' model of the installed botocore {botocore.__version__} has no "
+           f"{'/'.join(LIFECYCLE_OPERATIONS)} (newer botocore releases add them); the engine side is "
+           "tested in tests/test_engine_lifecycle.py")
 
 needs_callbacks = pytest.mark.skipif(not hasattr(ds.DurableContext, "create_callback"),
                                      reason="DurableContext.create_callback is not implemented yet")
@@ -613,7 +625,7 @@ def test_malformed_requests_get_4xx_with_a_clear_message_and_the_server_keeps_se
         ("GET", "/2025-12-01/functions/orders/durable-executions?StartedAfter=yesterday", b"", 400,
          "InvalidParameterValueException", "timestamp"),
         ("GET", "/2025-12-01/no-such-thing", b"", 404, "UnknownOperationException", "no Lambda operation"),
-        ("DELETE", f"/2025-12-01/durable-executions/{enc}", b"", 405, "UnknownOperationException", "use GET"),
+        ("PUT", f"/2025-12-01/durable-executions/{enc}", b"", 405, "UnknownOperationException", "GET"),
         ("POST", "/2015-03-31/functions/orders/invocations", b"{oops", 400, "InvalidRequestContentException",
          "Could not parse request body into json"),
         ("POST", "/2015-03-31/functions/orders/invocations", b"{}", 400, "InvalidParameterValueException",
@@ -668,9 +680,122 @@ def test_every_durable_operation_of_the_model_is_routed(server):
     """The router is built from the botocore model: every durable operation has a handler."""
     model = service_model()
     durable = [n for n in model.operation_names if "DurableExecution" in n]
-    assert len(durable) >= 9
+    assert len(durable) >= 9  # 9 in botocore 1.43; 1.44 adds delete, pause and resume
     for name in durable + ["Invoke"]:
-        assert hasattr(server.api, f"op_{name}"), name
+        assert hasattr(server.api, f"op_{name}"), f"{name} is in the installed botocore's model but not served"
+    routed = {route.name for route in server.router.routes}
+    assert routed == set(durable) | {"Invoke"}
+    assert set(LIFECYCLE_OPERATIONS) <= routed or not MODEL_HAS_LIFECYCLE
+
+
+# -- delete, pause, resume (newer models) ------------------------------------------------------------------
+@needs_lifecycle_operations
+def test_delete_durable_execution(lam, server):
+    arn = lam.invoke(FunctionName="orders", Payload=json.dumps(order("del-1")))["DurableExecutionArn"]
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == "SUCCEEDED"
+    deleted = lam.delete_durable_execution(DurableExecutionArn=arn)
+    assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert isinstance(deleted["DeletionRequestTimestamp"], dt.datetime)
+    assert "DeleteDurableExecution" in lam.checked
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_durable_execution(DurableExecutionArn=arn)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_durable_execution_history(DurableExecutionArn=arn)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.delete_durable_execution(DurableExecutionArn=arn)
+    assert arn not in [e["DurableExecutionArn"] for e in
+                       lam.list_durable_executions_by_function(FunctionName="orders")["DurableExecutions"]]
+    # the same name starts a new execution
+    again = lam.invoke(FunctionName="orders", Payload=json.dumps(order("del-1")), DurableExecutionName="del-1")
+    assert again["DurableExecutionArn"] != arn and "FunctionError" not in again
+
+
+@needs_lifecycle_operations
+@needs_callbacks
+def test_only_ended_executions_are_deleted(lam):
+    arn = lam.invoke(FunctionName="approval", InvocationType="Event", Payload=b"{}")["DurableExecutionArn"]
+    callback_id_of(lam, arn)
+    with pytest.raises(lam.exceptions.ResourceConflictException) as info:
+        lam.delete_durable_execution(DurableExecutionArn=arn)
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    assert "RUNNING" in info.value.response["Error"]["Message"]
+    lam.stop_durable_execution(DurableExecutionArn=arn)
+    lam.delete_durable_execution(DurableExecutionArn=arn)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_durable_execution(DurableExecutionArn=arn)
+
+
+@needs_lifecycle_operations
+@needs_callbacks
+def test_pause_and_resume_durable_execution(lam):
+    arn = lam.invoke(FunctionName="approval", InvocationType="Event",
+                     Payload=json.dumps({"request": "r-1"}))["DurableExecutionArn"]
+    callback_id = callback_id_of(lam, arn)
+    paused = lam.pause_durable_execution(DurableExecutionArn=arn, Reason="deploying", ClientToken="pause-1")
+    assert paused["ResponseMetadata"]["HTTPStatusCode"] == 202
+    lam.pause_durable_execution(DurableExecutionArn=arn, Reason="deploying", ClientToken="pause-1")  # a repeat
+    with pytest.raises(lam.exceptions.ResourceConflictException):
+        lam.pause_durable_execution(DurableExecutionArn=arn)  # a new request: it is paused already
+    execution = lam.get_durable_execution(DurableExecutionArn=arn)
+    assert execution["Status"] == "PAUSED"
+    details = execution["PauseDetails"]
+    assert details["Reason"] == "deploying" and details["ExecutionTimeoutPaused"] is True
+    assert isinstance(details["PauseRequestTimestamp"], dt.datetime)
+    assert execution["ExpectedExecutionTimeoutTimestamp"] > execution["StartTimestamp"]
+    lean = lam.get_durable_execution(DurableExecutionArn=arn, IncludeExecutionData=False)
+    assert lean["ExecutionDataIncluded"] is False and "InputPayload" not in lean
+    assert "Reason" not in lean["PauseDetails"]
+    listed = lam.list_durable_executions_by_function(FunctionName="approval", Statuses=["PAUSED"])
+    assert [e["DurableExecutionArn"] for e in listed["DurableExecutions"]] == [arn]
+    assert lam.list_durable_executions_by_function(FunctionName="approval", Statuses=["RUNNING"])[
+        "DurableExecutions"] == []
+    # callbacks are still answered while paused; the function is not invoked
+    lam.send_durable_execution_callback_success(CallbackId=callback_id, Result=json.dumps("approved").encode())
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == "PAUSED"
+    events = lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+    assert [e["EventType"] for e in events][-2:] == ["ExecutionPaused", "CallbackSucceeded"]
+    assert events[-2]["ExecutionPausedDetails"]["Reason"] == {"Payload": "deploying", "Truncated": False}
+    lean_events = lam.get_durable_execution_history(DurableExecutionArn=arn, IncludeExecutionData=False)["Events"]
+    assert "Payload" not in lean_events[-2]["ExecutionPausedDetails"]["Reason"]
+    lam.resume_durable_execution(DurableExecutionArn=arn, Reason="deployed")
+    execution = poll(lambda: (e := lam.get_durable_execution(DurableExecutionArn=arn))["Status"] == "SUCCEEDED"
+                     and e, "the resumed execution to finish")
+    assert json.loads(execution["Result"]) == {"request": "r-1", "answer": "approved"}
+    assert "PauseDetails" not in execution and "ExpectedExecutionTimeoutTimestamp" not in execution
+    types = [e["EventType"] for e in lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]]
+    assert types[types.index("CallbackSucceeded") + 1] == "ExecutionResumed"
+    for call in (lam.pause_durable_execution, lam.resume_durable_execution):
+        with pytest.raises(lam.exceptions.ResourceConflictException):
+            call(DurableExecutionArn=arn)  # it ended
+    missing = "arn:aws:lambda:us-east-1:000000000000:function:approval:$LATEST/durable-execution/x/y"
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.resume_durable_execution(DurableExecutionArn=missing)
+    assert {"PauseDurableExecution", "ResumeDurableExecution", "GetDurableExecution"} <= set(lam.checked)
+
+
+@pytest.mark.skipif(MODEL_HAS_LIFECYCLE, reason="the installed botocore's 'lambda' model has delete, pause and "
+                                                "resume: test_delete_* and test_pause_* cover them")
+def test_models_without_delete_pause_resume_do_not_route_them(server):
+    enc = quote("arn:aws:lambda:us-east-1:000000000000:function:orders:$LATEST/durable-execution/a/b", safe="")
+    assert raw(server, "DELETE", f"/2025-12-01/durable-executions/{enc}")[:2] == (405, "UnknownOperationException")
+    for action in ("pause", "resume"):
+        assert raw(server, "POST", f"/2025-12-01/durable-executions/{enc}/{action}", b"{}")[:2] == \
+            (404, "UnknownOperationException")
+
+
+@needs_callbacks
+def test_a_paused_execution_reads_as_the_installed_model_can_say_it(engine, lam):
+    """Paused through the engine: PAUSED where the model has that status, RUNNING (not over) elsewhere."""
+    arn = lam.invoke(FunctionName="approval", InvocationType="Event", Payload=b"{}")["DurableExecutionArn"]
+    callback_id_of(lam, arn)
+    engine.pause(arn)
+    expected = "PAUSED" if "PAUSED" in service_model().shape_for("ExecutionStatus").enum else "RUNNING"
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == expected  # strict: in the enum
+    listed = lam.list_durable_executions_by_function(FunctionName="approval")["DurableExecutions"]
+    assert [e["Status"] for e in listed if e["DurableExecutionArn"] == arn] == [expected]
+    assert lam.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+    engine.resume_execution(arn)
+    assert lam.get_durable_execution(DurableExecutionArn=arn)["Status"] == "RUNNING"
 
 
 # -- the CLI ------------------------------------------------------------------------------------------------

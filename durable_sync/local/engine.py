@@ -34,6 +34,16 @@ MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the ex
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600
 _RUNNING, _TERMINAL_EXEC = "RUNNING", frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
 _ERROR_OBJECT_KEYS = ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace")
+# Pause / resume (PauseDurableExecution, ResumeDurableExecution). A paused execution stays RUNNING in its
+# lifecycle (``ex.status``: waits, retries, callbacks and its timeout go on); the pause in force is kept on
+# its EXECUTION operation record under _PAUSE_KEY (engine-private, persisted with the record) and reported
+# as the service's PAUSING / PAUSED status.
+_PAUSING, _PAUSED = "PAUSING", "PAUSED"
+_PAUSE_KEY = "_pause"  # {"Status", "RequestedMs", "TimeoutPaused", "Reason", "PausedMs"?, "Interrupted"?}
+_EXTENSION_KEY = "_timeout_extension_ms"  # the execution timeout moved on by time spent paused
+_CONTROL_EVENTS = frozenset({"ExecutionPaused", "ExecutionResumed"})
+_CLIENT_TOKEN_TTL_MS = 15 * 60 * 1000  # a repeated pause / resume with the same ClientToken is a no-op this long
+MAX_REASON_CHARS = 1024  # PauseReason / ResumeReason
 # How a chained invoke ends when its target execution ends: operation status, history event.
 _INVOKE_END = {"FAILED": (wire.FAILED, "ChainedInvokeFailed"), "TIMED_OUT": (wire.TIMED_OUT, "ChainedInvokeTimedOut"),
                "STOPPED": (wire.STOPPED, "ChainedInvokeStopped")}
@@ -48,6 +58,12 @@ class ExecutionResult:
     result: Any = None
     error: Optional[dict] = None
     raw_result: Optional[str] = None
+    #: "PAUSING" or "PAUSED" while a pause is in force (``status`` stays RUNNING: the execution is not over).
+    pause_status: Optional[str] = None
+    #: The service's PauseDetails while paused: PauseRequestTimestamp, ExecutionTimeoutPaused, Reason (if given).
+    pause_details: Optional[dict] = None
+    #: When a RUNNING execution times out (ExpectedExecutionTimeoutTimestamp, pauses included); None once ended.
+    timeout_at: Any = None
 
 
 class LocalLambdaContext:
@@ -117,6 +133,8 @@ class LocalEngine:
         self._tls = threading.local()  # per-thread: a _drain loop is running
         self._functions: dict[str, Callable] = dict(functions or {})
         self._missing: dict[str, str] = {}  # ARN -> why its handler is unknown (adopted executions only)
+        # (operation, ARN, ClientToken) -> (arguments, expiry ms) of recent pause / resume calls
+        self._control_tokens: dict[tuple, tuple] = {}
         self._timers: list[Timer] = []
         self._timer_seq = itertools.count()
         self._ready: deque[str] = deque()
@@ -235,8 +253,8 @@ class LocalEngine:
         if self.skip_time:
             while True:
                 self._drain()
-                if ex.status != _RUNNING:
-                    break
+                if ex.status != _RUNNING or self._pause_of(ex) is not None:
+                    break  # ended, or paused: only resume_execution() moves it on
                 timer = self._next_timer(skip_execution_timeouts=True)
                 if timer is None:
                     break
@@ -266,7 +284,12 @@ class LocalEngine:
             if ex.result is not None and ex.result != "":
                 from ..serdes import decode_plain_json
                 value = decode_plain_json(ex.result, "the execution result")
-            return ExecutionResult(ex.arn, ex.status, value, ex.error, ex.result)
+            pause = self._pause_of(ex)
+            return ExecutionResult(ex.arn, ex.status, value, ex.error, ex.result,
+                                   pause_status=pause["Status"] if pause else None,
+                                   pause_details=_pause_details(pause) if pause else None,
+                                   timeout_at=wire.ms_to_datetime(self._timeout_due(ex)) if ex.status == _RUNNING
+                                   else None)
 
     def history(self, arn: str) -> list[dict]:
         """Events as boto3's get_durable_execution_history returns them."""
@@ -282,6 +305,9 @@ class LocalEngine:
 
     def list_executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
                         status: Optional[str] = None) -> list[dict]:
+        """Executions as ListDurableExecutionsByFunction lists them: ``Status`` is the service's status
+        (PAUSING / PAUSED for a paused execution, which get_execution() reports as RUNNING with
+        ``pause_status``); ``status`` filters on it."""
         with self._lock:
             items = list(self._executions.values())
         out = []
@@ -290,10 +316,12 @@ class LocalEngine:
                 continue
             if name and ex.name != name:
                 continue
-            if status and ex.status != status:
+            pause = self._pause_of(ex)
+            reported = pause["Status"] if pause else ex.status  # PAUSING / PAUSED, as the service lists them
+            if status and reported != status:
                 continue
             out.append({"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name,
-                        "FunctionName": ex.function_name, "Status": ex.status,
+                        "FunctionName": ex.function_name, "Status": reported,
                         "StartTimestamp": wire.ms_to_datetime(ex.start_ms),
                         **({"EndTimestamp": wire.ms_to_datetime(ex.end_ms)} if ex.end_ms else {})})
         return out
@@ -306,6 +334,126 @@ class LocalEngine:
             self._complete(ex, "STOPPED", error=error)
         self._after_change()
         return self.get_execution(arn)
+
+    # -- pause, resume, delete -------------------------------------------------------
+    def pause(self, arn: str, reason: Optional[str] = None, *, execution_timeout_paused: bool = True,
+              client_token: Optional[str] = None) -> ExecutionResult:
+        """PauseDurableExecution: no invocation of ``arn`` until resume_execution().
+
+        Waits, retries, callbacks and chained invokes go on completing while it is paused; the
+        invocation after the resume sees them. With no invocation in flight the execution is PAUSED at
+        once (history: ``ExecutionPaused``); with one in flight it is PAUSING until that invocation's next
+        checkpoint, which is refused as a stale token (nothing of it applied: the SDK ends the
+        invocation and the resume replays it from the last checkpoint) and the execution is PAUSED. An
+        invocation that ends without checkpointing again pauses it as it ends (or completes it, when it
+        returned the execution's outcome). ``execution_timeout_paused`` (default True) holds the execution
+        timeout while PAUSED and moves it on by the time spent paused, never past 366 days after the start.
+
+        A repeat with the same ``client_token`` and arguments within 15 minutes does nothing and
+        succeeds. Otherwise pausing an execution that is not RUNNING (pausing or paused already, or
+        ended) raises ResourceConflictException; an unknown ARN, ResourceNotFoundException.
+        """
+        _check_reason(reason)
+        timeout_paused = True if execution_timeout_paused is None else bool(execution_timeout_paused)
+        ex = self._get(arn)
+        key, args = ("pause", arn, client_token), (reason, timeout_paused)
+        with ex.lock:
+            if not self._repeated(key, args):
+                if ex.status != _RUNNING:
+                    raise ServiceError(CONFLICT, f"execution {arn} is {ex.status}; only a RUNNING execution can be "
+                                                 "paused", status=409)
+                current = self._pause_of(ex)
+                if current is not None:
+                    raise ServiceError(CONFLICT, f"execution {arn} is {current['Status']} already; resume it "
+                                                 "first", status=409)
+                pause = {"Status": _PAUSING, "RequestedMs": self.clock.now_ms(), "TimeoutPaused": timeout_paused,
+                         "Reason": reason}
+                if ex.invoking:  # PAUSED at its next checkpoint, or when it ends
+                    self._save_exec_record(ex, {**ex.ops[ex.exec_op_id], _PAUSE_KEY: pause})
+                else:
+                    self._pause_takes_effect(ex, pause)
+                self._remember(key, args)
+        return self.get_execution(arn)
+
+    def resume_execution(self, arn: str, reason: Optional[str] = None, *,
+                         client_token: Optional[str] = None) -> ExecutionResult:
+        """ResumeDurableExecution: end the pause of ``arn``.
+
+        (Named so as not to be confused with resuming unfinished executions after a restart, which
+        the engine does by itself.) A PAUSED execution is invoked again if the pause interrupted an
+        invocation or an operation completed meanwhile, else it goes on waiting for its pending
+        operations (history: ``ExecutionResumed``); a PAUSING one has its pause cancelled and its
+        invocation goes on (no event: it never paused). Same ``client_token`` rule as pause(); resuming
+        an execution that is not paused raises ResourceConflictException.
+        """
+        _check_reason(reason)
+        ex = self._get(arn)
+        key, args = ("resume", arn, client_token), (reason,)
+        with ex.lock:
+            if not self._repeated(key, args):
+                pause = self._pause_of(ex)
+                if pause is None:
+                    raise ServiceError(CONFLICT, f"execution {arn} is {ex.status}, not PAUSED or PAUSING; only a "
+                                                 "paused execution can be resumed", status=409)
+                now = self.clock.now_ms()
+                record = {k: v for k, v in ex.ops[ex.exec_op_id].items() if k != _PAUSE_KEY}
+                event = None
+                if pause["Status"] == _PAUSED:
+                    if pause["TimeoutPaused"]:
+                        record[_EXTENSION_KEY] = record.get(_EXTENSION_KEY, 0) + max(0, now - pause["PausedMs"])
+                    details: dict[str, Any] = {"ResumeRequestTimestamp": now}
+                    if reason is not None:
+                        details["Reason"] = h.result(reason)
+                    event = h.execution_event("ExecutionResumed", record, now, details)
+                self._save_exec_record(ex, record, event)
+                self._remember(key, args)
+                if pause["Status"] == _PAUSED:
+                    self._push_timer(self._timeout_due(ex), "execution_timeout", arn)
+                    if ex.needs_invoke:
+                        self._mark_ready(ex)
+        self._after_change()
+        return self.get_execution(arn)
+
+    def delete(self, arn: str) -> Any:
+        """DeleteDurableExecution: remove an ended execution with its operations, history, input and
+        result, from memory and the database; returns when (the DeletionRequestTimestamp, a datetime).
+
+        Only a SUCCEEDED, FAILED, STOPPED or TIMED_OUT execution can be deleted, and not while its last
+        invocation is still running (a stop does not wait for it): otherwise ResourceConflictException.
+        Afterwards the ARN is unknown (ResourceNotFoundException), its callback ids are unknown, and its
+        name may be used again. Child executions started by its chained invokes are kept.
+        """
+        ex = self._get(arn)
+        with ex.lock:
+            if ex.status == _RUNNING:
+                pause = self._pause_of(ex)
+                raise ServiceError(CONFLICT, f"execution {arn} is {pause['Status'] if pause else _RUNNING}; only a "
+                                             "SUCCEEDED, FAILED, STOPPED or TIMED_OUT execution can be deleted (stop "
+                                             "it first)", status=409)
+            if ex.invoking:
+                raise ServiceError(CONFLICT, f"execution {arn} is {ex.status} but its last invocation is still "
+                                             "running; delete it once that invocation has ended", status=409)
+            now = self.clock.now_ms()
+            delete = getattr(self._store, "delete_execution", None)
+            if delete is not None:
+                try:
+                    delete(ex)
+                except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was deleted
+                    raise ServiceError(SERVICE_ERROR, f"the engine could not delete the execution from its database "
+                                                      f"({type(exc).__name__}: {exc}); nothing was deleted, retry it",
+                                       status=500) from exc
+            with self._lock:
+                self._executions.pop(arn, None)
+                if self._by_name.get((ex.function_name, ex.name)) == arn:
+                    del self._by_name[(ex.function_name, ex.name)]
+                self._missing.pop(arn, None)
+                for op in ex.ops.values():
+                    callback_id = (op.get("CallbackDetails") or {}).get("CallbackId")
+                    if callback_id and self._callbacks.get(callback_id, (None,))[0] == arn:
+                        del self._callbacks[callback_id]
+                for token_key in [k for k in self._control_tokens if k[1] == arn]:
+                    del self._control_tokens[token_key]
+        return wire.ms_to_datetime(now)
 
     # -- callbacks ------------------------------------------------------------------
     def send_callback_success(self, callback_id: str, result: Any = None) -> None:
@@ -370,6 +518,15 @@ class LocalEngine:
                 raise ServiceError(INVALID, f"execution {arn} is {ex.status}; it takes no more checkpoints")
             if token != ex.token:
                 raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
+            pause = self._pause_of(ex)
+            if pause is not None:  # PAUSING: this is the invocation's next checkpoint, where the pause takes effect
+                if pause["Status"] == _PAUSING:
+                    self._pause_takes_effect(ex, {**pause, "Interrupted": True})
+                ex.needs_invoke = True  # interrupted: resume_execution() invokes again, which replays
+                ex.new_token()  # nothing from this invocation is accepted any more
+                raise ServiceError(INVALID, "Invalid checkpoint token: the execution is paused (PauseDurableExecution); "
+                                            "this invocation ends here and nothing of this checkpoint was applied. "
+                                            "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
             view, events, timers = apply_batch(ex, updates, now, self._new_callback_id, trusted)
             for event_id, event in enumerate(events, len(ex.events) + 1):
@@ -447,7 +604,10 @@ class LocalEngine:
             if cb:
                 self._callbacks[cb] = (ex.arn, op["Id"])
         if ex.status == _RUNNING:
-            self._push_timer(ex.start_ms + ex.timeout_s * 1000, "execution_timeout", ex.arn)
+            pause = self._pause_of(ex)
+            if pause is not None and pause["Status"] == _PAUSING:  # its invocation ended with the process
+                self._pause_takes_effect(ex, {**pause, "Interrupted": True})
+            self._push_timer(self._timeout_due(ex), "execution_timeout", ex.arn)
             for op in ex.ops.values():
                 self._rearm(ex, op)
             if _needs_invocation(ex):
@@ -519,6 +679,10 @@ class LocalEngine:
                 return
             now = self.clock.now_ms()
             if timer.kind == "execution_timeout":
+                due = self._timeout_due(ex)
+                if due > now:  # a pause holds the timeout, or moved it on: fire when it is due
+                    self._push_timer(due, "execution_timeout", ex.arn)
+                    return
                 self._complete(ex, "TIMED_OUT", error={"ErrorType": "Execution.Timeout",
                                "ErrorMessage": f"the execution exceeded its timeout of {ex.timeout_s} s"})
                 return
@@ -528,7 +692,11 @@ class LocalEngine:
             changed = self._complete_timer(ex, timer, op, now)
             if changed is None:
                 return
-            self._service_update(ex, changed)
+            try:
+                self._service_update(ex, changed)
+            except Exception:
+                self._push_timer(timer.due_ms, timer.kind, timer.arn, timer.op_id)  # not recorded: fire it again
+                raise
         self._after_change()
 
     def _complete_timer(self, ex: Execution, timer: Timer, op: dict, now: int) -> Optional[dict]:
@@ -664,10 +832,24 @@ class LocalEngine:
             self._service_update(ex, new)
 
     def _service_update(self, ex: Execution, new_op: dict) -> None:
-        """Called with ex.lock: record a service-side change and ask for a re-invocation."""
-        ex.ops[new_op["Id"]] = new_op
-        ex.service_changed[new_op["Id"]] = public_op(new_op)
-        self._store.save_checkpoint(ex, {new_op["Id"]: new_op}, ex.events[-1:] if ex.events else [])
+        """Called with ex.lock, after the caller appended the change's history event (none when a retry
+        becomes READY): record a service-side change and ask for a re-invocation. When the store cannot
+        write it (disk full, read-only), memory is put back as it was and the error raised, so the change
+        can be made again (a callback answer resent) instead of being neither applied nor accepted."""
+        op_id = new_op["Id"]
+        old = ex.ops.get(op_id)
+        ex.ops[op_id] = new_op
+        try:
+            self._store.save_checkpoint(ex, {op_id: new_op}, ex.events[-1:] if ex.events else [])
+        except Exception:
+            if old is None:
+                ex.ops.pop(op_id, None)
+            else:
+                ex.ops[op_id] = old
+            if new_op["Status"] != wire.READY and ex.events and ex.events[-1].get("Id") == op_id:
+                ex.events.pop()
+            raise
+        ex.service_changed[op_id] = public_op(new_op)
         self._mark_ready(ex)
 
     def _callback_op(self, callback_id: str) -> tuple[Execution, dict]:
@@ -784,6 +966,8 @@ class LocalEngine:
         with ex.lock:
             if ex.invoking or ex.status != _RUNNING or not ex.needs_invoke:
                 return False
+            if self._pause_of(ex) is not None:  # stays needing an invocation: resume_execution() re-queues it
+                return False
             if handler is None:  # stays RUNNING, still needing an invocation: see missing_handlers()
                 return False
             ex.invoking = True
@@ -856,6 +1040,14 @@ class LocalEngine:
             # before the next write only sees an unfinished invocation and invokes again, which replays.
         if ex.status != _RUNNING:
             return  # stopped or timed out while the invocation ran
+        pause = self._pause_of(ex)
+        if pause is not None and (failure is not None or pause.get("Interrupted")):
+            # The pause interrupted it (its checkpoint was refused), or it failed while PAUSING: no retry
+            # is counted; resume_execution() invokes again.
+            ex.needs_invoke = True
+            if pause["Status"] == _PAUSING:
+                self._pause_takes_effect(ex, pause)
+            return
         if failure is not None:
             ex.invocation_failures += 1
             if ex.invocation_failures >= MAX_INVOCATION_ATTEMPTS:
@@ -878,6 +1070,71 @@ class LocalEngine:
                 "ErrorType": "Runtime.NothingPending",
                 "ErrorMessage": "the handler returned PENDING but no wait, retry, callback or invoke is pending, "
                                 "so nothing could ever resume it"})
+        if pause is not None and pause["Status"] == _PAUSING and ex.status == _RUNNING:
+            self._pause_takes_effect(ex, pause)  # it ended without another checkpoint
+
+    # -- internals: pauses -----------------------------------------------------------------------
+    def _pause_of(self, ex: Execution) -> Optional[dict]:
+        """The pause in force on a RUNNING execution (its record: Status PAUSING or PAUSED), else None."""
+        if ex.status != _RUNNING:
+            return None
+        record = ex.ops.get(ex.exec_op_id)
+        return record.get(_PAUSE_KEY) if record is not None else None
+
+    def _pause_takes_effect(self, ex: Execution, pause: dict) -> None:
+        """Called with ex.lock: the execution is PAUSED from now (history: ExecutionPaused)."""
+        now = self.clock.now_ms()
+        pause = {**pause, "Status": _PAUSED, "PausedMs": now}
+        details: dict[str, Any] = {"PauseRequestTimestamp": pause["RequestedMs"],
+                                   "ExecutionTimeoutPaused": pause["TimeoutPaused"]}
+        if pause.get("Reason") is not None:
+            details["Reason"] = h.result(pause["Reason"])
+        record = {**ex.ops[ex.exec_op_id], _PAUSE_KEY: pause}
+        self._save_exec_record(ex, record, h.execution_event("ExecutionPaused", record, now, details))
+        with self._cond:
+            self._cond.notify_all()
+
+    def _save_exec_record(self, ex: Execution, record: dict, event: Optional[dict] = None) -> None:
+        """Called with ex.lock: replace the EXECUTION operation's record (and append ``event``); persisted."""
+        ex.ops[ex.exec_op_id] = record
+        if event is not None:
+            ex.add_event(event)
+        self._store.save_checkpoint(ex, {ex.exec_op_id: record}, ex.events[-1:] if event is not None else [])
+
+    def _timeout_due(self, ex: Execution) -> int:
+        """When the execution times out: its timeout, moved on by time spent paused with the timeout held;
+        while so paused, 366 days after the start (the cap that holds in every case)."""
+        cap = ex.start_ms + DEFAULT_EXECUTION_TIMEOUT * 1000
+        record = ex.ops.get(ex.exec_op_id) or {}
+        pause = record.get(_PAUSE_KEY)
+        if pause is not None and pause["Status"] == _PAUSED and pause["TimeoutPaused"]:
+            return cap
+        return min(ex.start_ms + ex.timeout_s * 1000 + record.get(_EXTENSION_KEY, 0), cap)
+
+    def _repeated(self, key: tuple, args: tuple) -> bool:
+        """A pause / resume repeated with its ClientToken within 15 minutes (True: do nothing)."""
+        if key[2] is None:
+            return False
+        with self._lock:
+            seen = self._control_tokens.get(key)
+        if seen is None or seen[1] <= self.clock.now_ms():
+            return False
+        if seen[0] != args:
+            raise ServiceError(INVALID, f"ClientToken {key[2]!r} was used for another {key[0]} request of this "
+                                        "execution within 15 minutes; use a new token")
+        return True
+
+    def _remember(self, key: tuple, args: tuple) -> None:
+        if key[2] is None:
+            return
+        now = self.clock.now_ms()
+        with self._lock:
+            if len(self._control_tokens) >= 1024:
+                for old in [k for k, (_, expiry) in self._control_tokens.items() if expiry <= now]:
+                    del self._control_tokens[old]
+                while len(self._control_tokens) >= 1024:
+                    del self._control_tokens[next(iter(self._control_tokens))]
+            self._control_tokens[key] = (args, now + _CLIENT_TOKEN_TTL_MS)
 
     def _complete(self, ex: Execution, status: str, result: Optional[str] = None,
                   error: Optional[dict] = None) -> None:
@@ -904,6 +1161,20 @@ class LocalEngine:
             self._cond.notify_all()
 
 
+def _check_reason(reason: Any) -> None:
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
+        raise ServiceError(INVALID, f"a pause / resume reason is a string of at most {MAX_REASON_CHARS} characters")
+
+
+def _pause_details(pause: dict) -> dict:
+    """PauseDetails as boto3 returns them."""
+    details = {"PauseRequestTimestamp": wire.ms_to_datetime(pause["RequestedMs"]),
+               "ExecutionTimeoutPaused": pause["TimeoutPaused"]}
+    if pause.get("Reason") is not None:
+        details["Reason"] = pause["Reason"]
+    return details
+
+
 _PENDING_STATES = frozenset({(wire.WAIT, wire.STARTED), (wire.STEP, wire.PENDING), (wire.STEP, wire.READY),
                              (wire.CALLBACK, wire.STARTED), (wire.CHAINED_INVOKE, wire.STARTED)})
 
@@ -924,7 +1195,8 @@ def _needs_invocation(ex: Execution) -> bool:
     retry is due (READY); or when a completion may have arrived while the last invocation ran (it
     did not see it). Conservative: an unneeded invocation only replays.
     """
-    last = ex.events[-1] if ex.events else None
+    events = [e for e in ex.events if e["EventType"] not in _CONTROL_EVENTS]  # pauses change nothing here
+    last = events[-1] if events else None
     if last is None or last["EventType"] != "InvocationCompleted":
         return True
     details = last.get("InvocationCompletedDetails") or {}
@@ -933,7 +1205,7 @@ def _needs_invocation(ex: Execution) -> bool:
     if any(op["Type"] == wire.STEP and op["Status"] == wire.READY for op in ex.ops.values()):
         return True
     started = details.get("StartTimestamp", 0)
-    for event in reversed(ex.events[:-1]):
+    for event in reversed(events[:-1]):
         if event["EventType"] == "InvocationCompleted" or event["EventTimestamp"] < started:
             return False
         if event["EventType"] in _SERVICE_COMPLETIONS:

@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 from ..wire import ms_to_datetime
 
-_TIMESTAMP_KEYS = ("EventTimestamp", "ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp")
+_TIMESTAMP_KEYS = ("EventTimestamp", "ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp",
+                   "PauseRequestTimestamp", "ResumeRequestTimestamp")
 
 
 def op_event(event_type: str, op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:

@@ -2,7 +2,8 @@
 
 ``serve(engine)`` answers every durable-execution operation of the botocore
 ``lambda`` model (checkpoint, state, get, history, list by function, stop, callback
-success / failure / heartbeat) and ``Invoke`` for the functions registered with it.
+success / failure / heartbeat; delete, pause and resume where the installed botocore
+has them) and ``Invoke`` for the functions registered with it.
 
 Routes, member locations (uri, querystring, header, body, payload) and input
 validation come from the botocore service model, not from hand-written tables: a
@@ -91,6 +92,30 @@ def service_model() -> Any:
     import botocore.session
 
     return botocore.session.get_session().get_service_model("lambda")
+
+
+@functools.lru_cache(maxsize=1)
+def _execution_statuses() -> frozenset:
+    """The ExecutionStatus values of the installed model (PAUSING / PAUSED came with pause and resume)."""
+    try:
+        return frozenset(service_model().shape_for("ExecutionStatus").enum)
+    except Exception:  # noqa: BLE001 - no such shape: report the engine's statuses as they are
+        return frozenset()
+
+
+def reported_status(status: str) -> str:
+    """``status`` as this model can say it: a paused execution is RUNNING to a model without PAUSED."""
+    statuses = _execution_statuses()
+    return "RUNNING" if statuses and status not in statuses and status in ("PAUSING", "PAUSED") else status
+
+
+@functools.lru_cache(maxsize=1)
+def _event_types() -> frozenset:
+    """The EventType values of the installed model (ExecutionPaused / ExecutionResumed came with pause)."""
+    try:
+        return frozenset(service_model().shape_for("EventType").enum)
+    except Exception:  # noqa: BLE001 - no such shape: every event is shown
+        return frozenset()
 
 
 def served_operations(model: Any = None) -> list[str]:
@@ -367,6 +392,8 @@ def _json_body(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise ApiError(BAD_CONTENT, f"Could not parse request body into json: {exc.msg} at line {exc.lineno} "
                        f"column {exc.colno}") from None
+    except RecursionError:  # e.g. "[[[[..." nested deeper than the decoder goes: the client's fault, not a 500
+        raise ApiError(BAD_CONTENT, "Could not parse request body into json: nested too deeply") from None
 
 
 # -- output rendering ------------------------------------------------------------------------
@@ -651,19 +678,30 @@ class LambdaApi:
         result = self.engine.get_execution(arn)
         op = self._execution_op(arn)
         parts = _arn_parts(arn)
+        with_data = p.get("IncludeExecutionData") is not False  # newer models: default true
         out = {"DurableExecutionArn": arn, "DurableExecutionName": parts["name"],
-               "FunctionArn": parts["function_arn"], "Status": result.status,
+               "FunctionArn": parts["function_arn"],
+               "Status": reported_status(getattr(result, "pause_status", None) or result.status),
                "StartTimestamp": op.get("StartTimestamp"), "EndTimestamp": op.get("EndTimestamp"),
-               "InputPayload": (op.get("ExecutionDetails") or {}).get("InputPayload"),
-               "Version": parts["qualifier"]}
-        if result.status == "SUCCEEDED":
-            out["Result"] = result.raw_result if result.raw_result is not None else "null"
-        elif result.error:
-            out["Error"] = result.error
+               "Version": parts["qualifier"], "ExecutionDataIncluded": with_data,
+               "ExpectedExecutionTimeoutTimestamp": getattr(result, "timeout_at", None)}
+        pause_details = getattr(result, "pause_details", None)
+        if pause_details:  # members the model lacks are dropped when rendered
+            out["PauseDetails"] = pause_details if with_data else {k: v for k, v in pause_details.items()
+                                                                   if k != "Reason"}
+        if with_data:
+            out["InputPayload"] = (op.get("ExecutionDetails") or {}).get("InputPayload")
+            if result.status == "SUCCEEDED":
+                out["Result"] = result.raw_result if result.raw_result is not None else "null"
+            elif result.error:
+                out["Error"] = result.error
         return out
 
     def op_GetDurableExecutionHistory(self, p: dict) -> dict:
         events = self.engine.history(p["DurableExecutionArn"])
+        known = _event_types()
+        if known:  # a model without pause / resume cannot describe their events: leave them out
+            events = [e for e in events if e["EventType"] in known]
         if p.get("IncludeExecutionData") is False:
             events = [_without_data(e) for e in events]
         if p.get("ReverseOrder"):
@@ -680,6 +718,7 @@ class LambdaApi:
         after, before = p.get("StartedAfter"), p.get("StartedBefore")
         selected = []
         for item in items:
+            item = {**item, "Status": reported_status(item["Status"])}
             if p.get("DurableExecutionName") and item["DurableExecutionName"] != p["DurableExecutionName"]:
                 continue
             if statuses and item["Status"] not in statuses:
@@ -696,6 +735,26 @@ class LambdaApi:
         arn = p["DurableExecutionArn"]
         self._mutate(self.engine.stop, arn, p.get("Error"))
         return {"StopTimestamp": self._execution_op(arn).get("EndTimestamp") or dt.datetime.now(dt.timezone.utc)}
+
+    # Delete, pause and resume: operations of newer botocore models (routed only where the model has them).
+    def op_DeleteDurableExecution(self, p: dict) -> dict:
+        deleted = self.engine.delete(p["DurableExecutionArn"])  # ends nothing, starts nothing: no drive
+        self._notify()
+        return {"DeletionRequestTimestamp": deleted}
+
+    def op_PauseDurableExecution(self, p: dict) -> dict:
+        # Not under the drive lock: an invocation in flight (the drive's) is what makes it PAUSING.
+        timeout_paused = p.get("ExecutionTimeoutPaused")
+        self.engine.pause(p["DurableExecutionArn"], p.get("Reason"),
+                          execution_timeout_paused=True if timeout_paused is None else timeout_paused,
+                          client_token=p.get("ClientToken"))
+        self._notify()
+        return {}
+
+    def op_ResumeDurableExecution(self, p: dict) -> dict:
+        arn = p["DurableExecutionArn"]
+        self._mutate(lambda: self.engine.resume_execution(arn, p.get("Reason"), client_token=p.get("ClientToken")))
+        return {}
 
     # -- the SDK's calls ----------------------------------------------------------------------
     def op_CheckpointDurableExecution(self, p: dict) -> dict:
@@ -732,7 +791,7 @@ def _without_data(event: dict) -> dict:
     for key, details in event.items():
         if key.endswith("Details") and isinstance(details, dict):
             details = dict(details)
-            for field in ("Input", "Result"):
+            for field in ("Input", "Result", "Reason"):  # Reason: ExecutionPaused / ExecutionResumed
                 if isinstance(details.get(field), dict):
                     details[field] = {k: v for k, v in details[field].items() if k != "Payload"}
             out[key] = details

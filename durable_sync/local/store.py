@@ -19,6 +19,9 @@ class MemoryStore:
     def save_execution(self, ex: Any, events: list) -> None:
         pass
 
+    def delete_execution(self, ex: Any) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
