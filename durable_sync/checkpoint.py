@@ -7,7 +7,7 @@ hop and concurrent callers share one checkpoint call. Updates nobody waits for
 (e.g. an at-least-once STEP START) are sent by one background thread after a
 short linger (``ASYNC_LINGER_SECONDS``): a caller that awaits in the meantime
 takes them along in its own flush, so fast steps cost one call and no thread
-wake-up. An awaited update never waits for that timer. Order is preserved: one
+wake-up (while busy, the thread polls instead of being woken per update). An awaited update never waits for that timer. Order is preserved: one
 batch in flight at a time, FIFO.
 """
 from __future__ import annotations
@@ -33,6 +33,8 @@ class CheckpointClient(Protocol):
 
 #: How long queued updates that nobody awaits may wait for a flush to ride along with.
 ASYNC_LINGER_SECONDS = 0.002
+#: Empty polls (about 100 ms) before the background thread sleeps until notified again.
+IDLE_POLLS = 50
 
 
 class Flusher:
@@ -163,19 +165,28 @@ class Flusher:
             self._work.notify()  # the background thread may be waiting for this flush to end
 
     def _background(self) -> None:
-        linger = False
+        """Send updates nobody awaits once they have lingered one period.
+
+        While updates keep coming the thread polls every ASYNC_LINGER_SECONDS instead of being
+        notified for each one (a wake-up per step costs more than the step on SQLite, where the
+        commit releases the GIL); after IDLE_POLLS empty polls it sleeps until notified.
+        """
+        seen = 0  # the last seq queued at the previous look: items up to it have lingered enough
+        polls = 0
         with self._cond:
             while self.error is None:
-                if self._queue and not self._flushing:
-                    if linger:
-                        linger = False
-                        self._work.wait(ASYNC_LINGER_SECONDS)  # an awaiting caller may take it all along
-                        continue
+                if self._queue and not self._flushing and (self._closed or self._queue[0][0] <= seen):
                     self._flush_once()
+                    polls = 0
                     continue
                 if self._closed and not self._queue:
                     return
-                self._bg_idle = not self._queue
-                self._work.wait()
-                linger = self._bg_idle
-                self._bg_idle = False
+                if self._queue or polls < IDLE_POLLS:
+                    polls = 0 if self._queue else polls + 1
+                    seen = self._enqueued
+                    self._work.wait(ASYNC_LINGER_SECONDS)
+                else:
+                    self._bg_idle = True
+                    self._work.wait()
+                    self._bg_idle = False
+                    seen, polls = 0, 0  # woken for a fresh update: let it linger one period

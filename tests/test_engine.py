@@ -281,3 +281,30 @@ def test_a_name_is_unique_per_function():
         with pytest.raises(ServiceError, match="already exists"):
             engine.start(waits_then_steps, {"wait": 6}, name="same")
         assert engine.start(other_function, {"wait": 5}, name="same") != first  # another function
+
+
+def test_a_failing_timer_does_not_stop_the_real_time_scheduler(monkeypatch):
+    import durable_sync.local.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "TIMER_RETRY_MS", 10)
+
+    @ds.durable_handler
+    def caller(event, ctx):
+        return ctx.invoke("double", 21)
+
+    engine = LocalEngine(db=":memory:", functions={"double": lambda event, context: event * 2})
+    real_fire, failures = engine._fire, []
+
+    def flaky_fire(timer):
+        if timer.kind == "invoke" and not failures:
+            failures.append(timer)
+            raise OSError("disk hiccup")
+        return real_fire(timer)
+
+    engine._fire = flaky_fire
+    try:
+        result = engine.wait(engine.start(caller, execution_timeout=60), timeout=10)  # bounded: no hang if broken
+    finally:
+        engine.close()
+    assert failures, "the invoke timer never fired"
+    assert (result.status, result.result) == ("SUCCEEDED", 42)

@@ -836,3 +836,20 @@ def test_durable_sync_serve_end_to_end(tmp_path):
         raise AssertionError(f"serve failed: {exc!r}; its stderr:\n{''.join(seen)}") from exc
     proc.terminate()
     assert proc.wait(timeout=10) == 0
+
+
+def test_requests_from_web_pages_are_refused(server):
+    # A page in a browser can POST text/plain to loopback without CORS pre-flight; serve has no
+    # authentication, so anything carrying an Origin header is refused before it is read.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("POST", "/2015-03-31/functions/orders/invocations", body=b"{}",
+                     headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 403
+    assert response.getheader("X-Amzn-ErrorType") == "AccessDeniedException"
+    assert "Origin" in body["message"]
+    assert server.requests.get("Invoke", 0) == 0

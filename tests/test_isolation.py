@@ -187,3 +187,21 @@ def test_handler_references():
 def test_bad_isolation_value():
     with pytest.raises(ValueError, match="isolation"):
         LocalEngine(db=":memory:", isolation="thread")
+
+
+@pytest.mark.parametrize("status, message, retryable", [
+    (500, "the engine could not persist the checkpoint", True),
+    (400, "Invalid checkpoint token: it is stale", True),
+    (400, "operation x: invalid state transition", False),
+])
+def test_an_isolated_handler_classifies_service_errors_like_the_boto3_client(status, message, retryable):
+    from durable_sync.local.isolation import PipeClient
+    from durable_sync.local.service import ServiceError
+
+    class Channel:
+        def call(self, method, *args):
+            raise ServiceError("SomeException", message, status)
+
+    with pytest.raises(ds.CheckpointError) as info:
+        PipeClient(Channel()).checkpoint("arn", "tok", [], "ct")
+    assert info.value.retryable is retryable

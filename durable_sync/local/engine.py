@@ -18,6 +18,7 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+import logging
 from typing import Any, Callable, Optional
 
 from .. import wire
@@ -30,6 +31,8 @@ from .isolation import handler_reference, load_handler_ref, run_in_child
 from .store import open_store
 
 SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
+_log = logging.getLogger("durable_sync.engine")
+TIMER_RETRY_MS = 1000  # a timer whose completion failed (e.g. the disk) is tried again after this
 MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600
 _RUNNING, _TERMINAL_EXEC = "RUNNING", frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -948,6 +951,9 @@ class LocalEngine:
                     self._cond.release()
                     try:
                         self._fire(timer)
+                    except Exception:  # noqa: BLE001 - one bad timer must not stop every other one
+                        _log.exception("timer %s of %s failed; retrying it", timer.kind, timer.arn)
+                        self._push_timer(self.clock.now_ms() + TIMER_RETRY_MS, timer.kind, timer.arn, timer.op_id)
                     finally:
                         self._cond.acquire()
                     continue

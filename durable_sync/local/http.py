@@ -823,6 +823,9 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         route_name = "?"
         try:
+            if self.headers.get("Origin") is not None:
+                raise ApiError("AccessDeniedException", "requests from web pages (with an Origin header) are refused: "
+                               "durable-sync serve has no authentication; call it from boto3 or the AWS CLI", 403)
             body = self._read_body()
             if body is None:
                 return  # the client went away mid-body

@@ -265,10 +265,21 @@ class PipeClient:
         self._channel = channel
 
     def checkpoint(self, arn: str, token: str, updates: list, client_token: str) -> dict:
-        return self._channel.call("checkpoint", arn, token, updates, client_token)
+        return self._call("checkpoint", arn, token, updates, client_token)
 
     def get_state(self, arn: str, token: str, marker: str) -> dict:
-        return self._channel.call("get_state", arn, token, marker)
+        return self._call("get_state", arn, token, marker)
+
+    def _call(self, method: str, *args: Any) -> dict:
+        """Service errors become CheckpointErrors classified as the boto3 client does (5xx / stale
+        token: retry the invocation; other 4xx: fail the execution)."""
+        from .engine import checkpoint_error
+        from .service import ServiceError
+
+        try:
+            return self._channel.call(method, *args)
+        except ServiceError as exc:
+            raise checkpoint_error(exc) from exc
 
 
 class ChildLambdaContext:
