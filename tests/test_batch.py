@@ -481,8 +481,8 @@ def test_checkpoint_failure_in_a_branch_fails_the_invocation_not_the_branch(engi
     res = engine.run(handler)
     assert res.status == "FAILED"
     assert res.error["ErrorType"] == "CheckpointError"
-    [parent] = ops_of(engine, res.arn, "Parallel")
-    assert parent["Status"] == "STARTED"
+    # The parent never completes; it may not be recorded at all when its START shared the refused batch.
+    assert [p["Status"] for p in ops_of(engine, res.arn, "Parallel")] in ([], ["STARTED"])
     assert all(op["Status"] != "FAILED" for op in ops_of(engine, res.arn, "ParallelBranch"))
 
 
