@@ -1,6 +1,18 @@
 """Shared pytest setup for the project's own tests."""
 from __future__ import annotations
 
+import pytest
+
+from durable_sync.local import LocalEngine
+
+
+@pytest.fixture
+def engine():
+    """A fresh in-memory engine on a virtual clock (tests may define their own ``engine``)."""
+    eng = LocalEngine(db=":memory:", skip_time=True)
+    yield eng
+    eng.close()
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: needs network or minutes; runs only with DURABLE_SLOW=1")

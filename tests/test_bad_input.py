@@ -30,13 +30,6 @@ from durable_sync.local.http import make_server
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/n/exec1"
 
 
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
 def user_ops(engine, arn):
     return [op for op in engine.operations(arn) if op["Type"] != "EXECUTION"]
 

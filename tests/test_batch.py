@@ -21,13 +21,6 @@ from durable_sync.local import LocalEngine
 KIB = 1024
 
 
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
 def events(engine, arn, *types):
     return [e for e in engine.history(arn) if not types or e["EventType"] in types]
 

@@ -15,13 +15,6 @@ import durable_sync as ds
 from durable_sync.local import LocalEngine, ServiceError
 
 
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
 def events(engine, arn, *types_, name=None):
     out = [e for e in engine.history(arn) if not types_ or e["EventType"] in types_]
     if name is not None:

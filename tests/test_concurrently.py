@@ -24,13 +24,6 @@ RETRY_ONCE = ds.StepConfig(retry_strategy=lambda err, attempt: (
 NO_RETRY = ds.StepConfig(retry_strategy=ds.RetryPresets.none())
 
 
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
 def ops_of(engine, arn, op_type=None):
     return [op for op in engine.operations(arn)
             if op["Type"] != "EXECUTION" and (op_type is None or op["Type"] == op_type)]

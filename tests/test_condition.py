@@ -9,13 +9,6 @@ import durable_sync as ds
 from durable_sync.local import LocalEngine
 
 
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
 def events(engine, arn, *types_):
     return [e for e in engine.history(arn) if not types_ or e["EventType"] in types_]
 

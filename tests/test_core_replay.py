@@ -11,6 +11,7 @@ import logging
 import pytest
 
 import durable_sync as ds
+from helpers import events
 from durable_sync import wire
 from durable_sync.local import LocalEngine
 
@@ -22,20 +23,6 @@ def _reset_code():
     CODE["version"] = 1
     yield
     CODE["version"] = 1
-
-
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
-def events(engine, arn, *types, name=None):
-    out = [e for e in engine.history(arn) if not types or e["EventType"] in types]
-    if name is not None:
-        out = [e for e in out if e.get("Name") == name]
-    return out
 
 
 def start_flip_advance(engine, handler, seconds=10):

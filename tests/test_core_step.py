@@ -16,6 +16,7 @@ import pytest
 import tenacity
 
 import durable_sync as ds
+from helpers import events
 from durable_sync import wire
 from durable_sync.local import LocalEngine
 
@@ -31,20 +32,6 @@ def _never_sleep(monkeypatch):
 
     monkeypatch.setattr(time, "sleep", no_sleep)
     monkeypatch.setattr(tenacity.nap, "sleep", no_sleep)
-
-
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
-def events(engine, arn, *types, name=None):
-    out = [e for e in engine.history(arn) if not types or e["EventType"] in types]
-    if name is not None:
-        out = [e for e in out if e.get("Name") == name]
-    return out
 
 
 def step_ops(engine, arn):

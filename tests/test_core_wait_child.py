@@ -11,24 +11,11 @@ import time
 import pytest
 
 import durable_sync as ds
+from helpers import events
 from durable_sync import wire
 from durable_sync.local import LocalEngine
 
 KIB = 1024
-
-
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
-def events(engine, arn, *types, name=None):
-    out = [e for e in engine.history(arn) if not types or e["EventType"] in types]
-    if name is not None:
-        out = [e for e in out if e.get("Name") == name]
-    return out
 
 
 def user_ops(engine, arn):

@@ -53,13 +53,6 @@ def approval(event, ctx):
     return {"answer": callback.result()}
 
 
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
 def _code(info):
     return info.value.code
 

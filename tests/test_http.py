@@ -159,13 +159,6 @@ needs_callbacks = pytest.mark.skipif(not hasattr(ds.DurableContext, "create_call
 
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
 def server(engine):
     srv = make_server(engine, "127.0.0.1", 0, functions={"orders": ORDERS, "approval": approval, "boom": boom,
                                                           "many": many_steps},

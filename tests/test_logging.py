@@ -36,13 +36,6 @@ def captured():
     USER_LOGGER.setLevel(old_level)
 
 
-@pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
 def test_step_logger_records_carry_execution_operation_and_attempt(engine, captured):
     seen = {}
 

@@ -57,13 +57,6 @@ def _fail(step):
 
 
 @pytest.fixture
-def engine():
-    eng = LocalEngine(db=":memory:", skip_time=True)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
 def finished(engine):
     result = engine.run(showcase, input={})
     assert result.status == "SUCCEEDED", result.error
