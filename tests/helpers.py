@@ -1,6 +1,9 @@
 """Small helpers shared by the project's tests (pytest puts tests/ on sys.path)."""
 from __future__ import annotations
 
+import collections
+import threading
+
 
 def events(engine, arn, *types, name=None):
     """History events of ``arn``, optionally only of the given types and operation name."""
@@ -8,3 +11,39 @@ def events(engine, arn, *types, name=None):
     if name is not None:
         out = [e for e in out if e.get("Name") == name]
     return out
+
+
+class Calls:
+    """Thread-safe counters of how often each piece of handler code ran."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.counts: collections.Counter = collections.Counter()
+
+    def hit(self, key):
+        with self._lock:
+            self.counts[key] += 1
+
+    def __getitem__(self, key):
+        return self.counts[key]
+
+
+class Overlap:
+    """Tracks how many bodies run at the same time (lock + counter)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.now = 0
+        self.max = 0
+        self.threads = 0
+
+    def __enter__(self):
+        with self._lock:
+            self.now += 1
+            self.max = max(self.max, self.now)
+            self.threads = max(self.threads, threading.active_count())
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.now -= 1

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import durable_sync as ds
+from helpers import Calls, Overlap
 from durable_sync import batch as batch_mod
 from durable_sync import wire
 from durable_sync.local import LocalEngine
@@ -28,42 +29,6 @@ def events(engine, arn, *types):
 def ops_of(engine, arn, subtype=None):
     return [op for op in engine.operations(arn)
             if op["Type"] != "EXECUTION" and (subtype is None or op.get("SubType") == subtype)]
-
-
-class Calls:
-    """Thread-safe counters of how often each piece of handler code ran."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.counts: collections.Counter = collections.Counter()
-
-    def hit(self, key):
-        with self._lock:
-            self.counts[key] += 1
-
-    def __getitem__(self, key):
-        return self.counts[key]
-
-
-class Overlap:
-    """Tracks how many bodies run at the same time (lock + counter)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.now = 0
-        self.max = 0
-        self.threads = 0
-
-    def __enter__(self):
-        with self._lock:
-            self.now += 1
-            self.max = max(self.max, self.now)
-            self.threads = max(self.threads, threading.active_count())
-        return self
-
-    def __exit__(self, *exc):
-        with self._lock:
-            self.now -= 1
 
 
 class Boom(Exception):

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import durable_sync as ds
+from helpers import Calls, Overlap
 from durable_sync import wire
 from durable_sync.local import LocalEngine
 from durable_sync.testing import DurableTestRunner
@@ -35,40 +36,6 @@ def by_name(engine, arn):
 
 def event_types(engine, arn):
     return [e["EventType"] for e in engine.history(arn)]
-
-
-class Calls:
-    """Thread-safe counters of how often each piece of handler code ran."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.counts: collections.Counter = collections.Counter()
-
-    def hit(self, key):
-        with self._lock:
-            self.counts[key] += 1
-
-    def __getitem__(self, key):
-        return self.counts[key]
-
-
-class Overlap:
-    """How many bodies run at the same time (lock + counter)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.now = 0
-        self.max = 0
-
-    def __enter__(self):
-        with self._lock:
-            self.now += 1
-            self.max = max(self.max, self.now)
-        return self
-
-    def __exit__(self, *exc):
-        with self._lock:
-            self.now -= 1
 
 
 class Boom(Exception):
