@@ -308,3 +308,24 @@ def test_a_failing_timer_does_not_stop_the_real_time_scheduler(monkeypatch):
         engine.close()
     assert failures, "the invoke timer never fired"
     assert (result.status, result.result) == ("SUCCEEDED", 42)
+
+
+def test_an_execution_the_store_refuses_is_not_started_in_memory():
+    from durable_sync.local.store import MemoryStore
+
+    class FullDisk(MemoryStore):
+        def create_execution(self, ex):
+            raise OSError("No space left on device")
+
+    @ds.durable_handler
+    def handler(event, ctx):
+        return "never"
+
+    engine = LocalEngine(db=FullDisk(), skip_time=True)
+    try:
+        with pytest.raises(ServiceError) as info:
+            engine.start(handler, input=1, name="n")
+        assert info.value.status == 500 and "No space left" in info.value.message
+        assert engine.list_executions() == []
+    finally:
+        engine.close()

@@ -237,9 +237,14 @@ class LocalEngine:
                                    "StartTimestamp": now, "ExecutionDetails": {"InputPayload": payload}}
                 ex.add_event(h.execution_event("ExecutionStarted", ex.ops[exec_id], now, {
                     "Input": h.result(payload), "ExecutionTimeout": timeout}))
+                try:  # disk first: an execution the store refused must not exist in memory either
+                    self._store.create_execution(ex)
+                except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error
+                    raise ServiceError(SERVICE_ERROR, f"the engine could not persist the new execution "
+                                                      f"({type(exc).__name__}: {exc}); nothing was started",
+                                       status=500) from exc
                 self._executions[arn] = ex
                 self._by_name[(fn_name, name)] = arn
-                self._store.create_execution(ex)
                 self._push_timer(now + timeout * 1000, "execution_timeout", arn)
                 self._mark_ready(ex)
         self._after_change()
