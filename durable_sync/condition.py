@@ -25,7 +25,7 @@ __all__ = ["wait_for_condition"]
 def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitForConditionConfig,
                        name: Optional[str] = None) -> Any:
     """Poll ``check`` until ``config.wait_strategy`` says stop; returns the final state."""
-    from .context import StepContext, callable_name  # context imports this module lazily
+    from .context import StepContext, callable_name, next_step_attempt  # context imports this module lazily
 
     if not callable(check):
         raise ValidationError(f"wait_for_condition needs a callable check(state, check_ctx), got "
@@ -46,21 +46,11 @@ def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitF
     label = repr(name) if name else op_id
     attempt, state, send_start = 1, config.initial_state, True
     if op is not None:
-        status = op["Status"]
         details = op.get("StepDetails") or {}
-        if status == wire.SUCCEEDED:
+        if op["Status"] == wire.SUCCEEDED:
             return deserialize_value(serdes, details.get("Result"), sctx)
-        if status == wire.FAILED:
-            raise WaitForConditionError.from_error_object(details.get("Error"))
-        if status == wire.PENDING:
-            raise rt.suspend(f"wait_for_condition {label} polls again later")
-        recorded = int(details.get("Attempt") or 1)
-        if status == wire.READY:
-            attempt = recorded + 1
-        elif status == wire.STARTED:
-            attempt, send_start = recorded, False  # the invocation running this poll ended: run it again
-        else:
-            raise ValidationError(f"wait_for_condition {label} has unexpected status {status!r} in the execution state")
+        attempt, send_start = next_step_attempt(rt, op, details, WaitForConditionError,
+                                                f"wait_for_condition {label}")
         if "Result" in details and details["Result"] is not None:
             state = deserialize_value(serdes, details["Result"], sctx)  # the state the last poll returned
     if send_start:

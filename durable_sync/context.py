@@ -52,6 +52,26 @@ def callable_name(fn: Any) -> Optional[str]:
     return name
 
 
+def next_step_attempt(rt: Runtime, op: dict, details: dict, error_cls: type, what: str) -> tuple[int, bool]:
+    """The attempt to run for a STEP record that did not succeed: ``(attempt, send_start)``.
+
+    A FAILED record raises its error as ``error_cls``; a retry not yet due (PENDING) suspends;
+    READY is the next attempt (START it); STARTED is an attempt whose invocation ended (run it
+    again without a new START). Shared by steps and wait_for_condition polls.
+    """
+    status = op["Status"]
+    if status == wire.FAILED:
+        raise error_cls.from_error_object(details.get("Error"))
+    if status == wire.PENDING:
+        raise rt.suspend(f"{what} waits for its next attempt")
+    recorded = int(details.get("Attempt") or 1)
+    if status == wire.READY:
+        return recorded + 1, True
+    if status == wire.STARTED:
+        return recorded, False
+    raise _validation(f"{what} has unexpected status {status!r} in the execution state")
+
+
 class StepContext:
     """What a step body receives: its logger, attempt (1-based), operation id and name."""
 
@@ -199,27 +219,16 @@ class DurableContext:
         at_most_once = cfg.step_semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY
         attempt, send_start = 1, True
         if op is not None:
-            status = op["Status"]
             details = op.get("StepDetails") or {}
-            if status == wire.SUCCEEDED:
+            if op["Status"] == wire.SUCCEEDED:
                 return deserialize_value(cfg.serdes or rt.serdes, details.get("Result"), self._serdes_ctx(op_id))
-            if status == wire.FAILED:
-                raise StepError.from_error_object(details.get("Error"))
-            if status == wire.PENDING:
-                raise rt.suspend(f"step {name or op_id} waits for its next attempt")
-            recorded = int(details.get("Attempt") or 1)
-            if status == wire.READY:
-                attempt = recorded + 1
-            elif status == wire.STARTED:
-                attempt, send_start = recorded, False
-                if at_most_once:
-                    interrupted = StepInterruptedError(
-                        f"step {name or op_id} (attempt {attempt}) started but did not finish: the invocation "
-                        "running it ended (crash or timeout); at-most-once steps are not re-run blindly",
-                        error_type="StepInterruptedError")
-                    return self._step_failed(op_id, name, cfg, interrupted, attempt)
-            else:
-                raise _validation(f"step {name or op_id} has unexpected status {status!r} in the execution state")
+            attempt, send_start = next_step_attempt(rt, op, details, StepError, f"step {name or op_id}")
+            if not send_start and at_most_once:
+                interrupted = StepInterruptedError(
+                    f"step {name or op_id} (attempt {attempt}) started but did not finish: the invocation "
+                    "running it ended (crash or timeout); at-most-once steps are not re-run blindly",
+                    error_type="StepInterruptedError")
+                return self._step_failed(op_id, name, cfg, interrupted, attempt)
         if send_start:
             self._checkpoint(op_id, wire.STEP, wire.SubType.STEP, name, wire.START, wait=at_most_once)
         step_ctx = StepContext(op_id, name, attempt, rt.arn)
