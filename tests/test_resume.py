@@ -38,11 +38,11 @@ STEPS = 100
 
 WORKFLOW = textwrap.dedent('''
     """A 100-step workflow whose steps append to a ledger file (run by test_resume.py)."""
-    import json, os, signal, sys, time
+    import json, os, sys, time
 
     import durable_sync as ds
     from durable_sync.local import LocalEngine
-    from durable_sync.local.sqlite_store import SqliteStore
+    from tests.reliability.killing import kill_at_commit_from_env
 
     LEDGER = os.environ["LEDGER"]
     PID = os.getpid()
@@ -78,38 +78,8 @@ WORKFLOW = textwrap.dedent('''
         return {"sum": sum(r["sq"] for r in results), "pids": [r["pid"] for r in results]}
 
 
-    class KillingConnection:
-        """SIGKILLs this process around the N-th COMMIT (before: inside the transaction)."""
-
-        def __init__(self, conn, when, n):
-            self._conn, self._when, self._n, self._commits = conn, when, n, 0
-
-        def execute(self, sql, *args):
-            if sql == "COMMIT":
-                self._commits += 1
-                if self._commits == self._n and self._when == "before":
-                    os.kill(PID, signal.SIGKILL)
-                result = self._conn.execute(sql, *args)
-                if self._commits == self._n and self._when == "after":
-                    os.kill(PID, signal.SIGKILL)
-                return result
-            return self._conn.execute(sql, *args)
-
-        def __getattr__(self, name):
-            return getattr(self._conn, name)
-
-
     if __name__ == "__main__":
-        kill_at = os.environ.get("KILL_AT")
-        if kill_at:
-            when, n = kill_at.split(":")
-            original_init = SqliteStore.__init__
-
-            def patched_init(self, *args, **kwargs):
-                original_init(self, *args, **kwargs)
-                self._conn = KillingConnection(self._conn, when, int(n))
-
-            SqliteStore.__init__ = patched_init
+        kill_at_commit_from_env()
         engine = LocalEngine(db=os.environ["DB"], skip_time=True, functions={"handler": handler})
         try:
             result = engine.run(handler, {"steps": int(os.environ["STEPS"])}, name="ledger")

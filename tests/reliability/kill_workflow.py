@@ -13,14 +13,13 @@ returns its result token, ``ack KEY TOKEN 0 PID`` once ``ctx.step`` handed that 
 """
 import json
 import os
-import signal
 import sys
 import time
 import uuid
 
 import durable_sync as ds
 from durable_sync.local import LocalEngine
-from durable_sync.local.sqlite_store import SqliteStore
+from tests.reliability.killing import kill_at_commit_from_env
 
 LEDGER = os.environ.get("LEDGER", os.devnull)
 PID = os.getpid()
@@ -82,38 +81,8 @@ def handler(event, ctx):
     return out
 
 
-class KillingConnection:
-    """SIGKILLs this process around the N-th COMMIT of the store (before: inside the transaction)."""
-
-    def __init__(self, conn, when, n):
-        self._conn, self._when, self._n, self._commits = conn, when, n, 0
-
-    def execute(self, sql, *args):
-        if sql == "COMMIT":
-            self._commits += 1
-            if self._commits == self._n and self._when == "before":
-                os.kill(PID, signal.SIGKILL)
-            result = self._conn.execute(sql, *args)
-            if self._commits == self._n and self._when == "after":
-                os.kill(PID, signal.SIGKILL)
-            return result
-        return self._conn.execute(sql, *args)
-
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
-
-
 def main() -> int:
-    kill_at = os.environ.get("KILL_AT")
-    if kill_at:
-        when, n = kill_at.split(":")
-        original_init = SqliteStore.__init__
-
-        def patched_init(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            self._conn = KillingConnection(self._conn, when, int(n))
-
-        SqliteStore.__init__ = patched_init
+    kill_at_commit_from_env()
     engine = LocalEngine(db=os.environ["DB"], skip_time=True, functions={"handler": handler})
     try:
         arn = engine.start(handler, {"phases": int(os.environ["PHASES"])}, name="chaos")
