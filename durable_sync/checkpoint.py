@@ -45,8 +45,9 @@ class Flusher:
         self._arn = arn
         self.token = token
         self._state = state
-        self._cond = threading.Condition(threading.Lock())  # callers waiting for persistence
-        self._work = threading.Condition(self._cond._lock)  # the background thread waiting for work
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # callers waiting for persistence
+        self._work = threading.Condition(lock)  # the background thread waiting for work
         self._queue: list[tuple[int, dict[str, Any], int]] = []  # (seq, update, size)
         self._enqueued = 0
         self._persisted = 0
