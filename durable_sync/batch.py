@@ -431,7 +431,7 @@ class _Batch:
         pool = self._pool = UnitPool(self._run_branch, self._on_outcome, max_slots=self.cfg.max_concurrency,
                                      max_threads=min(self.cfg.max_concurrency or DEFAULT_MAX_THREADS, MAX_THREADS),
                                      label=f"durable-{self.kind}-{self.op_id[:8]}",
-                                     may_start=self._may_start)
+                                     may_start=self._may_start, activity=rt.flusher.activity)
         # Branches that completed in an earlier invocation are answered from their checkpoints, without a thread.
         pending: deque[int] = deque()
         for index in range(total):

@@ -1,19 +1,32 @@
 """The checkpoint client protocol and the per-invocation flusher.
 
 Callers enqueue updates. An awaited update blocks its caller until the batch
-holding it is persisted; the first waiting caller flushes itself when no flush is
-in progress (leader/follower group commit), so a sequential step pays no thread
-hop and concurrent callers share one checkpoint call. Updates nobody waits for
-(e.g. an at-least-once STEP START) are sent by one background thread after a
-short linger (``ASYNC_LINGER_SECONDS``): a caller that awaits in the meantime
-takes them along in its own flush, so fast steps cost one call and no thread
-wake-up (while busy, the thread polls instead of being woken per update). An awaited update never waits for that timer. Order is preserved: one
-batch in flight at a time, FIFO.
+holding it is persisted; a waiting caller flushes itself when no flush is in
+progress (leader/follower group commit), so a sequential step pays no thread hop.
+
+Concurrent callers share one checkpoint call. While a flush is in flight, callers
+queue behind it and the next flush takes all of them. When no flush is in flight
+but other threads of the invocation are running durable code (map, parallel and
+concurrently units, counted by ``activity``; a thread in a step body or blocked
+in a pool wait does not count), the first caller *gathers*: it waits until every
+running thread is waiting too, then the last to arrive sends the batch for all, or
+at most ``GATHER_SECONDS``. Without this a fast service (the in-memory engine
+answers in microseconds and never releases the GIL) would see one call per
+awaited update. Waiters whose updates are persisted are woken one at a time, each
+by the thread that next blocks, so they never queue up on the GIL together.
+
+Updates nobody waits for (e.g. an at-least-once STEP START) are sent by one
+background thread after a short linger (``ASYNC_LINGER_SECONDS``): a caller that
+awaits in the meantime takes them along in its own flush, so fast steps cost one
+call and no thread wake-up (while busy, the thread polls instead of being woken
+per update). An awaited update never waits for that timer. Order is preserved:
+one batch in flight at a time, FIFO.
 """
 from __future__ import annotations
 
 import threading
 import uuid
+from collections import deque
 from typing import Any, Protocol
 
 from . import wire
@@ -33,8 +46,23 @@ class CheckpointClient(Protocol):
 
 #: How long queued updates that nobody awaits may wait for a flush to ride along with.
 ASYNC_LINGER_SECONDS = 0.002
+#: Longest a caller waits for the other running threads to reach a checkpoint (see the module doc).
+GATHER_SECONDS = 0.001
+#: A sleeping waiter re-checks this often in case the thread that should wake it is blocked elsewhere.
+WAKE_SECONDS = 0.005
 #: Empty polls (about 100 ms) before the background thread sleeps until notified again.
 IDLE_POLLS = 50
+
+
+class _Waiter:
+    """One caller blocked until update ``seq`` is persisted; whoever takes it off the lists releases ``lock``."""
+
+    __slots__ = ("seq", "lock")
+
+    def __init__(self, seq: int):
+        self.seq = seq
+        self.lock = threading.Lock()
+        self.lock.acquire()
 
 
 class Flusher:
@@ -45,19 +73,22 @@ class Flusher:
         self._arn = arn
         self.token = token
         self._state = state
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # callers waiting for persistence
-        self._work = threading.Condition(lock)  # the background thread waiting for work
+        self._lock = threading.Lock()  # guards everything below; callers sleep on their own _Waiter lock
+        self._work = threading.Condition(self._lock)  # the background thread waiting for work
         self._queue: list[tuple[int, dict[str, Any], int]] = []  # (seq, update, size)
         self._enqueued = 0
         self._persisted = 0
         self._flushing = False
         self._closed = False
         self._bg_idle = False
-        self._waiters = 0  # callers blocked in _wait_for behind another flush
+        self._waiting: list[_Waiter] = []  # callers blocked until their update is persisted
+        self._ready: deque[_Waiter] = deque()  # persisted, still asleep: woken one at a time
+        self._runners = 1  # threads of the invocation running durable code (the handler's at first)
+        self._gathering = False
         self.error: BaseException | None = None
         self.calls = 0
         self.updates_sent = 0
+        self.gather_timeouts = 0  # gatherings that ended by GATHER_SECONDS, not by every runner arriving
         self._thread: threading.Thread | None = None
         # ClientTokens: unique per batch, stable across the client's own retries of that batch.
         self._token_prefix = uuid.uuid4().hex
@@ -67,7 +98,7 @@ class Flusher:
     def enqueue(self, update: dict[str, Any], wait: bool, shape_checked: bool = False) -> None:
         """Queue one update; with ``wait`` return only once it is persisted."""
         size = wire.validate_update(update, shape_checked)
-        with self._cond:
+        with self._lock:
             if self.error is not None:
                 raise self._failure()
             if self._closed:
@@ -84,9 +115,22 @@ class Flusher:
                 return
             self._wait_for(seq)
 
+    def activity(self, delta: int) -> None:
+        """A thread of the invocation starts (+1) or stops (-1) running durable code.
+
+        Pools call it when a unit starts and ends and around their waits, steps around their
+        body; it only steers batching (who waits for whom), never what is sent.
+        """
+        with self._lock:
+            self._runners += delta
+            if delta < 0:
+                if self._gathering and self._runners <= len(self._waiting) and self._waiting:
+                    self._waiting.pop(0).lock.release()  # the last runner stopped: the gatherer sends for all
+                self._pass()
+
     def drain(self) -> None:
         """Persist everything queued so far (end of an invocation)."""
-        with self._cond:
+        with self._lock:
             if self._enqueued and self.error is None:
                 self._wait_for(self._enqueued)
 
@@ -96,7 +140,7 @@ class Flusher:
             self.drain()
         except DurableError:
             pass
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._work.notify()
         if self._thread is not None:
@@ -110,16 +154,45 @@ class Flusher:
         return CheckpointError(f"checkpoint failed: {err}", retryable=False)
 
     def _wait_for(self, seq: int) -> None:
-        """Called with the lock held: lead flushes until ``seq`` is persisted."""
+        """Called with the lock held: return once ``seq`` is persisted (group commit, see the module doc)."""
         while self._persisted < seq:
             if self.error is not None:
                 raise self._failure()
-            if not self._flushing:
-                self._flush_once()
+            if self._flushing or (self._gathering and self._runners > len(self._waiting) + 1):
+                self._sleep(seq, WAKE_SECONDS)  # a flush is in flight, or others gather for the next one
+            elif self._runners > len(self._waiting) + 1:
+                self._gathering = True  # other threads run durable code: give them a moment to join
+                if not self._sleep(seq, GATHER_SECONDS):
+                    self.gather_timeouts += 1
+                if self._persisted < seq and not self._flushing:
+                    self._gathering = False
+                    self._flush_once()
             else:
-                self._waiters += 1
-                self._cond.wait()
-                self._waiters -= 1
+                self._gathering = False  # everyone who runs durable code waits: send for all
+                self._flush_once()
+
+    def _sleep(self, seq: int, timeout: float) -> bool:
+        """(lock held) Block until woken (True) or ``timeout`` passes (False); the caller re-checks.
+
+        Before blocking, wake one persisted waiter (``_pass``): woken threads run one at a time.
+        """
+        waiter = _Waiter(seq)
+        self._waiting.append(waiter)
+        self._pass()
+        self._lock.release()
+        woken = waiter.lock.acquire(True, timeout)
+        self._lock.acquire()
+        if not woken:  # whoever takes a waiter out of the lists wakes it; on a timeout it leaves by itself
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+            elif waiter in self._ready:
+                self._ready.remove(waiter)
+        return woken
+
+    def _pass(self) -> None:
+        """(lock held) Wake one waiter whose update is persisted."""
+        if self._ready:
+            self._ready.popleft().lock.release()
 
     def _take_batch(self) -> list[tuple[int, dict[str, Any], int]]:
         batch, total = [], 0
@@ -139,13 +212,13 @@ class Flusher:
         self._flushing = True
         self._batches += 1
         client_token = f"{self._token_prefix}-{self._batches}"
-        self._cond.release()
+        self._lock.release()
         try:
             response = self._client.checkpoint(self._arn, self.token, [u for _, u, _ in batch], client_token)
             error = None
         except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
             response, error = None, exc
-        self._cond.acquire()
+        self._lock.acquire()
         self._flushing = False
         if error is not None:
             self.error = error if isinstance(error, CheckpointError) else CheckpointError(
@@ -160,8 +233,15 @@ class Flusher:
             if ops:
                 self._state.merge(ops)
             self._persisted = batch[-1][0]
-        if self._waiters:
-            self._cond.notify_all()
+        if self.error is not None:  # every waiter wakes to raise it
+            for waiter in self._waiting + list(self._ready):
+                waiter.lock.release()
+            self._waiting, self._ready = [], deque()
+        elif self._waiting:  # the persisted ones are woken one at a time (_pass)
+            persisted, still = self._persisted, []
+            for waiter in self._waiting:
+                (self._ready if waiter.seq <= persisted else still).append(waiter)
+            self._waiting = still
         if self._queue or self.error is not None:
             self._work.notify()  # the background thread may be waiting for this flush to end
 
@@ -174,10 +254,12 @@ class Flusher:
         """
         seen = 0  # the last seq queued at the previous look: items up to it have lingered enough
         polls = 0
-        with self._cond:
+        with self._lock:
             while self.error is None:
-                if self._queue and not self._flushing and (self._closed or self._queue[0][0] <= seen):
+                if (self._queue and not self._flushing and (self._closed or self._queue[0][0] <= seen)
+                        and not self._gathering):  # a gathering caller sends soon, taking these along
                     self._flush_once()
+                    self._pass()
                     polls = 0
                     continue
                 if self._closed and not self._queue:

@@ -235,7 +235,8 @@ class ConcurrentGroup:
         mc = self.max_concurrency
         self._pool = UnitPool(self._run_unit, self._on_outcome, max_slots=mc,
                               max_threads=min(mc or DEFAULT_MAX_THREADS, MAX_THREADS),
-                              label=f"durable-concurrently-{op_id[:8]}", on_start=self._on_start)
+                              label=f"durable-concurrently-{op_id[:8]}", on_start=self._on_start,
+                              activity=rt.flusher.activity)
         self._owner = threading.get_ident()
         self._was_suspended = rt.suspended
         self._prev_reason = parent._closed_reason
@@ -387,9 +388,17 @@ class ConcurrentGroup:
         if future._state not in _WAITING:
             return
         pool = self._pool
+        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+        pool.enter()  # waiting: the flusher's gathering must not wait for this thread
+        try:
+            self._await_locked(future, deadline, timeout)
+        finally:
+            pool.leave()
+
+    def _await_locked(self, future: DurableFuture, deadline: Optional[float], timeout: Optional[float]) -> None:
+        pool = self._pool
         cond = pool.cond
         me = threading.get_ident()
-        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
         with cond:
             while future._state in _WAITING:
                 if future._state == _RUNNING and future._runner == me:

@@ -25,7 +25,7 @@ __all__ = ["wait_for_condition"]
 def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitForConditionConfig,
                        name: Optional[str] = None) -> Any:
     """Poll ``check`` until ``config.wait_strategy`` says stop; returns the final state."""
-    from .context import StepContext, callable_name, next_step_attempt  # context imports this module lazily
+    from .context import StepContext, callable_name, next_step_attempt, run_body  # context imports this module lazily
 
     if not callable(check):
         raise ValidationError(f"wait_for_condition needs a callable check(state, check_ctx), got "
@@ -56,10 +56,8 @@ def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitF
     if send_start:
         ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.START, wait=False)
     check_ctx = StepContext(op_id, name, attempt, rt.arn)
-    local = rt.local
-    local.step = name or op_id  # durable operations inside the check are refused
     try:
-        new_state = check(state, check_ctx)
+        new_state = run_body(rt, name or op_id, check, state, check_ctx)
         decision = config.wait_strategy(new_state, attempt)
         if not isinstance(decision, WaitForConditionDecision):
             raise ValidationError(
@@ -70,12 +68,9 @@ def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitF
                                   "1 s .. 366 days; use WaitForConditionDecision.continue_waiting(delay)")
         payload = serialize_value(serdes, new_state, sctx)
     except Exception as exc:  # noqa: BLE001 - no retry of check errors: the operation fails
-        local.step = None
         err = error_object(exc)
         ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.FAIL, wait=True, Error=err)
         raise WaitForConditionError.from_error_object(err) from exc
-    finally:
-        local.step = None
     if not decision.should_continue:
         ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.SUCCEED, wait=True,
                         Payload=payload)

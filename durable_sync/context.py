@@ -93,6 +93,22 @@ class StepContext:
         return self._logger
 
 
+def run_body(rt: Runtime, label: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a step-like body (a step, a wait_for_condition check) on this thread.
+
+    Durable operations inside it are refused (``rt.local.step``), and the thread does not count
+    as running durable code meanwhile: a body may block on I/O, and batching must not wait for it.
+    """
+    local = rt.local
+    local.step = label
+    rt.flusher.activity(-1)
+    try:
+        return fn(*args)
+    finally:
+        local.step = None
+        rt.flusher.activity(1)
+
+
 class DurableContext:
     """The durable API handed to a handler and to every child context."""
 
@@ -232,21 +248,15 @@ class DurableContext:
         if send_start:
             self._checkpoint(op_id, wire.STEP, wire.SubType.STEP, name, wire.START, wait=at_most_once)
         step_ctx = StepContext(op_id, name, attempt, rt.arn)
-        local = rt.local
-        local.step = name or op_id
         try:
-            result = fn(step_ctx)
+            result = run_body(rt, name or op_id, fn, step_ctx)
         except NestedOperationError as exc:
             # A programming error, not a transient failure: never retried, raised as itself.
-            local.step = None
             self._checkpoint(op_id, wire.STEP, wire.SubType.STEP, name, wire.FAIL, wait=True,
                              Error=error_object(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - the retry strategy decides
-            local.step = None
             return self._step_failed(op_id, name, cfg, exc, attempt)
-        finally:
-            local.step = None
         serdes = cfg.serdes or rt.serdes
         sctx = self._serdes_ctx(op_id)
         try:

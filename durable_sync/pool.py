@@ -77,12 +77,15 @@ class UnitPool:
 
     ``run(task) -> (kind, value)`` runs a task on a worker; ``on_outcome(task, kind, value)``
     and ``on_start(task)`` are called with ``cond`` held; ``may_start()`` too.
+    ``activity(+1 | -1)`` (the flusher's) is told when a thread starts or stops running a task's
+    durable code: tasks, and the owner's own code outside the pool's waits (``enter``/``leave``).
     Every attribute below is guarded by ``cond``.
     """
 
     def __init__(self, run: Callable[[Any], tuple[str, Any]], on_outcome: Callable[[Any, str, Any], None], *,
                  max_slots: Optional[int], max_threads: int, label: str,
-                 may_start: Optional[Callable[[], bool]] = None, on_start: Optional[Callable[[Any], None]] = None):
+                 may_start: Optional[Callable[[], bool]] = None, on_start: Optional[Callable[[Any], None]] = None,
+                 activity: Optional[Callable[[int], None]] = None):
         self.cond = threading.Condition(threading.Lock())
         self.pending: deque = deque()
         self.max_slots: float = _UNBOUNDED if max_slots is None else max_slots
@@ -96,6 +99,7 @@ class UnitPool:
         self._may_start = may_start
         self._on_start = on_start
         self._label = label
+        self._activity = activity or (lambda delta: None)
         self._threads: list[threading.Thread] = []
         self._local = threading.local()  # .slots: slots of this pool held by the current thread
 
@@ -120,10 +124,12 @@ class UnitPool:
             self.pending.extend(tasks)
             self.active += 1  # the calling thread
         self._launch(threads - 1)
+        self.enter()
         try:
             self._worker()
-        finally:
             self.join()
+        finally:
+            self.leave()
 
     def submit(self, task: Any) -> None:
         """Queue ``task``; a worker starts it as soon as a slot is free."""
@@ -138,16 +144,40 @@ class UnitPool:
         """The calling thread works as one more worker until no task may start."""
         with self.cond:
             self.active += 1
-        self._worker()
+        self.enter()
+        try:
+            self._worker()
+        finally:
+            self.leave()
 
     def join(self) -> None:
         """Wait until no worker is left, and join the threads: none outlives this call."""
-        with self.cond:
-            while self.active:
-                self.cond.wait()
-            threads, self._threads = self._threads, []
-        for thread in threads:
-            thread.join()
+        self.enter()
+        try:
+            with self.cond:
+                while self.active:
+                    self.cond.wait()
+                threads, self._threads = self._threads, []
+            for thread in threads:
+                thread.join()
+        finally:
+            self.leave()
+
+    def enter(self) -> None:
+        """The calling thread enters the pool's machinery (runs tasks or waits): it stops running
+        durable code of its own, which the flusher's gathering must not wait for (``activity``)."""
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        local.depth = depth + 1
+        if depth == 0:
+            self._activity(-1)
+
+    def leave(self) -> None:
+        """Undo one ``enter``."""
+        local = self._local
+        local.depth -= 1
+        if local.depth == 0:
+            self._activity(1)
 
     def cancel_pending(self) -> list[Any]:
         """(cond held) Drop the queued tasks; returns them."""
@@ -162,17 +192,21 @@ class UnitPool:
         Blocks while the bound is reached; returns False when no slot can free up in this
         invocation (every slot held by a suspended task): the caller must suspend.
         """
-        with self.cond:
-            while self.in_slots + len(self.pending) >= self.max_slots:
-                if self.startable() and self.active == 0:
-                    self.help_locked()
-                    continue
-                if self.stalled():
-                    return False
-                self.cond.wait()
-            self.in_slots += 1
-            self._local.slots = getattr(self._local, "slots", 0) + 1
-        return True
+        self.enter()
+        try:
+            with self.cond:
+                while self.in_slots + len(self.pending) >= self.max_slots:
+                    if self.startable() and self.active == 0:
+                        self.help_locked()
+                        continue
+                    if self.stalled():
+                        return False
+                    self.cond.wait()
+                self.in_slots += 1
+                self._local.slots = getattr(self._local, "slots", 0) + 1
+            return True
+        finally:
+            self.leave()
 
     def release_inline(self, suspended: bool) -> None:
         """Give back an inline slot (a suspended body keeps it, as a suspended task does)."""
@@ -287,11 +321,15 @@ class UnitPool:
     def _call(self, task: Any) -> tuple[str, Any]:
         local = self._local
         local.slots = getattr(local, "slots", 0) + 1
+        depth, local.depth = getattr(local, "depth", 0), 0  # the task's own code runs durable code
+        self._activity(1)
         try:
             return self._run(task)
         except BaseException as exc:  # noqa: BLE001 - a broken runner must not strand the task or its slot
             return FATAL, exc
         finally:
+            self._activity(-1)
+            local.depth = depth
             local.slots -= 1
 
     def _settle(self, task: Any, outcome: tuple[str, Any], held: bool) -> None:

@@ -440,7 +440,8 @@ def test_a_checkpoint_failure_in_a_unit_fails_the_invocation(engine):
 
     res = engine.run(handler)
     assert res.status == "FAILED" and res.error["ErrorType"] == "CheckpointError"
-    assert by_name(engine, res.arn)["g"]["Status"] == "STARTED"
+    ops = by_name(engine, res.arn)  # the refused batch may hold the group's START too (group commit)
+    assert "refused" not in ops and ops.get("g", {}).get("Status", "STARTED") == "STARTED"
 
 
 # ============================================================================= suspension and replay

@@ -371,3 +371,90 @@ def test_response_operations_are_merged_into_the_state():
     flusher.enqueue(upd(1), wait=True)
     assert state.get("cb-1") == op
     flusher.close()
+
+
+# ============================================================================= gathering (group commit without a slow service)
+
+
+@pytest.fixture
+def long_gather(monkeypatch):
+    """Gathering ends only when every running thread arrives (the bound is far away)."""
+    monkeypatch.setattr("durable_sync.checkpoint.GATHER_SECONDS", TIMEOUT)
+
+
+def test_gathering_waits_for_the_running_threads_and_sends_once(long_gather):
+    client = GateClient()
+    flusher = make(client)
+    flusher.activity(+1)
+    flusher.activity(+1)  # three threads run durable code: this test's two callers and one more
+    a = start_thread(flusher.enqueue, upd(0), True)
+    wait_until(lambda: len(flusher._waiting) == 1, "the first caller to gather")
+    b = start_thread(flusher.enqueue, upd(1), True)
+    wait_until(lambda: len(flusher._waiting) == 2, "the second caller to join")
+    assert client.calls == []  # the third thread still runs: nothing is sent yet
+    flusher.activity(-1)  # ... until it stops running durable code (a step body, a pool wait)
+    for t in (a, b):
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    assert client.sizes == [2]
+    assert flusher.gather_timeouts == 0
+    flusher.close()
+
+
+def test_the_last_thread_to_arrive_sends_for_all(long_gather):
+    client = GateClient()
+    flusher = make(client)
+    flusher.activity(+1)
+    flusher.activity(+1)
+    a = start_thread(flusher.enqueue, upd(0), True)
+    wait_until(lambda: len(flusher._waiting) == 1, "the first caller to gather")
+    b = start_thread(flusher.enqueue, upd(1), True)
+    wait_until(lambda: len(flusher._waiting) == 2, "the second caller to join")
+    flusher.enqueue(upd(2), wait=True)  # the third arrives: it sends, and returns persisted
+    assert client.sizes == [3]
+    flusher.activity(-1)  # it stops running durable code: it wakes the next waiter, which wakes the next
+    for t in (a, b):
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    flusher.close()
+
+
+def test_gathering_is_bounded_when_a_running_thread_never_arrives():
+    client = GateClient()
+    flusher = make(client)
+    flusher.activity(+1)  # another thread "runs" but never checkpoints (blocked in user code, say)
+    flusher.enqueue(upd(0), wait=True)  # returns after GATHER_SECONDS, persisted
+    assert client.sizes == [1]
+    assert flusher.gather_timeouts == 1
+    flusher.close()
+
+
+def test_a_single_running_thread_never_gathers(long_gather):
+    client = GateClient()
+    flusher = make(client)
+    for i in range(3):
+        flusher.enqueue(upd(i), wait=True)
+    assert client.sizes == [1, 1, 1]
+    assert flusher.gather_timeouts == 0
+    flusher.close()
+
+
+def test_a_failed_gathered_flush_is_raised_to_every_waiter(long_gather):
+    client = GateClient(fail=RuntimeError("service down"))
+    flusher = make(client)
+    flusher.activity(+1)
+    errors = []
+
+    def caller(i):
+        try:
+            flusher.enqueue(upd(i), wait=True)
+        except ds.CheckpointError as exc:
+            errors.append(exc)
+
+    a = start_thread(caller, 0)
+    wait_until(lambda: len(flusher._waiting) == 1, "the first caller to gather")
+    caller(1)
+    a.join(TIMEOUT)
+    assert not a.is_alive()
+    assert len(errors) == 2 and all("service down" in str(e) for e in errors)
+    flusher.close()
