@@ -284,9 +284,9 @@ def test_a_name_is_unique_per_function():
 
 
 def test_a_failing_timer_does_not_stop_the_real_time_scheduler(monkeypatch):
-    import durable_sync.local.engine as engine_module
+    import durable_sync.local.scheduler as scheduler_module
 
-    monkeypatch.setattr(engine_module, "TIMER_RETRY_MS", 10)
+    monkeypatch.setattr(scheduler_module, "TIMER_RETRY_MS", 10)
 
     @ds.durable_handler
     def caller(event, ctx):

@@ -273,7 +273,7 @@ class PipeClient:
     def _call(self, method: str, *args: Any) -> dict:
         """Service errors become CheckpointErrors classified as the boto3 client does (5xx / stale
         token: retry the invocation; other 4xx: fail the execution)."""
-        from .engine import checkpoint_error
+        from .runner import checkpoint_error
         from .service import ServiceError
 
         try:

@@ -45,6 +45,10 @@ TRANSITIONS: dict[str, dict[str, frozenset]] = {
 }
 
 
+RUNNING = "RUNNING"  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
+DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout when none is given, and the longest
+
+
 @dataclass(order=True)
 class Timer:
     due_ms: int
@@ -65,7 +69,7 @@ class Execution:
     start_ms: int
     timeout_s: int
     input_payload: Optional[str]
-    status: str = "RUNNING"
+    status: str = RUNNING
     end_ms: Optional[int] = None
     result: Optional[str] = None
     error: Optional[dict] = None

@@ -1,0 +1,234 @@
+"""Running one invocation of an execution's handler, as Lambda would, and acting on how it ended.
+
+An invocation gets an envelope (ARN, a fresh checkpoint token, every visible operation) and a
+``lambda_context`` carrying the checkpoint client; it runs in this process, or in a child process with
+``isolation="process"`` (``isolation.run_in_child``). Its output (SUCCEEDED / FAILED / PENDING) or its
+error then completes the execution, queues a retry, or leaves it waiting for its timers. One invocation
+is in flight per execution at a time.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from .. import wire
+from ..errors import CheckpointError
+from . import control, scheduler
+from . import history as h
+from .isolation import load_handler_ref, run_in_child
+from .service import RUNNING, Execution, ServiceError, visible_operations
+
+if TYPE_CHECKING:
+    from .engine import LocalEngine
+
+MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
+
+
+class LocalLambdaContext:
+    """The ``lambda_context`` the engine passes; carries the in-process client."""
+
+    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any):
+        self.durable_client = client
+        self.function_name = function_name
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+        self._deadline_ms = deadline_ms
+        self._clock = clock
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - self._clock.now_ms())
+
+
+class InProcessClient:
+    """The checkpoint client handlers use when the engine runs them in this process.
+
+    It calls the engine through its attributes (``engine.checkpoint``), so a test that replaces
+    the method on an engine instance sees every call.
+    """
+
+    def __init__(self, engine: "LocalEngine"):
+        self._engine = engine
+
+    def checkpoint(self, arn: str, token: str, updates: list, client_token: str) -> dict:
+        try:
+            return self._engine.checkpoint(arn, token, updates, client_token, trusted=True)
+        except ServiceError as exc:
+            raise checkpoint_error(exc) from exc
+
+    def get_state(self, arn: str, token: str, marker: str) -> dict:
+        try:
+            return self._engine.get_state(arn, token, marker)
+        except ServiceError as exc:
+            raise checkpoint_error(exc) from exc
+
+
+def checkpoint_error(exc: ServiceError) -> CheckpointError:
+    """The service's answer as the SDK's boto3 client classifies it: a 5xx or a stale token is retryable
+    (the invocation is retried and replays), any other 4xx fails the execution."""
+    retryable = exc.status >= 500 or "invalid checkpoint token" in exc.message.lower()
+    return CheckpointError(f"{exc.code}: {exc.message}", retryable=retryable, error_type=exc.code)
+
+
+def invoke_until_idle(engine: "LocalEngine", ex: Execution) -> None:
+    """Real time (a pool thread): invoke ``ex`` again as long as something asks for it."""
+    while ex.needs_invoke and ex.status == RUNNING and not engine._closed:
+        if not invoke(engine, ex):
+            return
+    with engine._cond:
+        engine._cond.notify_all()
+
+
+def invoke(engine: "LocalEngine", ex: Execution) -> bool:
+    """One invocation of ``ex``'s handler; False if one is already in flight or nothing is needed."""
+    handler = engine._functions.get(ex.function_name) or import_handler(engine, ex)
+    with ex.lock:
+        if ex.invoking or ex.status != RUNNING or not ex.needs_invoke:
+            return False
+        if control.pause_of(ex) is not None:  # stays needing an invocation: resume_execution() re-queues it
+            return False
+        if handler is None:  # stays RUNNING, still needing an invocation: see missing_handlers()
+            return False
+        ex.invoking = True
+        ex.needs_invoke = False
+        token = ex.new_token(new_invocation=True)
+        ex.service_changed.clear()
+        envelope = {"DurableExecutionArn": ex.arn, "CheckpointToken": token,
+                    "InitialExecutionState": {"Operations": visible_operations(ex)}}
+    start = engine.clock.now_ms()
+    client = engine._client if engine.client_factory is None else engine.client_factory()
+    lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock)
+    output, failure = None, None
+    if engine.isolation == "process":
+        output, failure = run_in_child(engine, handler, envelope, ex.function_name)
+    else:
+        try:
+            output = handler(envelope, lambda_ctx)
+        except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
+            failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
+            failure = {"ErrorType": "Runtime.ExitError",
+                       "ErrorMessage": f"the handler raised {type(exc).__name__}: {exc}"}
+            if isinstance(exc, KeyboardInterrupt):  # the user stops the engine: record, then let it through
+                with ex.lock:
+                    ex.invoking = False
+                    invocation_done(engine, ex, start, output, failure)
+                raise
+    with ex.lock:
+        ex.invoking = False
+        invocation_done(engine, ex, start, output, failure)
+    with engine._cond:
+        engine._cond.notify_all()
+    return True
+
+
+def import_handler(engine: "LocalEngine", ex: Execution) -> Optional[Callable]:
+    """The handler of an execution loaded from the database that nobody registered: from its handler_ref."""
+    if ex.handler_ref:
+        try:
+            handler = load_handler_ref(ex.handler_ref)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported by missing_handlers()
+            reason = f"its handler {ex.handler_ref} could not be imported ({type(exc).__name__}: {exc})"
+        else:
+            with engine._lock:
+                engine._missing.pop(ex.arn, None)
+                return engine._functions.setdefault(ex.function_name, handler)
+    else:
+        reason = "no handler is registered and the execution records no importable handler reference"
+    with engine._lock:
+        engine._missing[ex.arn] = (f"function {ex.function_name!r}: {reason}; register it with "
+                                   f"LocalEngine(functions={{{ex.function_name!r}: handler}}) or register_function()")
+    return None
+
+
+def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: Any, failure: Optional[dict]) -> None:
+    """Called with ex.lock: record InvocationCompleted and act on the handler's output."""
+    status = output.get("Status") if isinstance(output, dict) else None
+    if failure is None and status not in ("SUCCEEDED", "FAILED", "PENDING"):
+        failure = {"ErrorType": "Runtime.InvalidOutput",
+                   "ErrorMessage": f"the handler returned {output!r:.200}; a durable handler returns "
+                                   "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...}"}
+    details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": engine.clock.now_ms(),
+                               "RequestId": str(uuid.uuid4())}
+    if failure is not None:
+        details["Error"] = h.error(failure)
+    exec_op = ex.ops[ex.exec_op_id]
+    ex.add_event(h.execution_event("InvocationCompleted", exec_op, engine.clock.now_ms(), details))
+    try:
+        engine._store.save_checkpoint(ex, {}, ex.events[-1:])
+    except Exception:  # noqa: BLE001 - e.g. disk full: the event is written with the next write. Raising here
+        pass  # would leave the execution with no invocation in flight and none scheduled (wedged); a restart
+        # before the next write only sees an unfinished invocation and invokes again, which replays.
+    if ex.status != RUNNING:
+        return  # stopped or timed out while the invocation ran
+    pause = control.pause_of(ex)
+    if pause is not None and (failure is not None or pause.get("Interrupted")):
+        # The pause interrupted it (its checkpoint was refused), or it failed while PAUSING: no retry
+        # is counted; resume_execution() invokes again.
+        ex.needs_invoke = True
+        if pause["Status"] == control.PAUSING:
+            control.pause_takes_effect(engine, ex, pause)
+        return
+    if failure is not None:
+        ex.invocation_failures += 1
+        if ex.invocation_failures >= MAX_INVOCATION_ATTEMPTS:
+            engine._complete(ex, "FAILED", error={**failure, "ErrorMessage":
+                             f"the invocation failed {ex.invocation_failures} times; last error: "
+                             f"{failure.get('ErrorMessage')}"})
+        else:
+            scheduler.mark_ready(engine, ex)
+        return
+    ex.invocation_failures = 0
+    if status == "SUCCEEDED":
+        result = output.get("Result")
+        if result == "" and exec_op.get("_result") is not None:
+            result = exec_op["_result"]
+        engine._complete(ex, "SUCCEEDED", result=result if result is not None else "null")
+    elif status == "FAILED":
+        engine._complete(ex, "FAILED", error=output.get("Error") or {"ErrorType": "Unknown"})
+    elif not ex.needs_invoke and not has_pending_work(ex):
+        engine._complete(ex, "FAILED", error={
+            "ErrorType": "Runtime.NothingPending",
+            "ErrorMessage": "the handler returned PENDING but no wait, retry, callback or invoke is pending, "
+                            "so nothing could ever resume it"})
+    if pause is not None and pause["Status"] == control.PAUSING and ex.status == RUNNING:
+        control.pause_takes_effect(engine, ex, pause)  # it ended without another checkpoint
+
+
+# -- what a loaded execution needs ---------------------------------------------------------------------
+_PENDING_STATES = frozenset({(wire.WAIT, wire.STARTED), (wire.STEP, wire.PENDING), (wire.STEP, wire.READY),
+                             (wire.CALLBACK, wire.STARTED), (wire.CHAINED_INVOKE, wire.STARTED)})
+
+
+def has_pending_work(ex: Execution) -> bool:
+    """Whether some operation (a wait, a retry, a callback, a chained invoke) can still wake ``ex``."""
+    return any((op["Type"], op["Status"]) in _PENDING_STATES for op in ex.ops.values())
+
+
+_SERVICE_COMPLETIONS = frozenset({"WaitSucceeded", "CallbackSucceeded", "CallbackFailed", "CallbackTimedOut",
+                                  "ChainedInvokeSucceeded", "ChainedInvokeFailed", "ChainedInvokeTimedOut",
+                                  "ChainedInvokeStopped"})
+
+
+def needs_invocation(ex: Execution) -> bool:
+    """Whether an execution loaded from the database needs an invocation now (else its timers wake it).
+
+    Yes when the last invocation did not finish (a crash), failed, or left nothing pending; when a
+    retry is due (READY); or when a completion may have arrived while the last invocation ran (it
+    did not see it). Conservative: an unneeded invocation only replays.
+    """
+    events = [e for e in ex.events if e["EventType"] not in control.CONTROL_EVENTS]  # pauses change nothing here
+    last = events[-1] if events else None
+    if last is None or last["EventType"] != "InvocationCompleted":
+        return True
+    details = last.get("InvocationCompletedDetails") or {}
+    if details.get("Error") or not has_pending_work(ex):
+        return True
+    if any(op["Type"] == wire.STEP and op["Status"] == wire.READY for op in ex.ops.values()):
+        return True
+    started = details.get("StartTimestamp", 0)
+    for event in reversed(events[:-1]):
+        if event["EventType"] == "InvocationCompleted" or event["EventTimestamp"] < started:
+            return False
+        if event["EventType"] in _SERVICE_COMPLETIONS:
+            return True
+    return False

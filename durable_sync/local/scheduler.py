@@ -1,0 +1,218 @@
+"""When things happen in the local engine: the timer heap, the ready queue and the two loops that drain them.
+
+Every delay the service keeps (a wait, a retry's next attempt, a callback's timeout or heartbeat, the
+execution timeout, the start of a chained invoke) is a ``Timer`` on one heap; an execution that needs an
+invocation is an ARN on the ready queue. With virtual time (``skip_time=True``) the caller's thread runs
+``drain`` and ``advance_to``; with real time ``schedule_loop`` runs on its own thread and hands the work
+to the engine's thread pool. The heap, the queue and the locks are the engine's; these functions are
+the rules for using them.
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+from typing import TYPE_CHECKING, Optional
+
+from .. import wire
+from . import chained, control, runner
+from . import history as h
+from .service import RUNNING, Execution, Timer
+
+if TYPE_CHECKING:
+    from .engine import LocalEngine
+
+_log = logging.getLogger("durable_sync.engine")
+TIMER_RETRY_MS = 1000  # a timer whose completion failed (e.g. the disk) is tried again after this
+
+
+# -- timers -----------------------------------------------------------------------------------------
+def push_timer(engine: "LocalEngine", due_ms: int, kind: str, arn: str, op_id: Optional[str] = None) -> None:
+    """Arm a timer: ``kind`` of ``arn`` (and of its operation ``op_id``) fires at ``due_ms``."""
+    with engine._lock:
+        heapq.heappush(engine._timers, Timer(due_ms, next(engine._timer_seq), kind, arn, op_id))
+
+
+def next_timer(engine: "LocalEngine", skip_execution_timeouts: bool = False) -> Optional[Timer]:
+    """The next timer of a RUNNING execution (those of ended ones are dropped), or None.
+
+    ``skip_execution_timeouts``: the next one that is not an execution timeout (what could still move
+    an execution on by itself).
+    """
+    with engine._lock:
+        while engine._timers:
+            t = engine._timers[0]
+            ex = engine._executions.get(t.arn)
+            if ex is None or ex.status != RUNNING:
+                heapq.heappop(engine._timers)
+                continue
+            if skip_execution_timeouts and t.kind == "execution_timeout":
+                others = [x for x in engine._timers if x.kind != "execution_timeout"
+                          and engine._executions.get(x.arn) is not None
+                          and engine._executions[x.arn].status == RUNNING]
+                return min(others) if others else None
+            return t
+        return None
+
+
+def rearm(engine: "LocalEngine", ex: Execution, op: dict) -> None:
+    """The timer an operation of an execution loaded from the store is waiting on, armed again."""
+    status, kind = op["Status"], op["Type"]
+    if kind == wire.WAIT and status == wire.STARTED:
+        push_timer(engine, op["WaitDetails"]["ScheduledEndTimestamp"], "wait", ex.arn, op["Id"])
+    elif kind == wire.STEP and status == wire.PENDING:
+        push_timer(engine, op["StepDetails"]["NextAttemptTimestamp"], "retry", ex.arn, op["Id"])
+    elif kind == wire.CALLBACK and status == wire.STARTED:
+        if op.get("_timeout_due"):
+            push_timer(engine, op["_timeout_due"], "callback_timeout", ex.arn, op["Id"])
+        if op.get("_heartbeat_due"):
+            push_timer(engine, op["_heartbeat_due"], "callback_heartbeat", ex.arn, op["Id"])
+    elif kind == wire.CHAINED_INVOKE and status == wire.STARTED:
+        push_timer(engine, engine.clock.now_ms(), "invoke", ex.arn, op["Id"])
+
+
+def advance_to(engine: "LocalEngine", target_ms: int) -> None:
+    """Virtual time: fire every timer due by ``target_ms`` in order, each with its re-invocation."""
+    while True:
+        drain(engine)
+        with engine._lock:
+            timer = engine._timers[0] if engine._timers else None
+            if timer is None or timer.due_ms > target_ms:
+                break
+            heapq.heappop(engine._timers)
+        engine.clock.advance_to(timer.due_ms)
+        engine._fire(timer)
+    engine.clock.advance_to(target_ms)
+    drain(engine)
+
+
+def fire(engine: "LocalEngine", timer: Timer) -> None:
+    """Do what a due timer stands for (LocalEngine._fire calls this; the loops call LocalEngine._fire)."""
+    ex = engine._executions.get(timer.arn)
+    if ex is None:
+        return
+    if timer.kind == "invoke":  # runs user code / starts an execution: never under ex.lock
+        if engine._pool is not None:
+            try:
+                engine._pool.submit(chained.launch_invoke, engine, ex, timer.op_id)
+            except RuntimeError:
+                pass  # the engine is closing; a restart re-arms the invoke
+        else:
+            chained.launch_invoke(engine, ex, timer.op_id)
+        return
+    with ex.lock:
+        if ex.status != RUNNING:
+            return
+        now = engine.clock.now_ms()
+        if timer.kind == "execution_timeout":
+            due = control.timeout_due(ex)
+            if due > now:  # a pause holds the timeout, or moved it on: fire when it is due
+                push_timer(engine, due, "execution_timeout", ex.arn)
+                return
+            engine._complete(ex, "TIMED_OUT", error={"ErrorType": "Execution.Timeout",
+                             "ErrorMessage": f"the execution exceeded its timeout of {ex.timeout_s} s"})
+            return
+        op = ex.ops.get(timer.op_id)
+        if op is None:
+            return
+        changed = _complete_timer(ex, timer, op, now)
+        if changed is None:
+            return
+        try:
+            engine._service_update(ex, changed)
+        except Exception:
+            push_timer(engine, timer.due_ms, timer.kind, timer.arn, timer.op_id)  # not recorded: fire it again
+            raise
+    after_change(engine)
+
+
+def _complete_timer(ex: Execution, timer: Timer, op: dict, now: int) -> Optional[dict]:
+    """Called with ex.lock: the operation record a due timer leaves (its event appended), or None."""
+    kind, status = timer.kind, op["Status"]
+    if kind == "wait" and status == wire.STARTED:
+        new = {**op, "Status": wire.SUCCEEDED, "EndTimestamp": now}
+        duration = (op["WaitDetails"]["ScheduledEndTimestamp"] - op["StartTimestamp"]) // 1000
+        ex.add_event(h.op_event("WaitSucceeded", new, now, {"Duration": duration}))
+        return new
+    if kind == "retry" and status == wire.PENDING:
+        return {**op, "Status": wire.READY}
+    if kind in ("callback_timeout", "callback_heartbeat") and status == wire.STARTED:
+        if kind == "callback_heartbeat" and op.get("_heartbeat_due") != timer.due_ms:
+            return None  # a heartbeat moved the deadline
+        error_type = "Callback.Timeout" if kind == "callback_timeout" else "Callback.Heartbeat"
+        error = {"ErrorType": error_type, "ErrorMessage": "Callback timed out" if kind == "callback_timeout"
+                 else "Callback timed out waiting for a heartbeat"}
+        new = {**op, "Status": wire.TIMED_OUT, "EndTimestamp": now,
+               "CallbackDetails": {**op.get("CallbackDetails", {}), "Error": error}}
+        ex.add_event(h.op_event("CallbackTimedOut", new, now, {"Error": h.error(error)}))
+        return new
+    return None
+
+
+# -- the ready queue and the loops -------------------------------------------------------------------
+def mark_ready(engine: "LocalEngine", ex: Execution) -> None:
+    """Queue an invocation of ``ex``."""
+    ex.needs_invoke = True
+    with engine._lock:
+        engine._ready.append(ex.arn)
+        engine._cond.notify_all()
+
+
+def after_change(engine: "LocalEngine") -> None:
+    """After a change from outside an invocation: with virtual time, run what it made due."""
+    if engine.skip_time:
+        drain(engine)
+
+
+def drain(engine: "LocalEngine") -> None:
+    """Virtual time: run every invocation and fire every item due now, until the engine is idle.
+
+    Items due now are the starts of chained invokes (the clock does not move for them). Not
+    re-entered on one thread: a call made from inside the loop (e.g. a completion sent from a
+    step body, or a chained invoke starting its target) leaves the work to the running loop,
+    so an execution is never invoked from inside its own invocation.
+    """
+    if not engine.skip_time or getattr(engine._tls, "draining", False):
+        return
+    engine._tls.draining = True
+    try:
+        while True:
+            timer = None
+            with engine._lock:
+                if engine._ready:
+                    arn = engine._ready.popleft()
+                elif engine._timers and engine._timers[0].due_ms <= engine.clock.now_ms():
+                    timer = heapq.heappop(engine._timers)
+                else:
+                    return
+            if timer is not None:
+                engine._fire(timer)
+                continue
+            ex = engine._executions.get(arn)
+            if ex is not None:
+                runner.invoke(engine, ex)
+    finally:
+        engine._tls.draining = False
+
+
+def schedule_loop(engine: "LocalEngine") -> None:
+    """Real time (the scheduler thread): fire timers when due and hand ready executions to the pool."""
+    with engine._cond:
+        while not engine._closed:
+            while engine._ready:
+                arn = engine._ready.popleft()
+                ex = engine._executions.get(arn)
+                if ex is not None and not ex.invoking:
+                    engine._pool.submit(runner.invoke_until_idle, engine, ex)
+            timer = engine._timers[0] if engine._timers else None
+            if timer is not None and timer.due_ms <= engine.clock.now_ms():
+                heapq.heappop(engine._timers)
+                engine._cond.release()
+                try:
+                    engine._fire(timer)
+                except Exception:  # noqa: BLE001 - one bad timer must not stop every other one
+                    _log.exception("timer %s of %s failed; retrying it", timer.kind, timer.arn)
+                    push_timer(engine, engine.clock.now_ms() + TIMER_RETRY_MS, timer.kind, timer.arn, timer.op_id)
+                finally:
+                    engine._cond.acquire()
+                continue
+            engine.clock.wait(engine._cond, timer.due_ms if timer else None)
