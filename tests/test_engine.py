@@ -329,3 +329,30 @@ def test_an_execution_the_store_refuses_is_not_started_in_memory():
         assert engine.list_executions() == []
     finally:
         engine.close()
+
+
+def test_a_lasting_timer_failure_reaches_the_virtual_time_caller_after_bounded_retries():
+    import durable_sync.local.scheduler as scheduler_module
+
+    @ds.durable_handler
+    def waits(event, ctx):
+        ctx.wait(5)
+        return "done"
+
+    engine = LocalEngine(db=":memory:", skip_time=True)
+    arn = engine.start(waits)
+    real_fire, fired = engine._fire, []
+
+    def broken_fire(timer):
+        fired.append(timer.kind)
+        raise OSError("the disk stays full")
+
+    engine._fire = broken_fire
+    try:
+        with pytest.raises(OSError, match="stays full"):
+            engine.wait(arn)  # no endless retry loop in virtual time
+        assert fired == ["wait"] * scheduler_module.MAX_TIMER_FAILURES
+        engine._fire = real_fire  # the fault clears: the timer armed again fires
+        assert (engine.wait(arn).status, engine.wait(arn).result) == ("SUCCEEDED", "done")
+    finally:
+        engine.close()

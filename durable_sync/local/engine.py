@@ -92,6 +92,7 @@ class LocalEngine:
         self._control_tokens: dict[tuple, tuple] = {}
         self._timers: list[Timer] = []
         self._timer_seq = itertools.count()
+        self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
         # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("durable_sync.engine")
 TIMER_RETRY_MS = 1000  # a timer whose completion failed (e.g. the disk) is tried again after this
+MAX_TIMER_FAILURES = 10  # virtual time: failed timers in a row before the error reaches the caller
 
 
 # -- timers -----------------------------------------------------------------------------------------
@@ -80,9 +81,29 @@ def advance_to(engine: "LocalEngine", target_ms: int) -> None:
                 break
             heapq.heappop(engine._timers)
         engine.clock.advance_to(timer.due_ms)
-        engine._fire(timer)
+        _fire_or_retry(engine, timer)
     engine.clock.advance_to(target_ms)
     drain(engine)
+
+
+def _fire_or_retry(engine: "LocalEngine", timer: Timer) -> None:
+    """Fire ``timer``; when that fails (the store refused the change, say) log it and arm the timer again
+    TIMER_RETRY_MS later: one failing timer never stops the others. Virtual time has no one to wait for
+    the fault to clear, so after MAX_TIMER_FAILURES failures in a row the error reaches the caller
+    (``wait``, ``advance``), the timer still armed: calling again retries it."""
+    try:
+        engine._fire(timer)
+    except Exception as exc:
+        _log.warning("timer %s of %s failed (%s: %s); retrying it in %d ms", timer.kind, timer.arn,
+                     type(exc).__name__, exc, TIMER_RETRY_MS)
+        push_timer(engine, engine.clock.now_ms() + TIMER_RETRY_MS, timer.kind, timer.arn, timer.op_id)
+        if engine.skip_time:
+            engine._timer_failures += 1
+            if engine._timer_failures >= MAX_TIMER_FAILURES:
+                engine._timer_failures = 0
+                raise
+        return
+    engine._timer_failures = 0
 
 
 def fire(engine: "LocalEngine", timer: Timer) -> None:
@@ -117,11 +138,7 @@ def fire(engine: "LocalEngine", timer: Timer) -> None:
         changed = _complete_timer(ex, timer, op, now)
         if changed is None:
             return
-        try:
-            engine._service_update(ex, changed)
-        except Exception:
-            push_timer(engine, timer.due_ms, timer.kind, timer.arn, timer.op_id)  # not recorded: fire it again
-            raise
+        engine._service_update(ex, changed)  # when the store refuses it, nothing changed: the caller retries
     after_change(engine)
 
 
@@ -185,7 +202,7 @@ def drain(engine: "LocalEngine") -> None:
                 else:
                     return
             if timer is not None:
-                engine._fire(timer)
+                _fire_or_retry(engine, timer)  # a failure arms it again later: advance_to reports a lasting one
                 continue
             ex = engine._executions.get(arn)
             if ex is not None:
@@ -208,10 +225,7 @@ def schedule_loop(engine: "LocalEngine") -> None:
                 heapq.heappop(engine._timers)
                 engine._cond.release()
                 try:
-                    engine._fire(timer)
-                except Exception:  # noqa: BLE001 - one bad timer must not stop every other one
-                    _log.exception("timer %s of %s failed; retrying it", timer.kind, timer.arn)
-                    push_timer(engine, engine.clock.now_ms() + TIMER_RETRY_MS, timer.kind, timer.arn, timer.op_id)
+                    _fire_or_retry(engine, timer)
                 finally:
                     engine._cond.acquire()
                 continue
