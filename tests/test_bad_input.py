@@ -110,7 +110,7 @@ def test_an_unknown_type_or_status_in_the_database_fails_clearly_and_keeps_the_h
                           if json.loads(r).get("Name") == "first"]
     op = json.loads(record)
     op[field] = value  # written by a newer service version, or by hand
-    conn.execute("UPDATE operations SET record = ? WHERE id = ?", (json.dumps(op), row_id))
+    conn.execute("UPDATE records SET record = ? WHERE id = ?", (json.dumps(op), row_id))  # its latest version
     conn.commit()
     conn.close()
     engine = LocalEngine(db=db, skip_time=True, functions={"two_steps_and_a_wait": two_steps_and_a_wait})

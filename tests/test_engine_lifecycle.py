@@ -336,12 +336,13 @@ def test_an_execution_left_pausing_by_a_crash_is_paused_after_the_restart(tmp_pa
     finally:
         engine.close()
     with sqlite3.connect(db) as conn:  # what a pause request during an invocation killed with the process leaves
-        conn.execute("UPDATE operations SET record = json_set(record, '$._pause', json(?)) WHERE op_id = ?",
+        conn.execute("UPDATE records SET record = json_set(record, '$._pause', json(?)) "
+                     "WHERE id = (SELECT id FROM operations WHERE op_id = ?)",
                      (json.dumps({"Status": "PAUSING", "RequestedMs": 0, "TimeoutPaused": True, "Reason": None}),
                       exec_op))
         (last_id, last) = conn.execute("SELECT id, record FROM events ORDER BY id DESC LIMIT 1").fetchone()
         assert json.loads(last)["EventType"] == "InvocationCompleted"
-        conn.execute("DELETE FROM events WHERE id = ?", (last_id,))  # the invocation never completed
+        conn.execute("DELETE FROM records WHERE id = ?", (last_id,))  # the invocation never completed
     engine = LocalEngine(db=db, skip_time=True, functions={"step_wait_step": step_wait_step})
     try:
         result = engine.get_execution(arn)

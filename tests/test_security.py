@@ -340,7 +340,7 @@ def test_a_tampered_database_fails_the_execution_without_running_anything(tmp_pa
     [(row_id, record)] = [(i, r) for i, r in rows if json.loads(r).get("Name") == "fetch"]
     op = json.loads(record)
     op["StepDetails"]["Result"] = ATTACKS["reduce-os-system/in-dataclass"]
-    conn.execute("UPDATE operations SET record = ? WHERE id = ?", (json.dumps(op), row_id))
+    conn.execute("UPDATE records SET record = ? WHERE id = ?", (json.dumps(op), row_id))  # its latest version
     conn.commit()
     conn.close()
     engine = LocalEngine(db=db, skip_time=True, functions={"step_path": step_path})

@@ -5,24 +5,28 @@ application_id`` marks the file as a durable_sync database):
 
 - ``executions``: one row per execution (identity, status, result/error, invocation
   failures, the handler reference used to resume it); ``id`` is its creation order.
-- ``operations``: one row per operation, the engine's record as JSON text —
-  engine-private keys (``_timeout_due``, ``_invoke``, ...) included. The integer key
-  is ``execution id << 32 | n`` (n: the order in which the operation was first
-  recorded), so one execution's operations are a contiguous range of the table, in
-  order (parents before children), with no secondary index to maintain.
-- ``events``: the append-only history, one JSON row per event, keyed the same way by
-  ``execution id << 32 | EventId``.
-- ``timers``: a VIEW derived from operations (waits, retries, callback deadlines)
-  and executions (execution timeouts); the engine re-arms the same items from the
-  operation records when it adopts an execution, so timers need no table.
+- ``records``: each execution's journal, append-only, one JSON row per operation
+  record or history event, in the order written. The integer key is ``execution id
+  << 32 | n``, so one execution's journal is a contiguous range of the table with no
+  secondary index to maintain. A row with ``op_id`` is a version of that operation's
+  record (engine-private keys such as ``_timeout_due`` included): the last version
+  wins, and operations keep the order in which they first appear (parents before
+  children). A row without ``op_id`` is a history event. Rows are never updated, so
+  a checkpoint is one multi-row INSERT, its own transaction: one statement and about
+  one page appended to the WAL. Superseded versions stay until the execution is
+  deleted (at most one per checkpoint that changed the operation, and the history
+  holds as much).
+- ``operations`` and ``events``: VIEWs of ``records`` (latest versions; events) for
+  readers; ``timers``: a VIEW of pending waits, retries, callback deadlines and
+  execution timeouts. The engine re-arms the same items from the operation records
+  when it adopts an execution, so timers need no table.
 - ``inbox``: callback answers posted by another process (``durable-sync callback``)
   while an engine owns the database; the owner applies and acknowledges them.
 
-A checkpoint touches about three pages (the last page of the execution's events, the
-page of its operation(s), the execution row only when its status, result, error or
-failure count changed): one small WAL append per commit. ``token_seq`` is written with
-the execution row, so after a restart it may be behind; tokens carry a random prefix
-per invocation, so a lower counter never repeats a token.
+A database of schema version 1 (separate, updated ``operations`` and ``events``
+tables) is migrated in place, in one transaction, the first time it is opened.
+``token_seq`` is written with the execution row, so after a restart it may be behind;
+tokens carry a random prefix per invocation, so a lower counter never repeats a token.
 
 Durability: WAL with ``synchronous=NORMAL``; ``save_checkpoint`` commits before it
 returns, and the engine answers the checkpoint call only after that, so an
@@ -43,53 +47,20 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from .service import Execution
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x44534E43  # "DSNC": a durable_sync database
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
-_SCHEMA = """
-CREATE TABLE executions (
-    id INTEGER PRIMARY KEY,
-    arn TEXT NOT NULL UNIQUE,
-    function_name TEXT NOT NULL,
-    name TEXT NOT NULL,
-    exec_op_id TEXT NOT NULL,
-    start_ms INTEGER NOT NULL,
-    end_ms INTEGER,
-    timeout_s INTEGER NOT NULL,
-    input_payload TEXT,
-    status TEXT NOT NULL,
-    result TEXT,
-    error TEXT,
-    token_seq INTEGER NOT NULL DEFAULT 0,
-    invocation_failures INTEGER NOT NULL DEFAULT 0,
-    handler_ref TEXT,
-    UNIQUE (function_name, name)
-);
-CREATE INDEX executions_by_status ON executions (status, function_name);
-CREATE TABLE operations (
-    id INTEGER PRIMARY KEY,
-    op_id TEXT NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY,
-    record TEXT NOT NULL
-);
-CREATE TABLE inbox (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    callback_id TEXT NOT NULL,
-    payload TEXT,
-    posted_ms INTEGER NOT NULL,
-    done_ms INTEGER,
-    outcome TEXT
-);
-CREATE INDEX inbox_pending ON inbox (id) WHERE done_ms IS NULL;
+# Readers' views of the journal (see the module docstring); the engine itself never queries them.
+_VIEWS = """
+CREATE VIEW operations (id, op_id, record) AS
+    SELECT max(id), op_id, record FROM records WHERE op_id IS NOT NULL GROUP BY id >> 32, op_id;
+CREATE VIEW events (id, record) AS
+    SELECT id, record FROM records WHERE op_id IS NULL;
 CREATE VIEW timers (arn, op_id, kind, due_ms) AS
     SELECT e.arn, o.op_id, 'wait', json_extract(o.record, '$.WaitDetails.ScheduledEndTimestamp')
       FROM operations o JOIN executions e ON e.id = o.id >> 32 AND e.status = 'RUNNING'
@@ -112,19 +83,51 @@ CREATE VIEW timers (arn, op_id, kind, due_ms) AS
     SELECT arn, NULL, 'execution_timeout', start_ms + timeout_s * 1000 FROM executions WHERE status = 'RUNNING';
 """
 
+_SCHEMA = """
+CREATE TABLE executions (
+    id INTEGER PRIMARY KEY,
+    arn TEXT NOT NULL UNIQUE,
+    function_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    exec_op_id TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER,
+    timeout_s INTEGER NOT NULL,
+    input_payload TEXT,
+    status TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    token_seq INTEGER NOT NULL DEFAULT 0,
+    invocation_failures INTEGER NOT NULL DEFAULT 0,
+    handler_ref TEXT,
+    UNIQUE (function_name, name)
+);
+CREATE INDEX executions_by_status ON executions (status, function_name);
+CREATE TABLE records (
+    id INTEGER PRIMARY KEY,
+    op_id TEXT,
+    record TEXT NOT NULL
+);
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    callback_id TEXT NOT NULL,
+    payload TEXT,
+    posted_ms INTEGER NOT NULL,
+    done_ms INTEGER,
+    outcome TEXT
+);
+CREATE INDEX inbox_pending ON inbox (id) WHERE done_ms IS NULL;
+""" + _VIEWS
+
 _BEGIN = "BEGIN IMMEDIATE"
-_SHIFT = 32  # row id of an operation / event: execution id << 32 | n
-_INSERT_OP = "INSERT INTO operations (id, op_id, record) VALUES (?, ?, ?)"
-_UPDATE_OP = "UPDATE operations SET record = ? WHERE id = ?"
-_REPLACE_OP = "INSERT OR REPLACE INTO operations (id, op_id, record) VALUES (?, ?, ?)"
-# Events are appended with one statement for up to _EVENT_ROWS of them (a sequential step's
-# checkpoint carries two), a plain INSERT (cheaper than OR REPLACE); _REPLACE_EVENT repairs the
-# one case where rows with those ids exist already (see _write).
-_EVENT_ROWS = 4
-_INSERT_EVENTS = [""] + ["INSERT INTO events (id, record) VALUES " + ",".join(["(?, ?)"] * n)
-                         for n in range(1, _EVENT_ROWS + 1)]
-_INSERT_EVENT = _INSERT_EVENTS[1]
-_REPLACE_EVENT = "INSERT OR REPLACE INTO events (id, record) VALUES (?, ?)"
+_SHIFT = 32  # row id of a journal row: execution id << 32 | n
+# A checkpoint's rows go in one multi-row INSERT (one statement per _MAX_ROWS rows); a plain INSERT
+# is cheaper than OR REPLACE, which only repairs rows a COMMIT wrote while the call failed (see _insert).
+_MAX_ROWS = 64
+_INSERT_ROWS = [""] + ["INSERT INTO records (id, op_id, record) VALUES " + ",".join(["(?, ?, ?)"] * n)
+                       for n in range(1, _MAX_ROWS + 1)]
+_REPLACE_ROW = "INSERT OR REPLACE INTO records (id, op_id, record) VALUES (?, ?, ?)"
 _UPDATE_EXEC = ("UPDATE executions SET status = ?, end_ms = ?, result = ?, error = ?, invocation_failures = ?, "
                 "handler_ref = ?, token_seq = ? WHERE id = ?")
 _INSERT_EXEC = ("INSERT INTO executions (arn, function_name, name, exec_op_id, start_ms, timeout_s, input_payload, "
@@ -196,7 +199,8 @@ def check_file(path: str) -> bool:
 
 
 def _verify(conn: sqlite3.Connection, path: str) -> bool:
-    """Check the identity and schema version without writing; True when the schema must be created."""
+    """Check the identity and schema version without writing; True when the schema must be created
+    (an empty file) or migrated (an older version)."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if app_id == 0 and version == 0:
@@ -213,7 +217,37 @@ def _verify(conn: sqlite3.Connection, path: str) -> bool:
                          f"durable_sync understands ({SCHEMA_VERSION}); upgrade durable_sync")
     if version < 1:
         raise StoreError(f"{path} has an unknown durable_sync schema version {version}")
-    return False
+    return version < SCHEMA_VERSION
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """(in a transaction) Schema 1 -> 2: the ``operations`` and ``events`` tables become the journal.
+
+    Each execution's operations (in recorded order), then its events, become its first journal rows.
+    """
+    conn.execute("CREATE TABLE records (id INTEGER PRIMARY KEY, op_id TEXT, record TEXT NOT NULL)")
+    next_row: dict[int, int] = {}
+
+    def renumber(old_id: int) -> int:
+        exec_id = old_id >> _SHIFT
+        n = next_row.get(exec_id, (exec_id << _SHIFT) + 1)
+        next_row[exec_id] = n + 1
+        return n
+
+    ops = conn.execute("SELECT id, op_id, record FROM operations ORDER BY id").fetchall()
+    conn.executemany(_REPLACE_ROW, [(renumber(i), op_id, record) for i, op_id, record in ops])
+    events = conn.execute("SELECT id, record FROM events ORDER BY id").fetchall()
+    conn.executemany(_REPLACE_ROW, [(renumber(i), None, record) for i, record in events])
+    conn.execute("DROP VIEW IF EXISTS timers")
+    conn.execute("DROP TABLE operations")
+    conn.execute("DROP TABLE events")
+    _run_script(conn, _VIEWS)
 
 
 def connect(path: str, *, create: bool = True, timeout: float = 10.0) -> sqlite3.Connection:
@@ -225,19 +259,23 @@ def connect(path: str, *, create: bool = True, timeout: float = 10.0) -> sqlite3
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False,
                                cached_statements=64)
-        new = _verify(conn, path)
-        if new:
-            conn.execute("PRAGMA journal_mode=WAL")
+        stale = _verify(conn, path)  # before anything writes: a foreign file stays untouched
+        conn.execute("PRAGMA journal_mode=WAL")
+        if stale:
             conn.execute(_BEGIN)
-            if _verify(conn, path):  # nobody created it meanwhile
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        else:
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                if _verify(conn, path):  # nobody created or migrated it meanwhile
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
+                    if version == 0:
+                        _run_script(conn, _SCHEMA)
+                        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    else:
+                        _migrate_v1(conn)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return conn
     except sqlite3.DatabaseError as exc:
         if conn is not None:
@@ -318,28 +356,26 @@ class SqliteStore:
         with self._lock:
             try:
                 rows = self._conn.execute(f"SELECT {_EXEC_COLUMNS} FROM executions ORDER BY id").fetchall()
-                ops = self._conn.execute("SELECT id, op_id, record FROM operations ORDER BY id").fetchall()
-                events = self._conn.execute("SELECT id, record FROM events ORDER BY id").fetchall()
+                journal = self._conn.execute("SELECT id, op_id, record FROM records ORDER BY id").fetchall()
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"cannot read {self.path}: {exc}") from None
-            by_id: dict[int, tuple[Execution, _Saved]] = {}
+            by_id: dict[int, tuple[Execution, _Saved, dict]] = {}
             for row in rows:
                 ex = _execution_from_row(row)
                 saved = self._state[ex.arn] = _Saved(row[0], _row_values(ex))
-                by_id[row[0]] = (ex, saved)
-            for row_id, op_id, record in ops:
+                by_id[row[0]] = (ex, saved, {})
+            for row_id, op_id, record in journal:
                 entry = by_id.get(row_id >> _SHIFT)
                 if entry is not None:
-                    entry[0].ops[op_id] = _loads(record)
-                    entry[1].op_rows[op_id] = row_id
-            for row_id, record in events:
-                entry = by_id.get(row_id >> _SHIFT)
-                if entry is not None:
-                    entry[0].events.append(_loads(record))
-            for ex, saved in by_id.values():
+                    if op_id is None:
+                        entry[0].events.append(_loads(record))
+                    else:
+                        entry[2][op_id] = record  # the last version wins; the first fixed the order
+                    entry[1].next_row = row_id + 1
+            for ex, saved, records in by_id.values():
+                ex.ops.update((op_id, _loads(record)) for op_id, record in records.items())
                 saved.events = len(ex.events)
-                saved.next_op = max(saved.op_rows.values(), default=saved.exec_id << _SHIFT) + 1
-            return [ex for ex, _ in by_id.values()]
+            return [ex for ex, _, _ in by_id.values()]
 
     def create_execution(self, ex: Execution) -> None:
         with self._lock:
@@ -376,8 +412,7 @@ class SqliteStore:
                 row = conn.execute("SELECT id FROM executions WHERE arn = ?", (ex.arn,)).fetchone()
                 if row is not None:
                     low, high = row[0] << _SHIFT, ((row[0] + 1) << _SHIFT) - 1
-                    conn.execute("DELETE FROM operations WHERE id BETWEEN ? AND ?", (low, high))
-                    conn.execute("DELETE FROM events WHERE id BETWEEN ? AND ?", (low, high))
+                    conn.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", (low, high))
                     conn.execute("DELETE FROM executions WHERE id = ?", (row[0],))
                 conn.execute("COMMIT")
             except BaseException:
@@ -405,13 +440,12 @@ class SqliteStore:
                 self._owner.release()
 
     # -- internals -------------------------------------------------------------------------
-    # Pages appended to the WAL between WAL checkpoints, as the store counts them: two per commit
-    # (the last page of the operations and of the events) plus what large records fill. A sequential
-    # step's commit really appends 2.5 on average (interior pages), so this is a checkpoint every
-    # ~1000 steps and a WAL of ~10 MB. Each checkpoint (10-15 ms on a 2-core VM) slows the writer
-    # down by 2-4 ms in all (its copying and fsyncs contend with the appends): fewer, larger ones cost
-    # less per commit (store benchmark: every ~1000 commits instead of every 256 saved ~3-6 us per
-    # commit). Counting large records by their size keeps the WAL about this size whatever the payloads.
+    # Pages appended to the WAL between WAL checkpoints, as the store counts them: one per commit
+    # (the journal's last page) plus what large records fill; interior pages make it a little more.
+    # Each checkpoint (10-15 ms on a 2-core VM) slows the writer down by 2-4 ms in all (its copying
+    # and fsyncs contend with the appends): fewer, larger ones cost less per commit (store benchmark:
+    # every ~1000 commits instead of every 256 saved ~3-6 us per commit). Counting large records by
+    # their size keeps the WAL about this size whatever the payloads.
     CHECKPOINT_PAGES = 2048
 
     def _checkpoint_loop(self, timeout: float) -> None:
@@ -433,82 +467,62 @@ class SqliteStore:
             conn.close()
 
     def _write(self, ex: Execution, ops: dict, events: Any, create: bool = False) -> None:
-        """Called with the lock: one transaction for the whole change, committed before returning.
+        """Called with the lock: the whole change in one transaction, committed before returning.
 
-        Writes the operations given (the engine passes every record it changed), every event
-        appended since the last write of this execution followed by ``events`` when they are not
-        appended yet (see save_checkpoint), and the execution row if it changed.
+        Appends the operations given (the engine passes every record it changed) and every
+        event appended since the last write of this execution, followed by ``events`` when
+        they are not appended yet (see save_checkpoint); writes the execution row if it changed.
         The store's bookkeeping (``_Saved``) moves on only once the COMMIT succeeded.
 
-        This is the hot path of the SQLite store (one call per checkpoint): the common shapes
-        (one operation, one or two events, execution row unchanged) take one statement each,
-        and nothing is encoded or built that the transaction does not write.
+        This is the hot path of the SQLite store (one call per checkpoint): when the execution
+        row is unchanged (nearly always) the journal rows go in one INSERT, which SQLite
+        commits as its own transaction — no BEGIN/COMMIT round trips.
         """
         if self._closed:
             raise StoreError(f"the store of {self.path} is closed")
         conn = self._conn
         saved = None if create else self._state.get(ex.arn)
-        is_new = saved is None
         values = _row_values(ex)
-        new_events = ex.events if is_new else ex.events[saved.events:]
+        new_events = ex.events if saved is None else ex.events[saved.events:]
         if events and (not ex.events or events[-1] is not ex.events[-1]):  # not appended to ex.events yet
             new_events = new_events + events if new_events else events
-        n_events = len(new_events)
-        size = 0  # bytes of records written (for CHECKPOINT_PAGES)
+        if saved is not None and values == saved.row:
+            rows, size = _journal_rows(saved.next_row, ops, new_events)
+            if len(rows) <= 3 * _MAX_ROWS:
+                self._insert(conn, rows)  # its own transaction
+            else:
+                self._transaction(conn, lambda: self._insert(conn, rows))
+            new_saved = None
+        else:
+            def write() -> tuple[_Saved, list, int]:
+                if saved is None:
+                    cur = conn.execute(_INSERT_EXEC, (ex.arn, ex.function_name, ex.name, ex.exec_op_id, ex.start_ms,
+                                                      ex.timeout_s, ex.input_payload, *values, ex.token_seq))
+                    target = _Saved(cur.lastrowid, values)
+                else:
+                    conn.execute(_UPDATE_EXEC, (*values, ex.token_seq, saved.exec_id))
+                    target = saved
+                journal, nbytes = _journal_rows(target.next_row, ops, new_events)
+                self._insert(conn, journal)
+                return target, journal, nbytes + len(values[2] or "")
+
+            new_saved, rows, size = self._transaction(conn, write)
+        target = new_saved or saved
+        if new_saved is not None:
+            self._state[ex.arn] = new_saved
+            new_saved.row = values
+        target.next_row += len(rows) // 3
+        target.events += len(new_events)
+        self._wal_pages += 1 + (size >> 12)  # the journal's last page, and what big records fill
+        if self._wal_pages >= self.CHECKPOINT_PAGES:
+            self._wal_pages = 0
+            self._checkpoint_wanted.set()
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, body: Callable[[], Any]) -> Any:
         conn.execute(_BEGIN)
         try:
-            if is_new:
-                cur = conn.execute(_INSERT_EXEC, (ex.arn, ex.function_name, ex.name, ex.exec_op_id, ex.start_ms,
-                                                  ex.timeout_s, ex.input_payload, *values, ex.token_seq))
-                saved = _Saved(cur.lastrowid, values)
-                changed_row = False
-            else:
-                changed_row = values != saved.row
-                if changed_row:
-                    conn.execute(_UPDATE_EXEC, (*values, ex.token_seq, saved.exec_id))
-                    size = len(values[2] or "")  # the execution's result
-            next_op = saved.next_op
-            new_rows: Any = ()
-            if len(ops) == 1:  # the usual checkpoint: one operation record
-                for op_id, op in ops.items():
-                    record = _dumps(op)
-                    size += len(record)
-                    row_id = saved.op_rows.get(op_id)
-                    if row_id is None:
-                        new_rows = ((op_id, next_op),)
-                        self._insert_op(conn, next_op, op_id, record)
-                        next_op += 1
-                    else:
-                        conn.execute(_UPDATE_OP, (record, row_id))
-            elif ops:
-                new_rows = {}
-                inserts, updates = [], []
-                for op_id, op in ops.items():
-                    row_id = saved.op_rows.get(op_id) or new_rows.get(op_id)
-                    record = _dumps(op)
-                    size += len(record)
-                    if row_id is None:
-                        row_id = new_rows[op_id] = next_op
-                        next_op += 1
-                        inserts.append((row_id, op_id, record))
-                    else:
-                        updates.append((record, row_id))
-                for row in inserts:
-                    self._insert_op(conn, *row)
-                if updates:
-                    conn.executemany(_UPDATE_OP, updates)
-                new_rows = new_rows.items()
-            if n_events:
-                base = saved.exec_id << _SHIFT
-                if n_events == 2:  # a step's START + SUCCEED
-                    first, second = new_events
-                    first_record, second_record = _dumps(first), _dumps(second)
-                    size += len(first_record) + len(second_record)
-                    rows: Any = (base + first["EventId"], first_record, base + second["EventId"], second_record)
-                else:
-                    rows = [x for e in new_events for x in (base + e["EventId"], _dumps(e))]
-                    size += sum(map(len, rows[1::2]))
-                self._insert_events(conn, rows)
+            result = body()
             conn.execute("COMMIT")
         except BaseException:
             try:
@@ -516,39 +530,19 @@ class SqliteStore:
             except sqlite3.Error:
                 pass
             raise
-        if is_new:
-            self._state[ex.arn] = saved
-        if changed_row:
-            saved.row = values
-        if new_rows:
-            saved.op_rows.update(new_rows)
-        saved.next_op = next_op
-        saved.events += n_events
-        self._wal_pages += 2 + (size >> 12)  # the tail pages of operations and events, and what big records fill
-        if self._wal_pages >= self.CHECKPOINT_PAGES:
-            self._wal_pages = 0
-            self._checkpoint_wanted.set()
+        return result
 
     @staticmethod
-    def _insert_op(conn: sqlite3.Connection, row_id: int, op_id: str, record: str) -> None:
+    def _insert(conn: sqlite3.Connection, rows: list) -> None:
+        """``rows``: id, op_id, record, id, op_id, record, ... in one flat list."""
         try:
-            conn.execute(_INSERT_OP, (row_id, op_id, record))
+            for start in range(0, len(rows), 3 * _MAX_ROWS):
+                chunk = rows[start:start + 3 * _MAX_ROWS]
+                conn.execute(_INSERT_ROWS[len(chunk) // 3], chunk)
         except sqlite3.IntegrityError:
-            # The row exists: a COMMIT went through but the call did not return (an exception
-            # raised right after it), so the bookkeeping did not move on. Overwrite it.
-            conn.execute(_REPLACE_OP, (row_id, op_id, record))
-
-    @staticmethod
-    def _insert_events(conn: sqlite3.Connection, rows: Any) -> None:
-        """``rows``: id, record, id, record, ... in one flat sequence."""
-        n = len(rows) // 2
-        try:
-            if n <= _EVENT_ROWS:
-                conn.execute(_INSERT_EVENTS[n], rows)
-                return
-            conn.executemany(_INSERT_EVENT, zip(rows[::2], rows[1::2]))
-        except sqlite3.IntegrityError:  # rows with those ids exist: see _insert_op
-            conn.executemany(_REPLACE_EVENT, zip(rows[::2], rows[1::2]))
+            # Rows with those ids exist: a COMMIT went through but the call did not return (an
+            # exception raised right after it), so the bookkeeping did not move on. Overwrite them.
+            conn.executemany(_REPLACE_ROW, zip(rows[::3], rows[1::3], rows[2::3]))
 
     # -- the inbox: callback answers from other processes ---------------------------------------
     def attach(self, engine: Any) -> None:
@@ -605,14 +599,31 @@ def deliver_callback(engine: Any, kind: str, callback_id: str, payload: Optional
 class _Saved:
     """What the store has written of one execution."""
 
-    __slots__ = ("exec_id", "row", "op_rows", "next_op", "events")
+    __slots__ = ("exec_id", "row", "next_row", "events")
 
     def __init__(self, exec_id: int, row: tuple):
         self.exec_id = exec_id
         self.row = row  # the mutable columns as last written
-        self.op_rows: dict[str, int] = {}  # operation id -> row id
-        self.next_op = (exec_id << _SHIFT) + 1
+        self.next_row = (exec_id << _SHIFT) + 1  # the id of its next journal row
         self.events = 0  # events written
+
+
+def _journal_rows(next_row: int, ops: dict, events: list) -> tuple[list, int]:
+    """The flat INSERT parameters for ``ops`` then ``events`` from row ``next_row`` on, and their bytes."""
+    rows: list = []
+    size = 0
+    n = next_row
+    for op_id, op in ops.items():
+        record = _dumps(op)
+        size += len(record)
+        rows += (n, op_id, record)
+        n += 1
+    for event in events:
+        record = _dumps(event)
+        size += len(record)
+        rows += (n, None, record)
+        n += 1
+    return rows, size
 
 
 def _row_values(ex: Execution) -> tuple:
@@ -674,11 +685,14 @@ class Reader:
         ex = _execution_from_row(rows[0])
         if with_history:
             low, high = rows[0][0] << _SHIFT, ((rows[0][0] + 1) << _SHIFT) - 1
-            for op_id, record in self._query("SELECT op_id, record FROM operations WHERE id BETWEEN ? AND ? "
-                                             "ORDER BY id", (low, high)):
-                ex.ops[op_id] = _loads(record)
-            ex.events = [_loads(r) for (r,) in self._query(
-                "SELECT record FROM events WHERE id BETWEEN ? AND ? ORDER BY id", (low, high))]
+            records: dict[str, str] = {}
+            for op_id, record in self._query("SELECT op_id, record FROM records WHERE id BETWEEN ? AND ? ORDER BY id",
+                                             (low, high)):
+                if op_id is None:
+                    ex.events.append(_loads(record))
+                else:
+                    records[op_id] = record  # the last version wins; the first fixed the order
+            ex.ops.update((op_id, _loads(record)) for op_id, record in records.items())
         return ex
 
     def counts(self, arns: list[str]) -> dict[str, int]:
@@ -688,14 +702,16 @@ class Reader:
             rows = self._query("SELECT id FROM executions WHERE arn = ?", (arn,))
             if rows:
                 low, high = rows[0][0] << _SHIFT, ((rows[0][0] + 1) << _SHIFT) - 1
-                n = self._query("SELECT count(*) FROM operations WHERE id BETWEEN ? AND ?", (low, high))[0][0]
+                n = self._query("SELECT count(DISTINCT op_id) FROM records WHERE id BETWEEN ? AND ?",
+                                (low, high))[0][0]
                 out[arn] = max(0, n - 1)
         return out
 
     def find_callback(self, callback_id: str) -> Optional[tuple[str, str, dict]]:
         """(arn, operation id, operation record) of the callback with that id, or None."""
-        rows = self._query("SELECT e.arn, o.op_id, o.record FROM operations o JOIN executions e ON e.id = o.id >> 32 "
-                           "WHERE json_extract(o.record, '$.CallbackDetails.CallbackId') = ?", (callback_id,))
+        rows = self._query("SELECT e.arn, r.op_id, r.record FROM records r JOIN executions e ON e.id = r.id >> 32 "
+                           "WHERE r.op_id IS NOT NULL AND json_extract(r.record, '$.CallbackDetails.CallbackId') = ? "
+                           "ORDER BY r.id DESC LIMIT 1", (callback_id,))
         if not rows:
             return None
         arn, op_id, record = rows[0]

@@ -1,7 +1,9 @@
-"""SIGKILL this process around the N-th COMMIT of the SQLite store (crash-test harnesses).
+"""SIGKILL this process around the N-th commit of the SQLite store (crash-test harnesses).
 
-``KILL_AT=before:N`` kills inside the N-th transaction (the checkpoint is lost, never
-acknowledged); ``after:N`` kills right after it committed (acknowledged, then the crash).
+A commit is a COMMIT, or a write statement outside BEGIN ... COMMIT (SQLite commits it as
+its own transaction: the store's usual checkpoint is one INSERT). ``KILL_AT=before:N`` kills
+inside the N-th transaction (the checkpoint is lost, never acknowledged); ``after:N`` kills
+right after it committed (acknowledged, then the crash).
 Used by tests/test_resume.py and tests/reliability/kill_workflow.py subprocesses.
 """
 from __future__ import annotations
@@ -13,13 +15,13 @@ from durable_sync.local.sqlite_store import SqliteStore
 
 
 class KillingConnection:
-    """Wraps the store's connection; kills the process before or after its N-th COMMIT."""
+    """Wraps the store's connection; kills the process before or after its N-th commit."""
 
     def __init__(self, conn, when, n):
         self._conn, self._when, self._n, self._commits = conn, when, n, 0
 
     def execute(self, sql, *args):
-        if sql == "COMMIT":
+        if sql == "COMMIT" or (not self._conn.in_transaction and sql.startswith(("INSERT", "UPDATE", "DELETE"))):
             self._commits += 1
             if self._commits == self._n and self._when == "before":
                 os.kill(os.getpid(), signal.SIGKILL)
