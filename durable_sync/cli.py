@@ -373,9 +373,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     with _reader(args.db, "list") as reader:
         rows = reader.executions(function_name=args.function, name=args.name, status=status)
         counts = reader.counts([r.arn for r in rows]) if rows else {}
+        paused = reader.pause_statuses(rows)  # RUNNING, held by PauseDurableExecution
     if args.json:
         print(json.dumps([{"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
                            "FunctionName": r.function_name, "Status": r.status,
+                           **({"PauseStatus": paused[r.arn]} if r.arn in paused else {}),
                            "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
                            **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)}
                               if r.end_ms else {})} for r in rows], default=_json_default, indent=2))
@@ -386,7 +388,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = [("NAME", "FUNCTION", "STATUS", "STARTED", "DURATION", "OPS", "ARN")]
     for r in rows:
         ops = counts.get(r.arn, 0)
-        table.append((r.name, r.function_name, r.status, _when(r.start_ms),
+        shown = f"{r.status} ({paused[r.arn]})" if r.arn in paused else r.status
+        table.append((r.name, r.function_name, shown, _when(r.start_ms),
                       _ms(r.end_ms - r.start_ms) if r.end_ms else "-", str(ops), r.arn))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:

@@ -341,3 +341,23 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for command in ("run", "list", "history", "resume", "callback"):
         assert command in out
+
+
+def test_list_shows_a_paused_execution_as_paused(tmp_path):
+    import durable_sync as ds
+    from durable_sync.local import LocalEngine
+
+    @ds.durable_handler
+    def waits(event, ctx):
+        ctx.step("first", lambda s: 1)
+        ctx.wait(3600, name="an-hour")
+        return "done"
+
+    with LocalEngine(db=str(tmp_path / "durable.db")) as engine:  # real time: it stays in its wait
+        arn = engine.start(waits, {}, name="held")
+        engine.pause(arn, reason="maintenance")
+    listed = json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout)
+    assert [(e["DurableExecutionArn"], e["Status"], e.get("PauseStatus")) for e in listed] == [
+        (arn, "RUNNING", "PAUSED")]
+    table = durable_sync("list", cwd=tmp_path).stdout
+    assert "RUNNING (PAUSED)" in table

@@ -707,6 +707,20 @@ class Reader:
                 out[arn] = max(0, n - 1)
         return out
 
+    def pause_statuses(self, executions: list[Execution]) -> dict[str, str]:
+        """arn -> PAUSING / PAUSED for the RUNNING executions a PauseDurableExecution holds."""
+        out = {}
+        for ex in executions:
+            rows = self._query("SELECT id FROM executions WHERE arn = ?", (ex.arn,)) if ex.status == "RUNNING" else []
+            if rows:
+                low, high = rows[0][0] << _SHIFT, ((rows[0][0] + 1) << _SHIFT) - 1
+                found = self._query("SELECT json_extract(record, '$._pause.Status') FROM records "
+                                    "WHERE id BETWEEN ? AND ? AND op_id = ? ORDER BY id DESC LIMIT 1",
+                                    (low, high, ex.exec_op_id))
+                if found and found[0][0]:
+                    out[ex.arn] = found[0][0]
+        return out
+
     def find_callback(self, callback_id: str) -> Optional[tuple[str, str, dict]]:
         """(arn, operation id, operation record) of the callback with that id, or None."""
         rows = self._query("SELECT e.arn, r.op_id, r.record FROM records r JOIN executions e ON e.id = r.id >> 32 "
