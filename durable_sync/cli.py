@@ -3,9 +3,15 @@
   durable-sync run FILE[:HANDLER] --input JSON [--db PATH] [--name NAME] [--skip-time]
   durable-sync list [--db PATH] [--function F] [--status S] [--name N] [--json]
   durable-sync history ARN|NAME [--db PATH] [--json] [--html PATH]
-  durable-sync resume [--db PATH] [--skip-time]
+  durable-sync resume [REF [--reason TEXT]] [--db PATH] [--skip-time]
   durable-sync callback succeed|fail|heartbeat CALLBACK_ID [PAYLOAD] [--db PATH] [--skip-time]
+  durable-sync pause REF [--reason TEXT] [--db PATH]
+  durable-sync delete REF [--db PATH]
   durable-sync serve ...
+
+REF is an execution ARN, or its name when unique. When an engine in another process owns the
+database (a ``run`` or ``serve`` in progress), callback answers and pause / resume / delete are
+handed to it through the database's inbox.
 
 The database defaults to ``durable.db`` in the current directory. Exit status: 0 success
 (``run``: the execution SUCCEEDED), 1 the execution FAILED / TIMED_OUT / STOPPED or could
@@ -18,6 +24,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import shlex
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -204,7 +211,11 @@ def _waits_on_outside(engine: Any, arn: str) -> bool:
     with ex.lock:
         if ex.status != "RUNNING":
             return True
-        if ex.invoking or ex.needs_invoke:
+        if ex.invoking:
+            return False
+        if _pause_status(ex) == "PAUSED":
+            return True  # no invocation until it is resumed (`durable-sync resume REF`)
+        if ex.needs_invoke:
             return False
         if any(op["Type"] == "CHAINED_INVOKE" and op["Status"] == "STARTED" for op in ex.ops.values()):
             return False  # the engine runs the target
@@ -212,6 +223,14 @@ def _waits_on_outside(engine: Any, arn: str) -> bool:
         if arn in engine._ready:
             return False
         return not any(t.arn == arn and t.kind != "execution_timeout" for t in engine._timers)
+
+
+def _pause_status(ex: Any) -> Optional[str]:
+    """PAUSING / PAUSED while a pause holds the engine's execution ``ex`` (called with ``ex.lock``)."""
+    from .local.control import pause_of
+
+    pause = pause_of(ex)
+    return pause["Status"] if pause else None
 
 
 def _settle(engine: Any, arn: str) -> Any:
@@ -250,6 +269,10 @@ def _pending_timers(engine: Any, arn: str) -> list[tuple[int, str, Optional[str]
 
 
 def _report_waiting(engine: Any, arn: str, db: str) -> None:
+    paused = engine.get_execution(arn).pause_status
+    if paused:
+        _err(f"  {paused.lower()}: the engine does not invoke it until it is resumed; resume it with\n"
+             f"    durable-sync resume {shlex.quote(_exec_name(arn))} --db {db}")
     callbacks = _open_callbacks(engine, arn)
     for callback_id, label in callbacks:
         _err(f"  waiting for callback {label}: answer it with\n"
@@ -523,23 +546,11 @@ def _resolve_handlers(executions: list) -> tuple[dict[str, Callable], dict[str, 
     return functions, problems
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    from .local import LocalEngine
-
-    with _reader(args.db, "resume") as reader:
-        unfinished = reader.executions(status="RUNNING")
-    if not unfinished:
-        _err(f"nothing to resume: no unfinished executions in {args.db}")
-        return EXIT_OK
-    functions, problems = _resolve_handlers(unfinished)
-    for ex in unfinished:
-        if ex.arn in problems:
-            _err(f"cannot resume {ex.name} ({ex.arn}): {problems[ex.arn]}")
-    printer = _Printer(prefix_all=len(unfinished) > 1)
-    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions, listeners=[printer])
-    code = EXIT_FAILED if problems else EXIT_OK
+def _run_onward(engine: Any, executions: list, problems: dict[str, str], db: str) -> int:
+    """``resume``: settle each execution on ``engine`` (one line on stdout each); EXIT_FAILED when one
+    could not be resumed (its handler cannot be imported)."""
     try:
-        for ex in unfinished:
+        for ex in executions:
             if ex.arn in problems:
                 continue
             _err(f"resuming {ex.function_name} / {ex.name}")
@@ -551,13 +562,227 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 line += f" {result.error.get('ErrorType')}: {result.error.get('ErrorMessage')}"
             print(line)
             if result.status == "RUNNING":
-                _report_waiting(engine, ex.arn, args.db)
+                _report_waiting(engine, ex.arn, db)
     except KeyboardInterrupt:
-        _err("interrupted; run `durable-sync resume` again to continue")
+        _err(f"interrupted; run `durable-sync resume --db {db}` again to continue")
         raise
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .local import LocalEngine
+
+    if args.ref is not None:
+        return _resume_one(args)
+    if args.reason is not None:
+        raise CliError("--reason goes with REF: `durable-sync resume REF --reason TEXT` ends that execution's pause")
+    with _reader(args.db, "resume") as reader:
+        unfinished = reader.executions(status="RUNNING")
+    if not unfinished:
+        _err(f"nothing to resume: no unfinished executions in {args.db}")
+        return EXIT_OK
+    functions, problems = _resolve_handlers(unfinished)
+    for ex in unfinished:
+        if ex.arn in problems:
+            _err(f"cannot resume {ex.name} ({ex.arn}): {problems[ex.arn]}")
+    printer = _Printer(prefix_all=len(unfinished) > 1)
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions, listeners=[printer])
+    try:
+        return _run_onward(engine, unfinished, problems, args.db)
     finally:
         engine.close()
-    return code
+
+
+# -- pause, resume REF, delete: requests to the engine, through the inbox when another process owns the db ----------
+def _control_target(args: argparse.Namespace, what: str) -> tuple[Any, Optional[str], list]:
+    """The execution REF names, its pause status (PAUSING / PAUSED / None), and the other unfinished ones."""
+    with _reader(args.db, what) as reader:
+        ex = _find_execution(reader, args.ref)
+        pause = reader.pause_statuses([ex]).get(ex.arn)
+        others = [o for o in reader.executions(status="RUNNING") if o.arn != ex.arn]
+    return ex, pause, others
+
+
+def _title(ex: Any) -> str:
+    return f"{ex.function_name} / {ex.name}"
+
+
+def _check_reason(reason: Optional[str]) -> None:
+    from .local.control import MAX_REASON_CHARS
+
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise CliError(f"--reason is {len(reason)} characters; at most {MAX_REASON_CHARS} are kept")
+
+
+def _await_owner(reader: Any, row: int, owner: Optional[int], wait: float, db: str, what: str) -> str:
+    """The outcome of inbox row ``row`` once the engine that owns ``db`` applied it ('ok' or 'error: ...').
+
+    After ``wait`` seconds (or on Ctrl-C) the row is taken back if nobody applied it yet.
+    """
+    deadline = time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline:
+            outcome = reader.inbox_outcome(row)
+            if outcome is not None:
+                return outcome
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        if reader.withdraw(row):
+            _err(f"interrupted; the {what} was taken back, nothing was sent")
+        raise
+    if reader.withdraw(row):
+        raise CliError(f"the engine that owns {db} (process {owner}) did not take the {what} within "
+                       f"{wait:g} s (a virtual-time engine only reads the inbox when it starts); nothing was sent")
+    while (outcome := reader.inbox_outcome(row)) is None:
+        time.sleep(0.05)
+    return outcome
+
+
+def _request(args: argparse.Namespace, kind: str, ex: Any, payload: Optional[str],
+             open_engine: Callable[[], Any]) -> tuple[str, Optional[int], Any]:
+    """Have ``kind`` (pause / resume / delete) applied to ``ex``: posted to the database's inbox, then taken
+    by the engine that owns the database (waiting for it, up to --wait seconds), or else by the engine
+    ``open_engine()`` starts here, which applies what was posted before it runs anything.
+
+    Returns (outcome, the owner's pid or None, the engine started here or None: the caller closes it).
+    """
+    from .local.sqlite_store import DatabaseInUse, Reader, owner_pid
+
+    with Reader(args.db) as reader:
+        row = reader.post(kind, ex.arn, payload)
+        owner = owner_pid(args.db)
+        if owner is None:
+            try:
+                engine = open_engine()
+            except DatabaseInUse as exc:  # an engine started meanwhile: it takes the request
+                owner = exc.owner_pid
+            except BaseException:
+                reader.withdraw(row)
+                raise
+            else:
+                outcome = reader.inbox_outcome(row)
+                if outcome is None:  # (not expected: the engine applies the inbox as it starts)
+                    engine.close()
+                    raise CliError(f"the engine did not take the {kind} request; "
+                                   f"{'nothing was sent' if reader.withdraw(row) else 'try again'}")
+                return outcome, None, engine
+        return _await_owner(reader, row, owner, args.wait, args.db, f"{kind} request"), owner, None
+
+
+def _refused(kind: str, ex: Any, outcome: str) -> CliError:
+    return CliError(f"{kind} {_title(ex)}: {outcome.removeprefix('error: ')}")
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from .local import LocalEngine
+    from .local.sqlite_store import Reader
+
+    _check_reason(args.reason)
+    ex, pause, _ = _control_target(args, "pause")
+    ref = shlex.quote(args.ref)
+    if ex.status != "RUNNING":
+        raise CliError(f"execution {_title(ex)} already ended ({ex.status}); only a running execution can be paused")
+    if pause is not None:
+        raise CliError(f"execution {_title(ex)} is {pause} already; `durable-sync resume {ref} --db {args.db}` "
+                       "ends the pause")
+    printer = _Printer()
+    printer.main_arn = ex.arn
+    outcome, owner, engine = _request(args, "pause", ex, args.reason,
+                                      lambda: LocalEngine(db=args.db, skip_time=True, listeners=[printer]))
+    if engine is not None:
+        try:
+            result = engine.get_execution(ex.arn) if outcome == "ok" else None
+        finally:
+            engine.close()
+    if outcome != "ok":
+        raise _refused("pause", ex, outcome)
+    if engine is not None:
+        state = result.pause_status or result.status
+    else:  # as the owner left it (PAUSING until its invocation in flight reaches a checkpoint)
+        with Reader(args.db) as reader:
+            now = reader.execution(ex.arn, with_history=False)
+            state = (reader.pause_statuses([now]).get(ex.arn) or now.status) if now is not None else "DELETED"
+    print(f"{ex.name}: {state}")
+    by = f" by the engine running in process {owner}" if owner is not None else ""
+    if state == "PAUSING":
+        _err(f"pause recorded{by}: the invocation in flight ends at its next checkpoint, then the execution is "
+             "PAUSED (`durable-sync list` shows it)")
+    elif state == "PAUSED":
+        _err(f"paused{by}: waits, retries and callbacks go on completing, but the engine does not invoke it "
+             "until it is resumed")
+    if state in ("PAUSING", "PAUSED"):
+        _err(f"  resume it with `durable-sync resume {ref} --db {args.db}`")
+    return EXIT_OK
+
+
+def _resume_one(args: argparse.Namespace) -> int:
+    """``resume REF``: end the pause of that execution if it is paused, then run it onward."""
+    from .local import LocalEngine
+    from .local.sqlite_store import owner_pid
+
+    _check_reason(args.reason)
+    ex, pause, others = _control_target(args, "resume")
+    if ex.status != "RUNNING":
+        raise CliError(f"execution {_title(ex)} already ended ({ex.status}); there is nothing to resume "
+                       f"(`durable-sync history {shlex.quote(args.ref)} --db {args.db}` shows it)")
+    functions, problems = _resolve_handlers([ex])
+    printer = _Printer(others={o.arn for o in others})
+    printer.main_arn = ex.arn
+
+    def open_engine() -> Any:
+        return LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions, listeners=[printer])
+
+    owner = owner_pid(args.db)
+    if pause is None:
+        if owner is not None:
+            raise CliError(f"execution {_title(ex)} is not paused, and the engine in process {owner} that owns "
+                           f"{args.db} runs it; there is nothing to resume here")
+        if args.reason is not None:
+            _err(f"execution {_title(ex)} is not paused: --reason is not recorded")
+    if others and owner is None:  # the engine started here runs them too
+        shown = ", ".join(_title(o) for o in others[:3]) + (", ..." if len(others) > 3 else "")
+        _err(f"the engine also resumes {len(others)} other unfinished execution{'s' if len(others) > 1 else ''} "
+             f"in {args.db}: {shown}")
+    if pause is None:
+        engine = open_engine()
+    else:
+        outcome, owner, engine = _request(args, "resume", ex, args.reason, open_engine)
+        if outcome != "ok":
+            if engine is not None:
+                engine.close()
+            raise _refused("resume", ex, outcome)
+        if engine is None:
+            print(f"{ex.name}: resumed by the engine running in process {owner}, which runs it onward")
+            return EXIT_OK
+    try:
+        if ex.arn in problems:
+            _err(f"cannot run {ex.name} onward ({ex.arn}): {problems[ex.arn]}")
+        return _run_onward(engine, [ex], problems, args.db)
+    finally:
+        engine.close()
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from .local import LocalEngine
+
+    ex, pause, _ = _control_target(args, "delete")
+    ref = shlex.quote(args.ref)
+    if ex.status == "RUNNING":
+        state = f"RUNNING ({pause})" if pause else "RUNNING"
+        todo = (f"resume it (`durable-sync resume {ref} --db {args.db}`) and let it finish" if pause else
+                f"let it finish (`durable-sync resume {ref} --db {args.db}`)")
+        raise CliError(f"execution {_title(ex)} is {state}; only an ended execution (SUCCEEDED, FAILED, STOPPED or "
+                       f"TIMED_OUT) can be deleted: {todo}, or stop it (StopDurableExecution), then delete it")
+    printer = _Printer(prefix_all=True)
+    outcome, owner, engine = _request(args, "delete", ex, None,
+                                      lambda: LocalEngine(db=args.db, skip_time=True, listeners=[printer]))
+    if engine is not None:
+        engine.close()
+    if outcome != "ok":
+        raise _refused("delete", ex, outcome)
+    by = f" by the engine running in process {owner}" if owner is not None else ""
+    print(f"{ex.name}: deleted{by} ({ex.status} execution of {ex.function_name}, with its history)")
+    return EXIT_OK
 
 
 def _callback_payload(args: argparse.Namespace) -> Optional[str]:
@@ -589,19 +814,7 @@ def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Opti
 
     with Reader(args.db) as reader:
         row = reader.post_callback(args.action, args.callback_id, payload)
-        deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline:
-            outcome = reader.inbox_outcome(row)
-            if outcome is not None:
-                break
-            time.sleep(0.05)
-        else:
-            if reader.withdraw(row):
-                raise CliError(f"the engine that owns {args.db} (process {owner}) did not take the answer within "
-                               f"{args.wait:g} s (a virtual-time engine only reads answers when it starts); "
-                               "nothing was sent")
-            while (outcome := reader.inbox_outcome(row)) is None:
-                time.sleep(0.05)
+        outcome = _await_owner(reader, row, owner, args.wait, args.db, "answer")
     if outcome != "ok":
         raise CliError(f"callback {args.callback_id}: {outcome.removeprefix('error: ')}")
     print(f"callback {args.callback_id}: {args.action} delivered to the engine running in process {owner}")
@@ -689,10 +902,49 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write a self-contained HTML timeline of the execution to PATH")
     hist.set_defaults(func=cmd_history)
 
-    res = sub.add_parser("resume", help="run every unfinished execution in the database onward")
+    def wait_option(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                       help=f"seconds to wait for a running engine that owns the database to take the {what} "
+                            "(default 10)")
+
+    res = sub.add_parser(
+        "resume", help="run unfinished executions onward; with REF, end that execution's pause and run it onward",
+        description="Without REF: run every unfinished execution in the database onward. Paused executions stay "
+                    "paused: the engine does not invoke them (their waits, retries and callbacks still complete) "
+                    "until they are resumed by name. With REF: resume that execution if it is paused "
+                    "(ResumeDurableExecution), then run it onward; when an engine in another process owns the "
+                    "database, the resume is handed to it and it runs the execution.")
+    res.add_argument("ref", metavar="REF", nargs="?", default=None,
+                     help="only this execution (ARN, or its name when unique): ends its pause first if it is paused")
     db_option(res)
     res.add_argument("--skip-time", action="store_true", help="virtual time: fast-forward waits and retries")
+    res.add_argument("--reason", default=None, metavar="TEXT",
+                     help="with REF: why it is resumed (recorded in its history, ExecutionResumed)")
+    wait_option(res, "resume")
     res.set_defaults(func=cmd_resume)
+
+    pause = sub.add_parser(
+        "pause", help="pause an execution: no invocation until `durable-sync resume REF`",
+        description="PauseDurableExecution: the engine does not invoke the execution until it is resumed "
+                    "(`durable-sync resume REF`); its waits, retries and callbacks go on completing, and its "
+                    "execution timeout is held. PAUSED at once, or PAUSING while an invocation is in flight "
+                    "(PAUSED at its next checkpoint). Prints the resulting state.")
+    pause.add_argument("ref", metavar="REF", help="execution ARN (or its name, when unique)")
+    pause.add_argument("--reason", default=None, metavar="TEXT",
+                       help="why it is paused (recorded in its history, ExecutionPaused)")
+    db_option(pause)
+    wait_option(pause, "pause")
+    pause.set_defaults(func=cmd_pause)
+
+    delete = sub.add_parser(
+        "delete", help="delete an ended execution with its history",
+        description="DeleteDurableExecution: remove an ended execution (SUCCEEDED, FAILED, STOPPED or TIMED_OUT) "
+                    "with its operations, history, input and result; its name may be used again. A running "
+                    "(or paused) execution is refused.")
+    delete.add_argument("ref", metavar="REF", help="execution ARN (or its name, when unique)")
+    db_option(delete)
+    wait_option(delete, "delete")
+    delete.set_defaults(func=cmd_delete)
 
     cb = sub.add_parser("callback", help="answer a callback, then run its execution onward")
     cb.add_argument("action", choices=("succeed", "fail", "heartbeat"))
@@ -703,8 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--raw", action="store_true", help="succeed: send PAYLOAD as is, even if it is not JSON")
     cb.add_argument("--skip-time", action="store_true",
                     help="after answering, fast-forward the execution's waits and retries in virtual time")
-    cb.add_argument("--wait", type=float, default=10.0,
-                    help="seconds to wait for a running engine that owns the database to take the answer")
+    wait_option(cb, "answer")
     cb.set_defaults(func=cmd_callback)
 
     try:

@@ -339,7 +339,7 @@ def test_help_lists_the_commands(capsys):
         cli.main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "list", "history", "resume", "callback"):
+    for command in ("run", "list", "history", "resume", "pause", "delete", "callback"):
         assert command in out
 
 
@@ -361,3 +361,141 @@ def test_list_shows_a_paused_execution_as_paused(tmp_path):
         (arn, "RUNNING", "PAUSED")]
     table = durable_sync("list", cwd=tmp_path).stdout
     assert "RUNNING (PAUSED)" in table
+
+
+# -- pause, resume REF, delete ------------------------------------------------------------------------------------
+def test_pause_then_resume_ref_continues_it_to_the_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "approval.py").write_text(CALLBACK_FLOW)
+    code, out, err = _main(capsys, "run", "approval.py", "--input", '"e-9"', "--name", "held", "--skip-time")
+    assert code == 3, err
+    callback_id = err.split("durable-sync callback succeed ")[1].split()[0]
+
+    code, out, err = _main(capsys, "pause", "held", "--reason", "maintenance")
+    assert code == 0, err
+    assert out.strip() == "held: PAUSED"
+    assert "durable-sync resume held --db durable.db" in err
+    code, out, _ = _main(capsys, "list")
+    assert "RUNNING (PAUSED)" in out
+    assert "is PAUSED already" in _one_line_error(*_main(capsys, "pause", "held")[::2])
+
+    # answered while paused: recorded, but the engine does not invoke it
+    code, out, err = _main(capsys, "callback", "succeed", callback_id, '{"approved": true}')
+    assert code == 0, err
+    assert "paused: the engine does not invoke it until it is resumed" in err
+    # resume without REF leaves a paused execution paused (real time: it returns, nothing moves it)
+    for real_or_virtual in ((), ("--skip-time",)):
+        code, out, err = _main(capsys, "resume", *real_or_virtual)
+        assert code == 0, err
+        assert out.strip() == "held: RUNNING"
+        assert "paused: the engine does not invoke it until it is resumed" in err
+    assert json.loads(_main(capsys, "list", "--json")[1])[0]["PauseStatus"] == "PAUSED"
+    assert "--reason goes with REF" in _one_line_error(*_main(capsys, "resume", "--reason", "x")[::2])
+
+    code, out, err = _main(capsys, "resume", "held", "--skip-time", "--reason", "done")
+    assert code == 0, err
+    assert out.strip() == 'held: SUCCEEDED {"answer": {"approved": true}, "for": "e-9"}'
+    [entry] = json.loads(_main(capsys, "list", "--json")[1])
+    assert entry["Status"] == "SUCCEEDED" and "PauseStatus" not in entry
+    events = json.loads(_main(capsys, "history", "held", "--json")[1])
+    paused = [e for e in events if e["EventType"] in ("ExecutionPaused", "ExecutionResumed")]
+    assert [(e["EventType"], next(iter(v for k, v in e.items() if k.endswith("Details")))["Reason"]["Payload"])
+            for e in paused] == [("ExecutionPaused", "maintenance"), ("ExecutionResumed", "done")]
+
+    line = _one_line_error(*_main(capsys, "resume", "held")[::2])
+    assert "already ended (SUCCEEDED); there is nothing to resume" in line
+    line = _one_line_error(*_main(capsys, "pause", "held")[::2])
+    assert "already ended (SUCCEEDED); only a running execution can be paused" in line
+
+
+def test_resume_ref_of_an_execution_that_is_not_paused_runs_it_onward(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "crashy.py").write_text(CRASHY)
+    assert durable_sync("run", "crashy.py", "--input", '{"id": 3}', "--name", "job-3", "--skip-time",
+                        cwd=tmp_path).returncode == 1  # crashed in the middle: RUNNING, not paused
+    code, out, err = _main(capsys, "resume", "job-3", "--skip-time")
+    assert code == 0, err
+    assert out.strip() == 'job-3: SUCCEEDED {"order": 3, "payment": "charged"}'
+
+
+def test_delete_removes_an_ended_execution_and_refuses_a_running_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "approval.py").write_text(CALLBACK_FLOW)
+    assert _main(capsys, "run", ORDER, "--input", ORDER_INPUT, "--name", "done", "--skip-time")[0] == 0
+    assert _main(capsys, "run", "approval.py", "--input", "1", "--name", "waiting", "--skip-time")[0] == 3
+    digest = _digest(tmp_path / "durable.db")
+
+    line = _one_line_error(*_main(capsys, "delete", "waiting")[::2])
+    assert "execution approval / waiting is RUNNING; only an ended execution" in line
+    assert "let it finish (`durable-sync resume waiting --db durable.db`)" in line
+    assert _main(capsys, "pause", "waiting")[0] == 0
+    line = _one_line_error(*_main(capsys, "delete", "waiting")[::2])
+    assert "is RUNNING (PAUSED)" in line and "resume it (`durable-sync resume waiting" in line
+    assert "no execution 'nope' in durable.db" in _one_line_error(*_main(capsys, "pause", "nope")[::2])
+    assert "no execution 'nope'" in _one_line_error(*_main(capsys, "delete", "nope")[::2])
+    assert "no execution 'nope'" in _one_line_error(*_main(capsys, "resume", "nope")[::2])
+    assert "':memory:' keeps nothing" in _one_line_error(*_main(capsys, "pause", "x", "--db", ":memory:")[::2])
+
+    code, out, err = _main(capsys, "delete", "done")
+    assert code == 0, err
+    assert out.startswith("done: deleted (SUCCEEDED execution of order_workflow")
+    listed = json.loads(_main(capsys, "list", "--json")[1])
+    assert [e["DurableExecutionName"] for e in listed] == ["waiting"]
+    assert "no execution 'done' in durable.db" in _one_line_error(*_main(capsys, "history", "done")[::2])
+    assert "no execution 'done'" in _one_line_error(*_main(capsys, "delete", "done")[::2])
+    # the name may be used again
+    assert _main(capsys, "run", ORDER, "--input", ORDER_INPUT, "--name", "done", "--skip-time")[0] == 0
+    assert digest != _digest(tmp_path / "durable.db")
+
+
+def _poll(predicate, what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_pause_resume_and_delete_reach_an_engine_running_in_another_process(tmp_path):
+    import durable_sync as ds
+    from durable_sync.local import LocalEngine
+    from durable_sync.local.service import ServiceError
+
+    @ds.durable_handler
+    def waits(event, ctx):
+        ctx.step("first", lambda s: 1)
+        ctx.wait(3600, name="an-hour")
+        return "done"
+
+    engine = LocalEngine(db=str(tmp_path / "durable.db"))  # real time: owns the database, polls its inbox
+    try:
+        arn = engine.start(waits, {}, name="held")
+        ex = engine._executions[arn]
+        _poll(lambda: any(op["Type"] == "WAIT" for op in engine.operations(arn)) and not ex.invoking,
+              "the execution never reached its wait")
+
+        paused = durable_sync("pause", "held", "--reason", "maintenance", cwd=tmp_path)
+        assert paused.returncode == 0, paused.stderr
+        assert paused.stdout.strip() == "held: PAUSED"
+        assert f"paused by the engine running in process {os.getpid()}" in paused.stderr
+        assert engine.get_execution(arn).pause_status == "PAUSED"  # applied by the owner before the CLI returned
+        assert engine.get_execution(arn).pause_details["Reason"] == "maintenance"
+
+        refused = durable_sync("delete", "held", cwd=tmp_path)
+        assert refused.returncode == 2 and "is RUNNING (PAUSED); only an ended execution" in refused.stderr
+
+        resumed = durable_sync("resume", "held", "--reason", "done", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"held: resumed by the engine running in process {os.getpid()}" in resumed.stdout
+        result = engine.get_execution(arn)
+        assert (result.status, result.pause_status) == ("RUNNING", None)
+        assert [e["EventType"] for e in engine.history(arn)][-2:] == ["ExecutionPaused", "ExecutionResumed"]
+
+        engine.stop(arn)
+        deleted = durable_sync("delete", arn, cwd=tmp_path)
+        assert deleted.returncode == 0, deleted.stderr
+        assert f"held: deleted by the engine running in process {os.getpid()}" in deleted.stdout
+        with pytest.raises(ServiceError, match="no durable execution"):
+            engine.get_execution(arn)
+    finally:
+        engine.close()
+    assert json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout) == []

@@ -406,3 +406,39 @@ def test_answers_posted_while_no_engine_runs_are_applied_at_the_next_start(tmp_p
         assert (result.status, result.error) == ("FAILED", {"ErrorType": "Rejected", "ErrorMessage": "no"})
     with Reader(db) as reader:
         assert reader.inbox_outcome(row) == "ok"
+
+
+def test_pause_resume_and_delete_posted_while_no_engine_runs_are_applied_at_the_next_start(tmp_path):
+    db = _db(tmp_path)
+    with LocalEngine(db=db, skip_time=True) as engine:
+        arn = engine.start(with_callback, None)
+        [op] = [op for op in engine.operations(arn) if op["Type"] == "CALLBACK"]
+    with Reader(db) as reader:
+        # the answer alone would let the next engine finish the execution; the pause posted after it is applied
+        # first too, before that engine invokes anything
+        answer = reader.post_callback("succeed", op["CallbackDetails"]["CallbackId"], '"yes"')
+        pause = reader.post("pause", arn, "maintenance")
+        with pytest.raises(ValueError, match="inbox kind must be one of"):
+            reader.post("stop", arn)
+    with LocalEngine(db=db, skip_time=True) as engine:
+        result = engine.get_execution(arn)
+        assert (result.status, result.pause_status, result.pause_details["Reason"]) == ("RUNNING", "PAUSED",
+                                                                                        "maintenance")
+    with Reader(db) as reader:
+        assert (reader.inbox_outcome(answer), reader.inbox_outcome(pause)) == ("ok", "ok")
+        resume = reader.post("resume", arn, None)
+        early_delete = reader.post("delete", arn)
+    with LocalEngine(db=db, skip_time=True) as engine:
+        result = engine.get_execution(arn)
+        assert (result.status, result.result, result.pause_status) == ("SUCCEEDED", "yes", None)
+    with Reader(db) as reader:
+        assert reader.inbox_outcome(resume) == "ok"
+        assert reader.inbox_outcome(early_delete).startswith(f"error: execution {arn} is RUNNING; only a SUCCEEDED")
+        again = reader.post("pause", arn, None)
+        delete = reader.post("delete", arn)
+    with LocalEngine(db=db, skip_time=True) as engine:
+        assert engine.list_executions() == []
+    with Reader(db) as reader:
+        assert reader.inbox_outcome(again).startswith(f"error: execution {arn} is SUCCEEDED; only a RUNNING")
+        assert reader.inbox_outcome(delete) == "ok"
+        assert reader.executions() == []

@@ -108,6 +108,20 @@ class LocalEngine:
             self._adopt(ex)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._scheduler: Optional[threading.Thread] = None
+        # SQLite: callback answers and pause / resume / delete requests other processes posted to the inbox
+        # (durable-sync callback, pause, resume REF, delete). Those posted while no engine ran are applied
+        # before anything runs, so that a pause holds its execution from the start; virtual time drains once
+        # all of them are applied (the flag makes the drains they ask for leave the work to that one).
+        attach = getattr(self._store, "attach", None)
+        if attach is not None:
+            self._tls.draining = True
+            try:
+                attach(self)
+            except BaseException:
+                self._store.close()
+                raise
+            finally:
+                self._tls.draining = False
         if not skip_time:
             self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="durable-invoke")
             self._scheduler = threading.Thread(target=scheduler.schedule_loop, args=(self,), name="durable-scheduler",
@@ -115,9 +129,6 @@ class LocalEngine:
             self._scheduler.start()
         else:
             scheduler.drain(self)
-        attach = getattr(self._store, "attach", None)  # SQLite: callback answers posted by other processes
-        if attach is not None:
-            attach(self)
 
     # -- public API ---------------------------------------------------------------
     def add_listener(self, listener: Callable[[str, dict], None]) -> None:

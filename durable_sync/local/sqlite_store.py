@@ -20,8 +20,12 @@ application_id`` marks the file as a durable_sync database):
   readers; ``timers``: a VIEW of pending waits, retries, callback deadlines and
   execution timeouts. The engine re-arms the same items from the operation records
   when it adopts an execution, so timers need no table.
-- ``inbox``: callback answers posted by another process (``durable-sync callback``)
-  while an engine owns the database; the owner applies and acknowledges them.
+- ``inbox``: callback answers (``kind`` succeed / fail / heartbeat, ``callback_id`` the
+  callback id, ``payload`` the result or error) and execution-control requests (``kind``
+  pause / resume / delete, ``callback_id`` the execution ARN, ``payload`` the pause or
+  resume reason) posted by another process (``durable-sync callback``, ``pause``,
+  ``resume REF``, ``delete``); the engine that owns the database applies them (those
+  posted while none ran, as it starts) and records each one's ``outcome``.
 
 A database of schema version 1 (separate, updated ``operations`` and ``events``
 tables) is migrated in place, in one transaction, the first time it is opened.
@@ -38,7 +42,8 @@ transaction. WAL checkpoints (copying the WAL into the database file) run on a t
 their own with a second connection, every ``CHECKPOINT_PAGES`` pages of WAL, never on the
 path of a checkpoint call. Processes: one engine owns a database at a time (an advisory
 ``flock`` on ``<db>-lock``, released by the kernel when the process dies); other
-processes may read it at any time and post callback answers to the inbox.
+processes may read it at any time and post callback answers and pause / resume / delete
+requests to the inbox.
 """
 from __future__ import annotations
 
@@ -544,10 +549,10 @@ class SqliteStore:
             # exception raised right after it), so the bookkeeping did not move on. Overwrite them.
             conn.executemany(_REPLACE_ROW, zip(rows[::3], rows[1::3], rows[2::3]))
 
-    # -- the inbox: callback answers from other processes ---------------------------------------
+    # -- the inbox: callback answers and pause / resume / delete requests from other processes ---------
     def attach(self, engine: Any) -> None:
-        """Called by the engine once it is built: apply answers posted while no engine owned the db,
-        and (real time) keep polling for new ones."""
+        """Called by the engine as it starts, before it runs anything: apply what was posted while no
+        engine owned the db, and (real time) keep polling for new posts."""
         self._apply_inbox(engine)
         if not getattr(engine, "skip_time", False) and self._inbox_thread is None:
             self._inbox_thread = threading.Thread(target=self._inbox_loop, args=(engine,), name="durable-inbox",
@@ -567,8 +572,8 @@ class SqliteStore:
                 return
             pending = self._conn.execute(
                 "SELECT id, kind, callback_id, payload FROM inbox WHERE done_ms IS NULL ORDER BY id").fetchall()
-        for row_id, kind, callback_id, payload in pending:
-            outcome = deliver_callback(engine, kind, callback_id, payload)
+        for row_id, kind, target, payload in pending:
+            outcome = deliver(engine, kind, target, payload)
             with self._lock:
                 if self._closed:
                     return
@@ -576,24 +581,50 @@ class SqliteStore:
                                    (int(time.time() * 1000), outcome, row_id))
 
 
-def deliver_callback(engine: Any, kind: str, callback_id: str, payload: Optional[str]) -> str:
-    """Answer a callback on ``engine``: 'ok' or 'error: <message>'."""
+CALLBACK_KINDS = ("succeed", "fail", "heartbeat")  # inbox kinds of callback answers: the target is a callback id
+CONTROL_KINDS = ("pause", "resume", "delete")  # inbox kinds of execution-control requests: the target is an ARN
+INBOX_KINDS = CALLBACK_KINDS + CONTROL_KINDS
+
+
+def deliver(engine: Any, kind: str, target: str, payload: Optional[str]) -> str:
+    """Apply one inbox item on ``engine``: 'ok' or 'error: <message>'.
+
+    A callback answer (``CALLBACK_KINDS``; ``target`` the callback id, ``payload`` the result or the
+    error) or an execution-control request (``CONTROL_KINDS``: ``engine.pause`` / ``resume_execution`` /
+    ``delete`` of the execution ARN ``target``; ``payload`` the pause or resume reason, or None).
+    """
     from .service import ServiceError
 
     try:
         if kind == "succeed":
-            engine.send_callback_success(callback_id, payload)
+            engine.send_callback_success(target, payload)
         elif kind == "fail":
-            engine.send_callback_failure(callback_id, _loads(payload) if payload else None)
+            engine.send_callback_failure(target, _loads(payload) if payload else None)
         elif kind == "heartbeat":
-            engine.send_callback_heartbeat(callback_id)
+            engine.send_callback_heartbeat(target)
+        elif kind == "pause":
+            engine.pause(target, reason=payload)
+        elif kind == "resume":
+            engine.resume_execution(target, reason=payload)
+        elif kind == "delete":
+            engine.delete(target)
         else:
-            return f"error: unknown callback answer {kind!r}"
+            return f"error: unknown inbox request {kind!r} (a newer durable_sync posted it?)"
     except ServiceError as exc:
         return f"error: {exc.message}"
     except Exception as exc:  # noqa: BLE001 - reported to the process that posted it
         return f"error: {type(exc).__name__}: {exc}"
     return "ok"
+
+
+def deliver_callback(engine: Any, kind: str, callback_id: str, payload: Optional[str]) -> str:
+    """Answer a callback on ``engine`` (``kind`` succeed / fail / heartbeat): 'ok' or 'error: <message>'.
+
+    The callback answers of ``deliver`` (kept for callers of this name).
+    """
+    if kind not in CALLBACK_KINDS:
+        return f"error: unknown callback answer {kind!r}"
+    return deliver(engine, kind, callback_id, payload)
 
 
 class _Saved:
@@ -737,10 +768,21 @@ class Reader:
             "SELECT kind, op_id, due_ms FROM timers WHERE arn = ? ORDER BY due_ms", (arn,))]
 
     # inbox (client side)
+    def post(self, kind: str, target: str, payload: Optional[str] = None) -> int:
+        """Post a callback answer or an execution-control request (see ``deliver``) for the engine that
+        owns the database, or the next one to start; returns its inbox row (``inbox_outcome``)."""
+        if kind not in INBOX_KINDS:
+            raise ValueError(f"inbox kind must be one of {', '.join(INBOX_KINDS)}, got {kind!r}")
+        return self._post(kind, target, payload)
+
     def post_callback(self, kind: str, callback_id: str, payload: Optional[str]) -> int:
+        """Post a callback answer (``kind`` succeed / fail / heartbeat); see ``post``."""
+        return self._post(kind, callback_id, payload)
+
+    def _post(self, kind: str, target: str, payload: Optional[str]) -> int:
         try:
             cur = self._conn.execute("INSERT INTO inbox (kind, callback_id, payload, posted_ms) VALUES (?, ?, ?, ?)",
-                                     (kind, callback_id, payload, int(time.time() * 1000)))
+                                     (kind, target, payload, int(time.time() * 1000)))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot write to {self.path}: {exc}") from None
         return cur.lastrowid
