@@ -382,15 +382,21 @@ def long_gather(monkeypatch):
     monkeypatch.setattr("durable_sync.checkpoint.GATHER_SECONDS", TIMEOUT)
 
 
-def test_gathering_waits_for_the_running_threads_and_sends_once(long_gather):
-    client = GateClient()
-    flusher = make(client)
+def two_gathering_callers(flusher):
+    """Three threads run durable code; two of them wait in a gathering. Returns their threads."""
     flusher.activity(+1)
-    flusher.activity(+1)  # three threads run durable code: this test's two callers and one more
+    flusher.activity(+1)
     a = start_thread(flusher.enqueue, upd(0), True)
     wait_until(lambda: len(flusher._waiting) == 1, "the first caller to gather")
     b = start_thread(flusher.enqueue, upd(1), True)
     wait_until(lambda: len(flusher._waiting) == 2, "the second caller to join")
+    return a, b
+
+
+def test_gathering_waits_for_the_running_threads_and_sends_once(long_gather):
+    client = GateClient()
+    flusher = make(client)
+    a, b = two_gathering_callers(flusher)
     assert client.calls == []  # the third thread still runs: nothing is sent yet
     flusher.activity(-1)  # ... until it stops running durable code (a step body, a pool wait)
     for t in (a, b):
@@ -404,12 +410,7 @@ def test_gathering_waits_for_the_running_threads_and_sends_once(long_gather):
 def test_the_last_thread_to_arrive_sends_for_all(long_gather):
     client = GateClient()
     flusher = make(client)
-    flusher.activity(+1)
-    flusher.activity(+1)
-    a = start_thread(flusher.enqueue, upd(0), True)
-    wait_until(lambda: len(flusher._waiting) == 1, "the first caller to gather")
-    b = start_thread(flusher.enqueue, upd(1), True)
-    wait_until(lambda: len(flusher._waiting) == 2, "the second caller to join")
+    a, b = two_gathering_callers(flusher)
     flusher.enqueue(upd(2), wait=True)  # the third arrives: it sends, and returns persisted
     assert client.sizes == [3]
     flusher.activity(-1)  # it stops running durable code: it wakes the next waiter, which wakes the next
