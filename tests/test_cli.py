@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import durable_sync as ds
 from durable_sync import cli
 from durable_sync.local.sqlite_store import Reader
 
@@ -343,18 +344,20 @@ def test_help_lists_the_commands(capsys):
         assert command in out
 
 
+
+@ds.durable_handler
+def waits_an_hour(event, ctx):
+    ctx.step("first", lambda s: 1)
+    ctx.wait(3600, name="an-hour")
+    return "done"
+
+
 def test_list_shows_a_paused_execution_as_paused(tmp_path):
-    import durable_sync as ds
     from durable_sync.local import LocalEngine
 
-    @ds.durable_handler
-    def waits(event, ctx):
-        ctx.step("first", lambda s: 1)
-        ctx.wait(3600, name="an-hour")
-        return "done"
 
     with LocalEngine(db=str(tmp_path / "durable.db")) as engine:  # real time: it stays in its wait
-        arn = engine.start(waits, {}, name="held")
+        arn = engine.start(waits_an_hour, {}, name="held")
         engine.pause(arn, reason="maintenance")
     listed = json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout)
     assert [(e["DurableExecutionArn"], e["Status"], e.get("PauseStatus")) for e in listed] == [
@@ -456,19 +459,13 @@ def _poll(predicate, what: str, seconds: float = 15) -> None:
 
 
 def test_pause_resume_and_delete_reach_an_engine_running_in_another_process(tmp_path):
-    import durable_sync as ds
     from durable_sync.local import LocalEngine
     from durable_sync.local.service import ServiceError
 
-    @ds.durable_handler
-    def waits(event, ctx):
-        ctx.step("first", lambda s: 1)
-        ctx.wait(3600, name="an-hour")
-        return "done"
 
     engine = LocalEngine(db=str(tmp_path / "durable.db"))  # real time: owns the database, polls its inbox
     try:
-        arn = engine.start(waits, {}, name="held")
+        arn = engine.start(waits_an_hour, {}, name="held")
         ex = engine._executions[arn]
         _poll(lambda: any(op["Type"] == "WAIT" for op in engine.operations(arn)) and not ex.invoking,
               "the execution never reached its wait")
