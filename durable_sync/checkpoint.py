@@ -48,8 +48,10 @@ class CheckpointClient(Protocol):
 ASYNC_LINGER_SECONDS = 0.002
 #: Longest a caller waits for the other running threads to reach a checkpoint (see the module doc).
 GATHER_SECONDS = 0.001
-#: A sleeping waiter re-checks this often in case the thread that should wake it is blocked elsewhere.
-WAKE_SECONDS = 0.005
+#: A sleeping waiter re-checks this often, in case the thread that should wake it blocked in code the
+#: flusher cannot see (user code outside a step). Rarely needed, so long: against AWS a checkpoint
+#: takes tens of ms, and waking each waiter every few ms would cost real CPU on a small Lambda.
+WAKE_SECONDS = 0.05
 #: Empty polls (about 100 ms) before the background thread sleeps until notified again.
 IDLE_POLLS = 50
 
