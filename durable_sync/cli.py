@@ -633,8 +633,9 @@ def _await_owner(reader: Any, row: int, owner: Optional[int], wait: float, db: s
     if reader.withdraw(row):
         raise CliError(f"the engine that owns {db} (process {owner}) did not take the {what} within "
                        f"{wait:g} s (a virtual-time engine only reads the inbox when it starts); nothing was sent")
-    while (outcome := reader.inbox_outcome(row)) is None:
-        time.sleep(0.05)
+    outcome = reader.inbox_outcome(row)  # the engine took it meanwhile: it writes the outcome as it marks it done
+    if outcome is None:  # (someone else removed the row)
+        raise CliError(f"the {what} left the inbox of {db} without an outcome; check `durable-sync list` and retry")
     return outcome
 
 
