@@ -225,6 +225,21 @@ def _verify(conn: sqlite3.Connection, path: str) -> bool:
     return version < SCHEMA_VERSION
 
 
+def _transaction(conn: sqlite3.Connection, body: Callable[[], Any]) -> Any:
+    """``body()`` inside BEGIN IMMEDIATE ... COMMIT, rolled back if it raises; returns its result."""
+    conn.execute(_BEGIN)
+    try:
+        result = body()
+        conn.execute("COMMIT")
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
+    return result
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
@@ -255,6 +270,18 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     _run_script(conn, _VIEWS)
 
 
+def _create_or_migrate(conn: sqlite3.Connection, path: str) -> None:
+    """(in a transaction) Create the schema in an empty file, or migrate an older one."""
+    if not _verify(conn, path):  # another process created or migrated it meanwhile
+        return
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        _run_script(conn, _SCHEMA)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    else:
+        _migrate_v1(conn)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def connect(path: str, *, create: bool = True, timeout: float = 10.0) -> sqlite3.Connection:
     """A verified connection to the durable_sync database at ``path`` (schema created when new)."""
     exists = check_file(path)
@@ -263,24 +290,11 @@ def connect(path: str, *, create: bool = True, timeout: float = 10.0) -> sqlite3
     conn = None
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False,
-                               cached_statements=64)
+                               cached_statements=128)  # the _INSERT_ROWS variants and the rest
         stale = _verify(conn, path)  # before anything writes: a foreign file stays untouched
         conn.execute("PRAGMA journal_mode=WAL")
         if stale:
-            conn.execute(_BEGIN)
-            try:
-                if _verify(conn, path):  # nobody created or migrated it meanwhile
-                    version = conn.execute("PRAGMA user_version").fetchone()[0]
-                    if version == 0:
-                        _run_script(conn, _SCHEMA)
-                        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                    else:
-                        _migrate_v1(conn)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            _transaction(conn, lambda: _create_or_migrate(conn, path))
         return conn
     except sqlite3.DatabaseError as exc:
         if conn is not None:
@@ -412,20 +426,15 @@ class SqliteStore:
             if self._closed:
                 raise StoreError(f"the store of {self.path} is closed")
             conn = self._conn
-            conn.execute(_BEGIN)
-            try:
+
+            def delete() -> None:
                 row = conn.execute("SELECT id FROM executions WHERE arn = ?", (ex.arn,)).fetchone()
                 if row is not None:
                     low, high = row[0] << _SHIFT, ((row[0] + 1) << _SHIFT) - 1
                     conn.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", (low, high))
                     conn.execute("DELETE FROM executions WHERE id = ?", (row[0],))
-                conn.execute("COMMIT")
-            except BaseException:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                raise
+
+            _transaction(conn, delete)
             self._state.pop(ex.arn, None)
 
     def close(self) -> None:
@@ -492,50 +501,34 @@ class SqliteStore:
         if events and (not ex.events or events[-1] is not ex.events[-1]):  # not appended to ex.events yet
             new_events = new_events + events if new_events else events
         if saved is not None and values == saved.row:
+            target = saved
             rows, size = _journal_rows(saved.next_row, ops, new_events)
             if len(rows) <= 3 * _MAX_ROWS:
                 self._insert(conn, rows)  # its own transaction
             else:
-                self._transaction(conn, lambda: self._insert(conn, rows))
-            new_saved = None
+                _transaction(conn, lambda: self._insert(conn, rows))
         else:
             def write() -> tuple[_Saved, list, int]:
                 if saved is None:
                     cur = conn.execute(_INSERT_EXEC, (ex.arn, ex.function_name, ex.name, ex.exec_op_id, ex.start_ms,
                                                       ex.timeout_s, ex.input_payload, *values, ex.token_seq))
-                    target = _Saved(cur.lastrowid, values)
+                    written = _Saved(cur.lastrowid, values)
                 else:
                     conn.execute(_UPDATE_EXEC, (*values, ex.token_seq, saved.exec_id))
-                    target = saved
-                journal, nbytes = _journal_rows(target.next_row, ops, new_events)
+                    written = saved
+                journal, nbytes = _journal_rows(written.next_row, ops, new_events)
                 self._insert(conn, journal)
-                return target, journal, nbytes + len(values[2] or "")
+                return written, journal, nbytes + len(values[2] or "")
 
-            new_saved, rows, size = self._transaction(conn, write)
-        target = new_saved or saved
-        if new_saved is not None:
-            self._state[ex.arn] = new_saved
-            new_saved.row = values
+            target, rows, size = _transaction(conn, write)
+            self._state[ex.arn] = target
+            target.row = values
         target.next_row += len(rows) // 3
         target.events += len(new_events)
         self._wal_pages += 1 + (size >> 12)  # the journal's last page, and what big records fill
         if self._wal_pages >= self.CHECKPOINT_PAGES:
             self._wal_pages = 0
             self._checkpoint_wanted.set()
-
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, body: Callable[[], Any]) -> Any:
-        conn.execute(_BEGIN)
-        try:
-            result = body()
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
-        return result
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, rows: list) -> None:
