@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import collections
+import json
+import sqlite3
 import threading
 
 
@@ -11,6 +13,21 @@ def events(engine, arn, *types, name=None):
     if name is not None:
         out = [e for e in out if e.get("Name") == name]
     return out
+
+
+def rewrite_operation(db, name, change):
+    """Edit the stored record of the operation named ``name`` in the SQLite file ``db`` (no engine
+    open): ``change(op)`` edits the dict in place. The latest version of the record is the one read."""
+    conn = sqlite3.connect(db)
+    try:
+        [(row_id, record)] = [(i, r) for i, r in conn.execute("SELECT id, record FROM operations")
+                              if json.loads(r).get("Name") == name]
+        op = json.loads(record)
+        change(op)
+        conn.execute("UPDATE records SET record = ? WHERE id = ?", (json.dumps(op), row_id))
+        conn.commit()
+    finally:
+        conn.close()
 
 
 class Calls:

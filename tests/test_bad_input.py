@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import sqlite3
 from urllib.parse import quote
 
 import boto3
@@ -26,6 +25,7 @@ from durable_sync.errors import ExecutionEnvelopeError, ValidationError
 from durable_sync.local import LocalEngine, ServiceError
 from durable_sync.local.engine import MAX_INVOCATION_ATTEMPTS
 from durable_sync.local.http import make_server
+from helpers import rewrite_operation
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/n/exec1"
 
@@ -105,14 +105,7 @@ def test_an_unknown_type_or_status_in_the_database_fails_clearly_and_keeps_the_h
     arn = engine.start(two_steps_and_a_wait, {}, name="x")
     before = engine.history(arn)
     engine.close()
-    conn = sqlite3.connect(db)
-    [(row_id, record)] = [(i, r) for i, r in conn.execute("SELECT id, record FROM operations")
-                          if json.loads(r).get("Name") == "first"]
-    op = json.loads(record)
-    op[field] = value  # written by a newer service version, or by hand
-    conn.execute("UPDATE records SET record = ? WHERE id = ?", (json.dumps(op), row_id))  # its latest version
-    conn.commit()
-    conn.close()
+    rewrite_operation(db, "first", lambda op: op.update({field: value}))  # a newer service version, or by hand
     engine = LocalEngine(db=db, skip_time=True, functions={"two_steps_and_a_wait": two_steps_and_a_wait})
     try:
         result = engine.wait(arn)

@@ -42,6 +42,7 @@ from durable_sync.errors import SerDesError
 from durable_sync.local import LocalEngine
 from durable_sync.local.http import make_server
 from durable_sync.serdes import SerDesContext, decode_plain_json, deserialize_value
+from helpers import rewrite_operation
 
 MOD = __name__
 CANARY: list = []
@@ -329,20 +330,11 @@ def test_sdk_internal_payloads_with_attacks_are_refused_on_replay(path):
 
 def test_a_tampered_database_fails_the_execution_without_running_anything(tmp_path):
     """Someone wrote an attack into a step's record in the SQLite file; the engine resumes it."""
-    import sqlite3
-
     db = str(tmp_path / "d.db")
     engine = LocalEngine(db=db, skip_time=True, functions={"step_path": step_path})
     arn = engine.start(step_path, {}, name="t")
     engine.close()
-    conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT id, record FROM operations").fetchall()
-    [(row_id, record)] = [(i, r) for i, r in rows if json.loads(r).get("Name") == "fetch"]
-    op = json.loads(record)
-    op["StepDetails"]["Result"] = ATTACKS["reduce-os-system/in-dataclass"]
-    conn.execute("UPDATE records SET record = ? WHERE id = ?", (json.dumps(op), row_id))  # its latest version
-    conn.commit()
-    conn.close()
+    rewrite_operation(db, "fetch", lambda op: op["StepDetails"].update(Result=ATTACKS["reduce-os-system/in-dataclass"]))
     engine = LocalEngine(db=db, skip_time=True, functions={"step_path": step_path})
     try:
         result = engine.wait(arn)
