@@ -127,9 +127,11 @@ class UnitPool:
         self.enter()
         try:
             self._worker()
-            self.join()
         finally:
-            self.leave()
+            try:
+                self.join()  # even when the calling thread's own work raised: no thread outlives this call
+            finally:
+                self.leave()
 
     def submit(self, task: Any) -> None:
         """Queue ``task``; a worker starts it as soon as a slot is free."""
