@@ -15,6 +15,21 @@ def events(engine, arn, *types, name=None):
     return out
 
 
+def refuse_checkpoints_naming(engine, name):
+    """From now on the engine refuses (InvalidParameterValueException) every checkpoint batch that
+    holds an update of an operation named ``name``; others go through."""
+    from durable_sync.local.service import ServiceError
+
+    real = engine.checkpoint
+
+    def refusing(arn, token, updates, client_token=None, **kw):
+        if any(u.get("Name") == name for u in updates):
+            raise ServiceError("InvalidParameterValueException", "refused by the test")
+        return real(arn, token, updates, client_token, **kw)
+
+    engine.checkpoint = refusing
+
+
 def rewrite_operation(db, name, change):
     """Edit the stored record of the operation named ``name`` in the SQLite file ``db`` (no engine
     open): ``change(op)`` edits the dict in place. The latest version of the record is the one read."""

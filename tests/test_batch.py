@@ -14,7 +14,7 @@ import time
 import pytest
 
 import durable_sync as ds
-from helpers import Calls, Overlap
+from helpers import Calls, Overlap, refuse_checkpoints_naming
 from durable_sync import batch as batch_mod
 from durable_sync import wire
 from durable_sync.local import LocalEngine
@@ -419,16 +419,7 @@ def test_invalid_completion_config_is_refused(engine, config):
 
 
 def test_checkpoint_failure_in_a_branch_fails_the_invocation_not_the_branch(engine):
-    from durable_sync.local.service import ServiceError
-
-    real = engine.checkpoint
-
-    def refusing(arn, token, updates, client_token=None, **kw):
-        if any(u.get("Name") == "refused" for u in updates):
-            raise ServiceError("InvalidParameterValueException", "refused by the test")
-        return real(arn, token, updates, client_token, **kw)
-
-    engine.checkpoint = refusing
+    refuse_checkpoints_naming(engine, "refused")
 
     @ds.durable_handler
     def handler(event, ctx):

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import durable_sync as ds
-from helpers import Calls, Overlap
+from helpers import Calls, Overlap, refuse_checkpoints_naming
 from durable_sync import wire
 from durable_sync.local import LocalEngine
 from durable_sync.testing import DurableTestRunner
@@ -417,16 +417,7 @@ def test_the_blocks_own_exception_is_raised_with_unit_failures_as_notes(engine):
 
 
 def test_a_checkpoint_failure_in_a_unit_fails_the_invocation(engine):
-    from durable_sync.local.service import ServiceError
-
-    real = engine.checkpoint
-
-    def refusing(arn, token, updates, client_token=None, **kw):
-        if any(u.get("Name") == "refused" for u in updates):
-            raise ServiceError("InvalidParameterValueException", "refused by the test")
-        return real(arn, token, updates, client_token, **kw)
-
-    engine.checkpoint = refusing
+    refuse_checkpoints_naming(engine, "refused")
 
     @ds.durable_handler
     def handler(event, ctx):
