@@ -6,7 +6,6 @@ make branches overlap where a test counts concurrent bodies or threads.
 """
 from __future__ import annotations
 
-import collections
 import json
 import threading
 import time
@@ -17,7 +16,6 @@ import durable_sync as ds
 from helpers import Calls, Overlap, refuse_checkpoints_naming
 from durable_sync import batch as batch_mod
 from durable_sync import wire
-from durable_sync.local import LocalEngine
 
 KIB = 1024
 

@@ -6,7 +6,6 @@ unit bodies (simulated work), to make units overlap or finish in a random order.
 """
 from __future__ import annotations
 
-import collections
 import json
 import random
 import threading
