@@ -71,8 +71,8 @@ def detect_stores(wanted: list[str]) -> list[Store]:
         if key == "memory":
             stores.append(Store("memory", True))
         elif key == "sqlite":
-            if importlib.util.find_spec("durable_sync.local.sqlite_store") is None:
-                stores.append(Store("sqlite", False, "durable_sync/local/sqlite_store.py does not exist yet, so "
+            if importlib.util.find_spec("durable_sync.local.store") is None:
+                stores.append(Store("sqlite", False, "durable_sync/local/store/sqlite.py does not exist yet, so "
                                     "LocalEngine(db=path) would silently use memory: SQLite rows skipped"))
                 continue
             store = Store("sqlite", True)
