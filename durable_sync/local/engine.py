@@ -18,9 +18,9 @@ Lock order: an execution's ``ex.lock`` may be held while taking ``engine._lock``
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import secrets
 import threading
 import time
 import uuid
@@ -30,15 +30,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .. import wire
-from . import chained, control, runner, scheduler
+from . import chained, control, foreign, runner, scheduler
 from . import history as h
 from .clock import RealClock, VirtualClock
 from .control import MAX_REASON_CHARS  # noqa: F401 - re-exported
 from .isolation import handler_reference
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
-from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, RUNNING, Execution,
-                      ServiceError, Timer, apply_batch, public_op, visible_operations)
+from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
+                      RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, execution_arn, page,
+                      public_op, visible_operations)
 from .store import open_store
 
 SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
@@ -95,6 +96,7 @@ class LocalEngine:
         self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
+        self.foreign = foreign.Host(self)  # the endpoint handlers not written with durable_sync reach it by
         # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their
         # lambda_context (None there: the SDK's boto3 default client); None here: the in-process client.
         self.client_factory: Optional[Callable[[], Any]] = None
@@ -161,11 +163,13 @@ class LocalEngine:
                     not in self._functions}
 
     def start(self, handler: Callable, input: Any = None, name: Optional[str] = None,
-              execution_timeout: Optional[int] = None, *, function_name: Optional[str] = None) -> str:
+              execution_timeout: Optional[int] = None, *, function_name: Optional[str] = None,
+              execution_id: Optional[str] = None) -> str:
         """Start an execution of ``handler`` with ``input`` (JSON value); returns its ARN.
 
         ``function_name`` names the function in the ARN (default: the handler's name); chained
-        invoke passes the name the target was registered under.
+        invoke passes the name the target was registered under, and the ``execution_id`` its
+        ChainedInvokeStarted event announced.
         """
         fn_name = function_name or getattr(handler, "__durable_function_name__", None) or _function_name(handler)
         if name is not None:
@@ -190,9 +194,8 @@ class LocalEngine:
                 if ex.status == RUNNING:
                     scheduler.mark_ready(self, ex)
             else:
-                exec_id = uuid.uuid4().hex
-                arn = (f"arn:aws:lambda:us-east-1:000000000000:function:{fn_name}:$LATEST"
-                       f"/durable-execution/{name}/{exec_id}")
+                exec_id = execution_id or uuid.uuid4().hex
+                arn = execution_arn(fn_name, name, exec_id)
                 now = self.clock.now_ms()
                 ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
                                timeout_s=timeout, input_payload=payload)
@@ -457,7 +460,8 @@ class LocalEngine:
                                             "this invocation ends here and nothing of this checkpoint was applied. "
                                             "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
-            view, events, timers = apply_batch(ex, updates, now, self._new_callback_id, trusted)
+            applied = apply_batch(ex, updates, now, trusted, functools.partial(chained.invoke_target, self))
+            view, events = applied.ops, applied.events
             for event_id, event in enumerate(events, len(ex.events) + 1):
                 event["EventId"] = event_id  # the number add_event gives it below
             try:  # disk first: memory (and listeners) see the change only once it is committed
@@ -468,36 +472,43 @@ class LocalEngine:
             ex.ops.update(view)
             for event in events:
                 ex.add_event(event)
-            new_token = ex.new_token()
-            changed = list(ex.service_changed.values())
+            with self._lock:
+                for callback_id, op_id in applied.callbacks.items():
+                    self._callbacks[callback_id] = (arn, op_id)
+            # The service's changes since the handler last saw them, then this batch's (a START the SDK
+            # awaits comes back in its new state); one page, GetDurableExecutionState serves the rest.
+            changed = changed_operations(ex, [*ex.service_changed, *view])
             ex.service_changed.clear()
-            for op_id, op in view.items():
-                if op["Type"] == wire.CALLBACK and "CallbackDetails" in op:
-                    changed.append(public_op(op))
-            response = {"CheckpointToken": new_token, "NewExecutionState": {"Operations": changed}}
+            if applied.ending is not None:  # the EXECUTION update: the execution ends here, no token follows
+                status, result, error = applied.ending
+                self._complete(ex, status, result=result, error=error)
+                response = {"NewExecutionState": {"Operations": page(changed)[0]}}
+            else:
+                ops, more = page(changed)
+                state = {"Operations": ops, **({"NextMarker": "0"} if more is not None else {})}
+                response = {"CheckpointToken": ex.new_token(), "NewExecutionState": state}
             if client_token is not None:
                 if len(ex.client_tokens) > 64:
                     ex.client_tokens.pop(next(iter(ex.client_tokens)))
                 ex.client_tokens[client_token] = (token, response)
-        if timers:
+        if applied.timers:
             with self._lock:
-                for due, kind, op_id in timers:
+                for due, kind, op_id in applied.timers:
                     scheduler.push_timer(self, due, kind, arn, op_id)
                 self._cond.notify_all()
         return response
 
-    def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = 1000) -> dict:
+    def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = PAGE_MAX_ITEMS) -> dict:
+        """GetDurableExecutionState: a page of the visible operations from ``marker`` (a NextMarker)."""
         ex = self._get(arn)
+        if marker not in (None, "") and not (isinstance(marker, str) and marker.isdigit()):
+            raise ServiceError(INVALID, f"Marker {marker!r} was not returned by this engine; pass a NextMarker")
         with ex.lock:
             if token != ex.token:
                 raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
             ops = visible_operations(ex)
-        start = int(marker or 0)
-        page = ops[start:start + max_items]
-        out = {"Operations": page}
-        if start + max_items < len(ops):
-            out["NextMarker"] = str(start + max_items)
-        return out
+        ops, more = page(ops, int(marker or 0), max(1, min(max_items or PAGE_MAX_ITEMS, PAGE_MAX_ITEMS)))
+        return {"Operations": ops, **({"NextMarker": str(more)} if more is not None else {})}
 
     def close(self) -> None:
         """Stop background threads and close the store."""
@@ -508,6 +519,7 @@ class LocalEngine:
             self._scheduler.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        self.foreign.close()
         self._store.close()
 
     def __enter__(self) -> "LocalEngine":
@@ -570,7 +582,7 @@ class LocalEngine:
             if new_op["Status"] != wire.READY and ex.events and ex.events[-1].get("Id") == op_id:
                 ex.events.pop()
             raise
-        ex.service_changed[op_id] = public_op(new_op)
+        ex.service_changed[op_id] = None  # an ordered set: the next checkpoint response carries it
         scheduler.mark_ready(self, ex)
 
     def _complete(self, ex: Execution, status: str, result: Optional[str] = None,
@@ -587,7 +599,7 @@ class LocalEngine:
         elif status == "TIMED_OUT":
             event = h.execution_event("ExecutionTimedOut", exec_op, now, {"Error": h.error(error)})
         else:
-            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)} if error else {})
+            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)})  # required
         ex.add_event(event)
         self._store.save_execution(ex, [event])
         with self._lock:
@@ -630,11 +642,3 @@ class LocalEngine:
             ex.add_event(h.op_event(event_type, new, now, event_details))
             self._service_update(ex, new)
         scheduler.after_change(self)
-
-    def _new_callback_id(self, ex: Execution, op_id: str) -> str:
-        # 256 random bits; hex fits the service's CallbackId pattern [A-Za-z0-9+/]+={0,2}, a URL path
-        # segment and a CLI argument (token_urlsafe may start with '-', which argparse takes for an option).
-        callback_id = secrets.token_hex(32)
-        self._callbacks[callback_id] = (ex.arn, op_id)
-        return callback_id
-

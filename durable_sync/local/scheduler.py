@@ -205,8 +205,11 @@ def drain(engine: "LocalEngine") -> None:
                 _fire_or_retry(engine, timer)  # a failure arms it again later: advance_to reports a lasting one
                 continue
             ex = engine._executions.get(arn)
-            if ex is not None:
-                runner.invoke(engine, ex)
+            if ex is not None and runner.invoke(engine, ex) and ex.needs_invoke and ex.status == RUNNING:
+                # A completion arrived while it ran (e.g. a callback answer sent from another thread, whose
+                # own drain found the invocation in flight and left it): the one who ran it invokes again.
+                with engine._lock:
+                    engine._ready.append(arn)
     finally:
         engine._tls.draining = False
 
