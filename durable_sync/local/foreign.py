@@ -96,7 +96,8 @@ class Host:
     def __init__(self, engine: "LocalEngine"):
         self._engine = engine
         self._lock = threading.Lock()
-        self._server: Any = None
+        self._server: Any = None  # the loopback façade of its own (RunningServer), once started
+        self._served_at: Optional[str] = None
         self._client: Any = None
         self._closed = False
 
@@ -106,15 +107,23 @@ class Host:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the engine is closed")
+            if self._served_at is not None:
+                return self._served_at
             if self._server is None:
-                from .http import make_server
+                from .http import start_server
 
-                previous = self._engine.client_factory
-                server = make_server(self._engine, "127.0.0.1", 0)
-                # The façade is for foreign handlers only: durable_sync handlers keep the client they had.
-                self._engine.client_factory = previous
-                self._server = server.start()
+                # For foreign handlers only: durable_sync handlers keep the client they have.
+                self._server = start_server(self._engine, "127.0.0.1", 0, handlers_over_http=False)
             return self._server.url
+
+    def served_at(self, url: Optional[str]) -> None:
+        """The façade serving this engine (``durable-sync serve``) is at ``url`` (None: no more): foreign
+        handlers use it rather than a loopback one of their own."""
+        with self._lock:
+            self._served_at = url
+            if url is not None and self._client is not None and self._client.meta.endpoint_url != url:
+                self._client.close()
+                self._client = None
 
     def environment(self) -> dict[str, str]:
         """Variables that point boto3's ``lambda`` client in a child process at this engine."""
@@ -158,4 +167,4 @@ class Host:
         if client is not None:
             client.close()  # its pooled connections end, and with them the façade's connection threads
         if server is not None:
-            server.close()
+            server.stop()
