@@ -8,16 +8,14 @@ least once. A member added to the model fails this test until the engine sends i
 """
 from __future__ import annotations
 
-import datetime as dt
-
-import botocore.session
 import pytest
 
 import durable_sync as ds
 from durable_sync import wire
 from durable_sync.local import LocalEngine
+from helpers import boto_shape_problems, lambda_model
 
-MODEL = botocore.session.get_session().get_service_model("lambda")
+MODEL = lambda_model()
 
 #: Optional members that only appear under a condition: (details shape, member) -> the condition.
 CONDITIONAL = {
@@ -33,44 +31,6 @@ CONDITIONAL = {
 }
 #: Members inside ErrorObject / payload wrappers are the user's data: checked for type, not presence.
 DATA_SHAPES = frozenset({"ErrorObject"})
-
-
-def _check(value, shape, path, problems, present):
-    kind = shape.type_name
-    if kind == "structure":
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected an object, got {type(value).__name__}")
-            return
-        for key in value:
-            if key not in shape.members:
-                problems.append(f"{path}.{key}: not a member of {shape.name}")
-        for key in shape.required_members:
-            if key not in value:
-                problems.append(f"{path}.{key}: required by {shape.name}, missing")
-        for key, member in shape.members.items():
-            if key in value:
-                present.add((shape.name, key))
-                _check(value[key], member, f"{path}.{key}", problems, present)
-    elif kind == "list":
-        if not isinstance(value, list):
-            problems.append(f"{path}: expected a list")
-        else:
-            for i, item in enumerate(value):
-                _check(item, shape.member, f"{path}[{i}]", problems, present)
-    elif kind == "string":
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected a string, got {value!r:.60}")
-        elif shape.enum and value not in shape.enum:
-            problems.append(f"{path}: {value!r} is not one of {shape.enum}")
-    elif kind in ("integer", "long"):
-        if not isinstance(value, int) or isinstance(value, bool):
-            problems.append(f"{path}: expected an integer, got {value!r}")
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            problems.append(f"{path}: expected a boolean, got {value!r}")
-    elif kind == "timestamp":
-        if not isinstance(value, dt.datetime) or value.tzinfo is None:
-            problems.append(f"{path}: expected an aware datetime, got {value!r}")
 
 
 def _missing_optional(event, problems):
@@ -222,7 +182,7 @@ def test_every_event_matches_its_botocore_shape_and_sends_every_member(histories
     for label, events in histories.items():
         assert [e["EventId"] for e in events] == list(range(1, len(events) + 1)), label
         for event in events:
-            _check(event, event_shape, f"{label}#{event['EventId']}", problems, present)
+            problems += boto_shape_problems(event, event_shape, f"{label}#{event['EventId']}", present)
             assert f"{event['EventType']}Details" in event, event
             assert [k for k in event if k.endswith("Details")] == [f"{event['EventType']}Details"], event
             _missing_optional(event, problems)

@@ -79,7 +79,7 @@ class LocalEngine:
                  isolation: Optional[str] = None, clock: Any = None,
                  listeners: Optional[list[Callable[[str, dict], None]]] = None, *,
                  max_concurrent_invocations: int = DEFAULT_MAX_CONCURRENT_INVOCATIONS,
-                 resume_unfinished: bool = True):
+                 resume_unfinished: bool = True, real_time_callbacks: bool = False):
         """Open the engine on ``db`` (a SQLite file, or ":memory:").
 
         - ``skip_time``: virtual time, driven by the caller (see the module docstring).
@@ -92,6 +92,10 @@ class LocalEngine:
         - ``max_concurrent_invocations``: real time: how many invocations run at once (default
           DEFAULT_MAX_CONCURRENT_INVOCATIONS); more wait their turn in the order they were asked for.
           Virtual time runs one at a time on the caller's thread.
+        - ``real_time_callbacks``: with ``skip_time``, callback timeouts and heartbeat timeouts still take
+          real time (everything else stays virtual), so an outside client always has the configured time
+          to answer: ``durable-sync serve --skip-time`` runs this way. ``wait``/``run`` then return RUNNING
+          while only a callback can move an execution, and ``advance`` never fires those timers.
         - ``resume_unfinished``: run the unfinished executions found in ``db`` onward (default). With
           False they are loaded (readable, listed) but left alone until ``start()`` attaches to one by
           its name or a callback answer or resume reaches it.
@@ -105,6 +109,7 @@ class LocalEngine:
         if clock is not None:
             check_clock(clock, skip_time)
         self.skip_time = skip_time
+        self.real_time_callbacks = bool(real_time_callbacks) and skip_time
         self.isolation = isolation
         self.max_concurrent_invocations = max_concurrent_invocations
         self.resume_unfinished = bool(resume_unfinished)
@@ -123,6 +128,8 @@ class LocalEngine:
         # (operation, ARN, ClientToken) -> (arguments, expiry ms) of recent pause / resume calls
         self._control_tokens: dict[tuple, tuple] = {}
         self._timers: list[Timer] = []
+        self._real_timers: list[tuple] = []  # real_time_callbacks: (real due ms, seq, Timer) of callback timers
+        self._virtual_lock = threading.RLock()  # one thread at a time moves virtual time (wait, advance)
         self._timer_seq = itertools.count()
         self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
@@ -162,6 +169,11 @@ class LocalEngine:
             self._scheduler.start()
         else:
             scheduler.drain(self)
+        self._callback_clock: Optional[threading.Thread] = None
+        if self.real_time_callbacks:
+            self._callback_clock = threading.Thread(target=scheduler.callback_clock_loop, args=(self,),
+                                                    name="durable-callback-clock", daemon=True)
+            self._callback_clock.start()
 
     # -- public API ---------------------------------------------------------------
     def add_listener(self, listener: Callable[[str, dict], None]) -> None:
@@ -262,14 +274,15 @@ class LocalEngine:
         """Until ``arn`` is terminal. Virtual time: fire due items in order; RUNNING when only the outside can help."""
         ex = self._get(arn)
         if self.skip_time:
-            while True:
-                scheduler.drain(self)
-                if ex.status != RUNNING or control.pause_of(ex) is not None:
-                    break  # ended, or paused: only resume_execution() moves it on
-                timer = self._next_timer(skip_execution_timeouts=True)
-                if timer is None:
-                    break
-                scheduler.advance_to(self, timer.due_ms)
+            with self._virtual_lock:
+                while True:
+                    scheduler.drain(self)
+                    if ex.status != RUNNING or control.pause_of(ex) is not None:
+                        break  # ended, or paused: only resume_execution() moves it on
+                    timer = self._next_timer(skip_execution_timeouts=True)
+                    if timer is None:
+                        break
+                    scheduler.advance_to(self, timer.due_ms)
             return self.get_execution(arn)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -286,7 +299,8 @@ class LocalEngine:
             raise ServiceError(INVALID, "advance() needs LocalEngine(skip_time=True)")
         if seconds < 0:
             raise ServiceError(INVALID, "advance() takes a non-negative number of seconds")
-        scheduler.advance_to(self, self.clock.now_ms() + int(round(seconds * 1000)))
+        with self._virtual_lock:
+            scheduler.advance_to(self, self.clock.now_ms() + int(round(seconds * 1000)))
 
     def get_execution(self, arn: str) -> ExecutionResult:
         ex = self._get(arn)
@@ -599,6 +613,8 @@ class LocalEngine:
             self._cond.notify_all()
         if self._scheduler is not None:
             self._scheduler.join()
+        if self._callback_clock is not None:
+            self._callback_clock.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.foreign.close()

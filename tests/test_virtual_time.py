@@ -1,7 +1,10 @@
-"""Virtual time cannot lose an answer: a completion that arrives from another thread while an invocation
-runs always leads to a re-invocation, whichever thread drains the engine.
+"""Virtual time cannot lose an answer.
 
-Deterministic: the handler and the test hand over with events, never with sleeps.
+- A completion that arrives from another thread while an invocation runs always leads to a
+  re-invocation, whichever thread drains the engine (deterministic: the handler and the test hand
+  over with events, never with sleeps).
+- ``real_time_callbacks`` (what ``durable-sync serve --skip-time`` uses): waits stay virtual, but a
+  callback's timeout keeps real time, so nothing times it out before an outside client could answer.
 """
 from __future__ import annotations
 
@@ -76,5 +79,31 @@ def test_a_completion_from_another_thread_during_a_callers_advance_is_not_lost()
         result = engine.get_execution(arn)
         assert (result.status, result.result) == ("SUCCEEDED", "late yes")
         assert len(invocations) == 3
+    finally:
+        engine.close()
+
+
+def test_with_real_time_callbacks_waits_are_skipped_but_a_callback_timeout_keeps_real_time():
+    ended = threading.Event()
+
+    @ds.durable_handler
+    def handler(event, ctx):
+        ctx.wait(3600, name="an hour")
+        callback = ctx.create_callback(name="approval", config=ds.CallbackConfig(timeout=1))
+        try:
+            return callback.result()
+        except ds.CallbackTimeoutError:
+            return "timed out"
+
+    engine = LocalEngine(db=":memory:", skip_time=True, real_time_callbacks=True)
+    engine.add_listener(lambda arn, event: ended.set() if event["EventType"] == "ExecutionSucceeded" else None)
+    try:
+        arn = engine.start(handler, {})
+        assert engine.wait(arn).status == "RUNNING"  # the hour went by at once; now only the callback is left
+        engine.advance(10 * 24 * 3600)  # virtual time never fires a callback's timeout
+        types = [e["EventType"] for e in engine.history(arn)]
+        assert "WaitSucceeded" in types and "CallbackStarted" in types and "CallbackTimedOut" not in types
+        assert ended.wait(TIMEOUT)  # one real second later
+        assert engine.get_execution(arn).result == "timed out"
     finally:
         engine.close()
