@@ -216,3 +216,52 @@ def test_get_state_refuses_a_marker_it_did_not_give(live):
     engine, arn, tokens = live
     with pytest.raises(ServiceError, match="Marker"):
         engine.get_state(arn, tokens[arn], "not-a-marker")
+
+
+# -- text that is not valid Unicode, over HTTP ---------------------------------------------------------------------
+def test_lone_surrogates_over_http_are_refused_and_the_store_never_sees_them(tmp_path):
+    """JSON may carry "\\ud800"; UTF-8 (and SQLite) cannot. Every place such text could arrive from outside
+    is refused with InvalidParameterValueException naming it, nothing is stored, and the execution goes on."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    import durable_sync as ds
+    from durable_sync.local.http import start_server
+
+    @ds.durable_handler
+    def waiting(event, ctx):
+        return ctx.create_callback(name="answer").result()
+
+    engine = LocalEngine(db=str(tmp_path / "d.db"), skip_time=True)
+    running = start_server(engine)
+    try:
+        arn = engine.start(waiting, {})
+        [callback_id] = [e["CallbackStartedDetails"]["CallbackId"] for e in engine.history(arn)
+                         if e["EventType"] == "CallbackStarted"]
+        execution = f"/2025-12-01/durable-executions/{quote(arn, safe='')}"
+        token = engine._executions[arn].token
+        requests = {
+            "checkpoint": (f"{execution}/checkpoint", {"CheckpointToken": token, "Updates": [
+                {"Id": "s", "Type": "STEP", "SubType": "Step", "Action": "START", "Payload": "x\ud800"}]}),
+            "callback failure": (f"/2025-12-01/durable-execution-callbacks/{callback_id}/fail",
+                                 {"ErrorType": "\udc00", "ErrorMessage": "m"}),
+            "stop": (f"{execution}/stop", {"ErrorMessage": "stopped \ud800"}),
+            "pause": (f"{execution}/pause", {"Reason": "why \udbff"}),
+        }
+        before = (engine.operations(arn), engine.history(arn))
+        for what, (path, body) in requests.items():
+            data = json.dumps(body).encode()  # ensure_ascii: the surrogate travels as a \\u escape
+            request = urllib.request.Request(running.url + path, data=data, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(request, timeout=30)
+            assert info.value.code == 400, what
+            assert info.value.headers["X-Amzn-ErrorType"] == "InvalidParameterValueException", what
+            assert "lone surrogate" in json.loads(info.value.read())["message"], what
+        assert (engine.operations(arn), engine.history(arn)) == before
+        engine.send_callback_success(callback_id, '"fine"')
+        assert engine.get_execution(arn).result == "fine"
+    finally:
+        running.stop()
+        engine.close()

@@ -39,8 +39,8 @@ from .handlers import reference as handler_reference
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
-                      RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, execution_arn, page,
-                      public_op, visible_operations)
+                      RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, check_text,
+                      execution_arn, page, public_op, visible_operations)
 from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer
 from .store import open_store
 
@@ -398,6 +398,7 @@ class LocalEngine:
 
     def stop(self, arn: str, error: Optional[dict] = None) -> ExecutionResult:
         ex = self._get(arn)
+        check_text(error, "the stop error")
         with ex.lock:
             if ex.status != RUNNING:
                 raise ServiceError(INVALID, f"execution {arn} is already {ex.status}")
@@ -423,6 +424,7 @@ class LocalEngine:
         succeeds. Otherwise pausing an execution that is not RUNNING (pausing or paused already, or
         ended) raises ResourceConflictException; an unknown ARN, ResourceNotFoundException.
         """
+        check_text(reason, "the pause reason")
         control.pause_execution(self, arn, reason, execution_timeout_paused, client_token)
         return self.get_execution(arn)
 
@@ -437,6 +439,7 @@ class LocalEngine:
         invocation goes on (no event: it never paused). Same ``client_token`` rule as pause(); resuming
         an execution that is not paused raises ResourceConflictException.
         """
+        check_text(reason, "the resume reason")
         control.resume_execution(self, arn, reason, client_token)
         self._wake(self._get(arn))
         scheduler.after_change(self)
@@ -496,6 +499,7 @@ class LocalEngine:
                 raise ServiceError(INVALID, "a callback result must be UTF-8 text") from None
         if result is not None and not isinstance(result, str):
             raise ServiceError(INVALID, "a callback result is the raw payload: str, bytes or None")
+        check_text(result, "the callback result")
         if result is not None and len(result.encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
             raise ServiceError(INVALID, f"callback result of {len(result.encode('utf-8'))} bytes exceeds the "
                                         f"limit of {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
@@ -506,6 +510,7 @@ class LocalEngine:
         if error is not None and not isinstance(error, dict):
             raise ServiceError(INVALID, "a callback error is an ErrorObject dict (ErrorType, ErrorMessage, ...)")
         error = {k: v for k, v in (error or {}).items() if k in _ERROR_OBJECT_KEYS and v is not None}
+        check_text(error, "the callback error")
         for key in ("ErrorType", "ErrorMessage", "ErrorData"):
             if key in error and not isinstance(error[key], str):
                 raise ServiceError(INVALID, f"callback error {key} must be a string")

@@ -135,6 +135,25 @@ def _invalid(message: str) -> ServiceError:
     return ServiceError(INVALID, message)
 
 
+def check_text(value: Any, what: str) -> None:
+    """Refuse text that is not valid Unicode: a lone surrogate (JSON can carry ``"\\ud800"``; UTF-8, and so
+    the store, cannot). Walks dicts and lists; raises InvalidParameterValueException naming where."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _invalid(f"{what} is not valid Unicode text: it holds a lone surrogate "
+                               f"(U+{ord(value[exc.start]):04X}) at character {exc.start}") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, what)
+            check_text(item, f"{what}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_text(item, f"{what}[{i}]")
+
+
 def _delay(value: Any, what: str, low: int = 1, high: int = wire.MAX_DELAY_SECONDS) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise _invalid(f"{what} must be an integer between {low} and {high} seconds, got {value!r}")
@@ -208,6 +227,7 @@ def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
         raise _invalid("each update must be an object")
     op_id, op_type, action = u.get("Id"), u.get("Type"), u.get("Action")
     if not trusted:
+        check_text(u, f"update {op_id!r}" if isinstance(op_id, str) else "an update")
         try:
             wire.validate_update(u)
         except Exception as exc:  # noqa: BLE001 - reported as the service would
