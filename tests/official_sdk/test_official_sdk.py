@@ -43,6 +43,7 @@ from .conformance_handlers import HANDLERS as CONFORMANCE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS_FILE = Path(H.__file__).resolve()
+EXAMPLE = REPO / "examples" / "official_sdk_approval.py"
 DEADLINE = 90  # real seconds any wait for the serve process may take before the test fails
 CASES = {"steps": {"a": 1}, "waits_and_children": {}, "map_and_parallel": {"items": [1, 2, 3]},
          "condition": {}, "invoker": {"n": 4}, "large": {}}
@@ -200,6 +201,7 @@ def served(tmp_path_factory):
     for key in ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL"):
         env.pop(key, None)
     functions = [arg for name in H.FUNCTIONS for arg in ("-f", f"{name}={HANDLERS_FILE}:{name}")]
+    functions += ["-f", f"approval={EXAMPLE}:handler"]
     proc = subprocess.Popen([sys.executable, "-m", "durable_sync.cli", "serve", "--port", "0", "--skip-time",
                              "--db", str(cwd / "serve.db"), *functions],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
@@ -268,3 +270,42 @@ def test_callbacks_answered_over_http_under_serve_skip_time(served, reference):
     assert done["Status"] == "SUCCEEDED", done.get("Error")
     assert json.loads(done["Result"]) == reference["callbacks"]
     _check_history(_history(served, arn))
+
+
+# -- the worked example of docs/official-sdk.md ------------------------------------------------------------------
+def _load_example():
+    from durable_sync.local.handlers import load
+
+    return load(f"{EXAMPLE}:handler")
+
+
+def test_the_worked_example_in_process():
+    handler = _load_example()
+    engine = LocalEngine(db=":memory:", skip_time=True)
+    try:
+        small = engine.run(handler, {"order_id": "o-1", "amount": 40})
+        assert small.result == {"order_id": "o-1", "status": "paid", "approved_by": "auto", "charged": 40,
+                                "attempts": 2}
+        arn = engine.start(handler, {"order_id": "o-2", "amount": 250})
+        [callback_id] = [e["CallbackStartedDetails"]["CallbackId"] for e in engine.history(arn)
+                         if e["EventType"] == "CallbackStarted"]
+        engine.send_callback_success(callback_id, json.dumps({"approved": True, "by": "ops"}))
+        assert engine.wait(arn).result == {"order_id": "o-2", "status": "paid", "approved_by": "ops",  # cool-down
+                                           "charged": 250, "attempts": 2}
+        expired = engine.run(handler, {"order_id": "o-3", "amount": 250})  # nobody answers in 24 h
+        assert expired.result == {"order_id": "o-3", "status": "expired"}
+    finally:
+        engine.close()
+
+
+def test_the_worked_example_under_serve_answered_through_boto3(served):
+    arn = served.invoke(FunctionName="approval", InvocationType="Event", DurableExecutionName="o-4",
+                        Payload=json.dumps({"order_id": "o-4", "amount": 250}))["DurableExecutionArn"]
+    started = _poll("the approval callback", lambda: [e for e in _history(served, arn)
+                                                      if e["EventType"] == "CallbackStarted"])
+    served.send_durable_execution_callback_success(CallbackId=started[0]["CallbackStartedDetails"]["CallbackId"],
+                                                   Result=json.dumps({"approved": True, "by": "ops"}).encode())
+    done = _poll("the execution's end", lambda: (lambda x: x if x["Status"] != "RUNNING" else None)(
+        served.get_durable_execution(DurableExecutionArn=arn)))
+    assert json.loads(done["Result"]) == {"order_id": "o-4", "status": "paid", "approved_by": "ops", "charged": 250,
+                                          "attempts": 2}
