@@ -34,7 +34,7 @@ import types
 import uuid
 from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
-from .errors import SerDesError, ValidationError
+from .errors import SerDesError, ValidationError, utf8_safe
 
 __all__ = [
     "SerDesContext",
@@ -601,7 +601,12 @@ def _op(ctx: Optional[SerDesContext]) -> str:
 
 
 def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) -> str:
-    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation."""
+    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation.
+
+    The default serdes writes ASCII JSON (a lone surrogate in a string is kept as ``\\udcff``
+    and comes back exactly); text a custom serdes returns has characters UTF-8 cannot encode
+    replaced by U+FFFD (``errors.utf8_safe``).
+    """
     try:
         text = (serdes or DEFAULT_SERDES).serialize(value, ctx)
     except Exception as exc:
@@ -613,7 +618,7 @@ def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) ->
             f"the serdes of operation {_op(ctx)} returned {type(text).__name__} for a "
             f"{_type_name(value)} value; SerDes.serialize must return str"
         )
-    return text
+    return utf8_safe(text)  # what is stored is what the first run decodes too
 
 
 def deserialize_value(serdes: Optional[SerDes], text: Optional[str], ctx: SerDesContext) -> Any:

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from .errors import ValidationError
+from .errors import ValidationError, utf8_safe, utf8_safe_error
 
 # Operation types, actions, statuses, sub-types.
 EXECUTION, CONTEXT, STEP, WAIT, CALLBACK, CHAINED_INVOKE = (
@@ -83,6 +83,9 @@ def validate_name(name: str | None) -> str | None:
 def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
     """Check one update against the service's limits; returns its approximate size in bytes.
 
+    Text UTF-8 cannot carry (lone surrogates) in ``Payload`` and ``Error`` is replaced in
+    ``update`` itself (``errors.utf8_safe``), so every store and the service accept it.
+
     ``shape_checked``: the caller built the update from a derived id, a known Type/Action and an
     already validated name (DurableContext does), so only the payload size is left to check.
     """
@@ -98,7 +101,11 @@ def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
     size = 200 + len(update.get("Name") or "")
     payload = update.get("Payload")
     if payload is not None:
-        nbytes = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
+        if payload.isascii():
+            nbytes = len(payload)
+        else:
+            payload = update["Payload"] = utf8_safe(payload)
+            nbytes = len(payload.encode("utf-8"))
         if nbytes > MAX_PAYLOAD_BYTES:
             raise ValidationError(
                 f"operation {op_id} ({update.get('Name') or update['Type']}): payload of {nbytes} bytes "
@@ -108,6 +115,7 @@ def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
         size += nbytes
     err = update.get("Error")
     if err is not None:
+        err = update["Error"] = utf8_safe_error(err)
         size += len(json.dumps(err))
     return size
 
