@@ -287,9 +287,14 @@ class WaitForConditionDecision:
     should_continue: bool
     delay_seconds: int = 0
 
+    def __post_init__(self) -> None:
+        if self.should_continue:
+            object.__setattr__(self, "delay_seconds", checked_delay(self.delay_seconds, "wait_for_condition delay"))
+
     @classmethod
     def continue_waiting(cls, delay: Any) -> "WaitForConditionDecision":
-        return cls(True, checked_delay(delay, "wait_for_condition delay"))
+        """Poll again after ``delay`` (whole seconds rounded up, 1 s .. 366 days)."""
+        return cls(True, delay)
 
     @classmethod
     def stop_polling(cls) -> "WaitForConditionDecision":

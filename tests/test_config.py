@@ -83,6 +83,9 @@ def test_wait_for_condition_decisions_round_up_too():
     assert ds.WaitForConditionDecision.continue_waiting(ds.Duration(1.2)).delay == ds.Duration(2)
     with pytest.raises(ds.ValidationError):
         ds.WaitForConditionDecision.continue_waiting(0)
+    assert ds.WaitForConditionDecision(True, 1.5).delay_seconds == 2  # built directly: the same rule
+    with pytest.raises(ds.ValidationError, match="wait_for_condition delay"):
+        ds.WaitForConditionDecision(True, 0)
 
 
 # ----------------------------------------------------------------------------- configs validate themselves
