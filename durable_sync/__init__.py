@@ -12,9 +12,9 @@ from .batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
 from .concurrently import ConcurrentGroup, DurableFuture
 from .callbacks import Callback
 from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
-                     ChildContextError, DurableError, DurableOperationError, InvokeError, NestedOperationError,
-                     NonDeterminismError, SerDesError, StepError, StepInterruptedError, SuspendExecution,
-                     ValidationError, WaitForConditionError)
+                     ChildContextError, DurableError, DurableExecutionsError, DurableOperationError, InvokeError,
+                     NestedOperationError, NonDeterminismError, NonDeterministicExecutionError, SerDesError, StepError,
+                     StepInterruptedError, SuspendExecution, ValidationError, WaitForConditionError)
 from .handler import durable_handler
 from .logs import JsonFormatter
 from .retry import (RetryDecision, RetryPolicy, RetryPresets, RetryStrategyConfig, WaitStrategyConfig,
@@ -31,7 +31,7 @@ __all__ = [
     "RetryPolicy", "RetryPresets", "RetryDecision", "create_wait_strategy", "JitterStrategy",
     "RetryStrategyConfig", "create_retry_strategy", "WaitStrategyConfig",
     "SerDes", "SerDesContext", "JsonFormatter", "errors", "serdes",
-    "DurableError", "ValidationError", "SerDesError", "NonDeterminismError", "NestedOperationError",
+    "DurableError", "DurableExecutionsError", "NonDeterministicExecutionError", "ValidationError", "SerDesError", "NonDeterminismError", "NestedOperationError",
     "CheckpointError", "DurableOperationError", "StepError", "StepInterruptedError", "ChildContextError",
     "CallbackError", "CallbackTimeoutError", "CallbackSubmitterError", "InvokeError", "WaitForConditionError",
     "SuspendExecution", "Callback",

@@ -14,9 +14,13 @@ import datetime as _dt
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from .errors import ValidationError
+
+T = TypeVar("T")
+P = TypeVar("P")  # an invoke's payload type
+R = TypeVar("R")  # an invoke's result type
 
 MIN_DELAY_SECONDS = 1
 MAX_DELAY_SECONDS = 366 * 24 * 3600
@@ -245,7 +249,7 @@ class StepConfig:
 
 
 @dataclass(frozen=True)
-class ChildConfig:
+class ChildConfig(Generic[T]):
     serdes: Any = None
 
     def __post_init__(self) -> None:
@@ -283,9 +287,14 @@ class WaitForConditionDecision:
     should_continue: bool
     delay_seconds: int = 0
 
+    def __post_init__(self) -> None:
+        if self.should_continue:
+            object.__setattr__(self, "delay_seconds", checked_delay(self.delay_seconds, "wait_for_condition delay"))
+
     @classmethod
     def continue_waiting(cls, delay: Any) -> "WaitForConditionDecision":
-        return cls(True, checked_delay(delay, "wait_for_condition delay"))
+        """Poll again after ``delay`` (whole seconds rounded up, 1 s .. 366 days)."""
+        return cls(True, delay)
 
     @classmethod
     def stop_polling(cls) -> "WaitForConditionDecision":
@@ -298,7 +307,7 @@ class WaitForConditionDecision:
 
 
 @dataclass(frozen=True)
-class WaitForConditionConfig:
+class WaitForConditionConfig(Generic[T]):
     wait_strategy: Callable[[Any, int], WaitForConditionDecision]
     initial_state: Any = None
     serdes: Any = None
@@ -310,7 +319,7 @@ class WaitForConditionConfig:
 
 
 @dataclass(frozen=True)
-class InvokeConfig:
+class InvokeConfig(Generic[P, R]):
     serdes_payload: Any = None
     serdes_result: Any = None
     tenant_id: Optional[str] = None
@@ -378,7 +387,7 @@ class ParallelConfig:
 
 
 @dataclass(frozen=True)
-class MapConfig(ParallelConfig):
+class MapConfig(ParallelConfig, Generic[T]):
     item_namer: Optional[Callable[[Any, int], str]] = None
 
     def __post_init__(self) -> None:
@@ -387,7 +396,7 @@ class MapConfig(ParallelConfig):
 
 
 @dataclass(frozen=True)
-class ParallelBranch:
+class ParallelBranch(Generic[T]):
     """A parallel branch with an explicit name."""
 
     func: Callable[..., Any]
