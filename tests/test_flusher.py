@@ -206,14 +206,29 @@ def test_concurrent_awaited_callers_coalesce():
     flusher.close()
 
 
-def test_batch_limit_of_250_updates():
+@pytest.fixture
+def no_linger(monkeypatch):
+    """The background thread never sends by itself before close: batches are made by callers only."""
+    monkeypatch.setattr("durable_sync.checkpoint.ASYNC_LINGER_SECONDS", TIMEOUT * 100)
+
+
+def enqueue_all(flusher, updates):
+    """Queue ``updates`` (not awaited) from another thread: the unsaved bound may block it."""
+    return start_thread(lambda: [flusher.enqueue(u, wait=False) for u in updates])
+
+
+def test_batch_limit_of_250_updates(no_linger):
     client = GateClient(hold_first=True)
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
-    for i in range(600):
-        flusher.enqueue(upd(i), wait=False)
+    producer = enqueue_all(flusher, [upd(i) for i in range(600)])
+    # at most one batch (250) is unsaved, the update in flight included: the 251st waits for room
+    wait_until(lambda: flusher._enqueued == 251 and len(flusher._waiting) == 1, "the producer to block")
+    assert client.calls == []
     client.release()
     leader.join(TIMEOUT)
+    producer.join(TIMEOUT)
+    assert not producer.is_alive()
     flusher.drain()
     assert client.sizes == [1, 250, 250, 100]
     assert client.ids == ["op-held"] + [f"op-{i}" for i in range(600)]
@@ -221,15 +236,30 @@ def test_batch_limit_of_250_updates():
     flusher.close()
 
 
-def test_batch_byte_limit():
+def test_unsaved_updates_never_exceed_one_batch(no_linger):
+    """Without a background send, the producer itself flushes at the bound."""
+    client = GateClient()
+    flusher = make(client)
+    for i in range(600):
+        flusher.enqueue(upd(i), wait=False)
+        assert flusher._enqueued - flusher._persisted <= wire.MAX_BATCH_UPDATES
+    assert [c["thread"] for c in client.calls] == [threading.current_thread().name] * 2
+    assert client.sizes == [250, 250]
+    flusher.close()
+    assert client.sizes == [250, 250, 100]
+    assert client.ids == [f"op-{i}" for i in range(600)]
+
+
+def test_batch_byte_limit(no_linger):
     payload = "p" * 100_000
     client = GateClient(hold_first=True)
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
-    for i in range(10):
-        flusher.enqueue(upd(i, payload, action="SUCCEED"), wait=False)
+    producer = enqueue_all(flusher, [upd(i, payload, action="SUCCEED") for i in range(10)])
+    wait_until(lambda: flusher._enqueued == 9 and len(flusher._waiting) == 1, "the producer to block")
     client.release()
     leader.join(TIMEOUT)
+    producer.join(TIMEOUT)
     flusher.drain()
     for call in client.calls:
         assert sum(len(u.get("Payload") or "") for u in call["updates"]) <= wire.MAX_BATCH_BYTES
@@ -238,16 +268,15 @@ def test_batch_byte_limit():
     flusher.close()
 
 
-def test_update_bigger_than_the_batch_byte_limit_goes_alone():
+def test_update_bigger_than_the_batch_byte_limit_goes_alone(no_linger):
     big = "B" * (wire.MAX_BATCH_BYTES + 1000)
     client = GateClient(hold_first=True)
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
-    flusher.enqueue(upd("small-1"), wait=False)
-    flusher.enqueue(upd("big", big, action="SUCCEED"), wait=False)
-    flusher.enqueue(upd("small-2"), wait=False)
+    producer = enqueue_all(flusher, [upd("small-1"), upd("big", big, action="SUCCEED"), upd("small-2")])
     client.release()
     leader.join(TIMEOUT)
+    producer.join(TIMEOUT)
     flusher.drain()  # returns: nothing stranded
     assert [c["ids"] for c in client.calls] == [["op-held"], ["op-small-1"], ["op-big"], ["op-small-2"]]
     flusher.close()
