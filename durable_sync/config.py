@@ -83,6 +83,19 @@ class StepSemantics(enum.Enum):
     AT_MOST_ONCE_PER_RETRY = "AT_MOST_ONCE_PER_RETRY"
 
 
+class CheckpointMode(enum.Enum):
+    """When a step's result is saved (SPEC §3 "When an update must be persisted").
+
+    AWAITED: before anything could act on it (the next step body, an at-most-once START, a wait,
+    the end of the invocation). PIPELINED: an at-least-once step's result is not waited for at
+    all; it rides with the next checkpoint that is, or the last one before the invocation ends.
+    A crash can then re-run steps whose results were not saved yet (docs/performance.md).
+    """
+
+    AWAITED = "AWAITED"
+    PIPELINED = "PIPELINED"
+
+
 class NestingType(enum.Enum):
     """NESTED: every branch is its own CONTEXT; FLAT: branches are not checkpointed as contexts."""
 
@@ -95,6 +108,7 @@ class StepConfig:
     retry_strategy: Any = None
     step_semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY
     serdes: Any = None
+    checkpoint_mode: Optional[CheckpointMode] = None  # None: the handler's mode (durable_handler(checkpoint_mode=))
 
 
 @dataclass(frozen=True)
