@@ -38,10 +38,11 @@ A ``CheckpointDurableExecution`` response's ``NewExecutionState`` is paged: when
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import deque
 from queue import Empty, SimpleQueue
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from . import wire
 from .errors import CheckpointError, DurableError
@@ -80,6 +81,8 @@ def read_pages(client: CheckpointClient, arn: str, token: str, marker: Any) -> l
 ASYNC_LINGER_SECONDS = 0.002
 #: Longest a caller waits for the other running threads to reach a checkpoint (see the module doc).
 GATHER_SECONDS = 0.001
+#: A checkpoint call slower than this makes pools that watch slow calls start more workers (``watch_slow_calls``).
+SLOW_CALL_SECONDS = 0.002
 #: A sleeping waiter re-checks this often, in case the thread that should wake it blocked in code the
 #: flusher cannot see (user code outside a step). Rarely needed, so long: against AWS a checkpoint
 #: takes tens of ms, and waking each waiter every few ms would cost real CPU on a small Lambda.
@@ -139,6 +142,7 @@ class Flusher:
         self.updates_sent = 0
         self.gather_timeouts = 0  # gatherings that ended by GATHER_SECONDS, not by every runner arriving
         self._thread: threading.Thread | None = None
+        self._slow_call_watchers: list[Callable[[int], None]] = []
         # ClientTokens: unique per batch, stable across the client's own retries of that batch.
         self._token_prefix = uuid.uuid4().hex
         self._batches = 0
@@ -165,7 +169,8 @@ class Flusher:
                 # for any batch goes alone, now).
                 self._wait_for(seq if size > wire.MAX_BATCH_BYTES else seq - 1)
             if deferred:
-                self._deferred = seq
+                self._deferred = seq  # the next awaited point sends it: no background send needed
+                return
             if self._thread is None:
                 self._thread = threading.Thread(target=self._background, name="durable-flusher", daemon=True)
                 self._thread.start()
@@ -182,6 +187,23 @@ class Flusher:
                 raise self._failure()
             if self._deferred > self._persisted:
                 self._wait_for(self._deferred)
+
+    def watch_slow_calls(self, grow: Callable[[int], None]) -> None:
+        """After each checkpoint call slower than ``SLOW_CALL_SECONDS``, call ``grow(n)`` (n: the threads
+        that waited for it), on the thread that made the call, without the flusher's lock. ``grow`` must
+        not raise.
+
+        A map or parallel without ``max_concurrency`` starts a few workers and lets them grow this way:
+        against a far-away service its threads mostly wait on round trips, and more branches in flight
+        share each one; against a fast one (the local engine), starting threads would cost more than
+        it saves.
+        """
+        with self._lock:
+            self._slow_call_watchers.append(grow)
+
+    def unwatch_slow_calls(self, grow: Callable[[int], None]) -> None:
+        with self._lock:
+            self._slow_call_watchers.remove(grow)
 
     def activity(self, delta: int) -> None:
         """A thread of the invocation starts (+1) or stops (-1) running durable code.
@@ -295,11 +317,17 @@ class Flusher:
         self._batches += 1
         client_token = f"{self._token_prefix}-{self._batches}"
         error = None
+        blocked, watchers = len(self._waiting) + 1, list(self._slow_call_watchers)
         self._lock.release()  # the call runs unlocked: callers keep queueing behind it
         try:
-            token, ops = self._call([u for _, u, _ in batch], client_token)
-        except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
-            error = exc
+            started = time.monotonic()
+            try:
+                token, ops = self._call([u for _, u, _ in batch], client_token)
+            except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
+                error = exc
+            if watchers and time.monotonic() - started > SLOW_CALL_SECONDS:
+                for grow in watchers:
+                    grow(blocked)
         finally:
             self._lock.acquire()
         self._flushing = False
