@@ -4,8 +4,8 @@ Write plain blocking handlers; every step, wait and child context is checkpointe
 and replayed. ``durable_sync.local.LocalEngine`` runs them on one machine.
 """
 from . import errors, serdes
-from .config import (CallbackConfig, ChildConfig, CompletionConfig, Duration, InvokeConfig, JitterStrategy, MapConfig,
-                     NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
+from .config import (CallbackConfig, CheckpointMode, ChildConfig, CompletionConfig, Duration, InvokeConfig,
+                     JitterStrategy, MapConfig, NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
                      WaitForConditionConfig, WaitForConditionDecision)
 from .context import DurableContext, StepContext, durable_step, durable_with_child_context
 from .batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "durable_handler", "DurableContext", "StepContext", "durable_step", "durable_with_child_context",
-    "Duration", "StepConfig", "StepSemantics", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
+    "Duration", "StepConfig", "StepSemantics", "CheckpointMode", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
     "WaitForConditionConfig", "WaitForConditionDecision", "InvokeConfig", "ParallelConfig", "MapConfig",
     "CompletionConfig", "NestingType", "ParallelBranch",
     "RetryPolicy", "RetryPresets", "RetryDecision", "create_wait_strategy", "JitterStrategy",
