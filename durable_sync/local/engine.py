@@ -18,48 +18,53 @@ Lock order: an execution's ``ex.lock`` may be held while taking ``engine._lock``
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import secrets
 import threading
 import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .. import wire
-from . import chained, control, runner, scheduler
+from ..errors import ValidationError
+from . import chained, control, foreign, runner, scheduler
 from . import history as h
-from .clock import RealClock, VirtualClock
+from .clock import RealClock, VirtualClock, check_clock
 from .control import MAX_REASON_CHARS  # noqa: F401 - re-exported
-from .isolation import handler_reference
+from .handlers import reference as handler_reference
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
-from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, RUNNING, Execution,
-                      ServiceError, Timer, apply_batch, public_op, visible_operations)
+from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
+                      RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, check_text,
+                      execution_arn, page, public_op, visible_operations)
+from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer
 from .store import open_store
 
 SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
 _ERROR_OBJECT_KEYS = ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace")
+#: Invocations that run at once in real time (``LocalEngine(max_concurrent_invocations=...)``).
+DEFAULT_MAX_CONCURRENT_INVOCATIONS = 64
+MAX_CONCURRENT_INVOCATIONS_LIMIT = 4096
 
 
-@dataclass(frozen=True)
-class ExecutionResult:
-    """Where an execution stands: status, decoded result, wire error."""
+#: The operation (type, status) each kind of timer acts on: a timer whose operation left it is stale.
+_TIMER_STATES = {"wait": (wire.WAIT, wire.STARTED), "retry": (wire.STEP, wire.PENDING),
+                 "callback_timeout": (wire.CALLBACK, wire.STARTED), "callback_heartbeat": (wire.CALLBACK, wire.STARTED),
+                 "invoke": (wire.CHAINED_INVOKE, wire.STARTED)}
 
-    arn: str
-    status: str
-    result: Any = None
-    error: Optional[dict] = None
-    raw_result: Optional[str] = None
-    #: "PAUSING" or "PAUSED" while a pause is in force (``status`` stays RUNNING: the execution is not over).
-    pause_status: Optional[str] = None
-    #: The service's PauseDetails while paused: PauseRequestTimestamp, ExecutionTimeoutPaused, Reason (if given).
-    pause_details: Optional[dict] = None
-    #: When a RUNNING execution times out (ExpectedExecutionTimeoutTimestamp, pauses included); None once ended.
-    timeout_at: Any = None
+
+def _timer_is_live(ex: Execution, timer: Timer) -> bool:
+    """Called with ex.lock: whether ``timer`` will still do something when it fires."""
+    if timer.kind == "execution_timeout":
+        return timer.due_ms == control.timeout_due(ex)
+    op = ex.ops.get(timer.op_id)
+    if op is None or (op["Type"], op["Status"]) != _TIMER_STATES.get(timer.kind):
+        return False
+    return timer.kind != "callback_heartbeat" or op.get("_heartbeat_due") == timer.due_ms
 
 
 def _function_name(handler: Any) -> str:
@@ -72,12 +77,44 @@ class LocalEngine:
 
     def __init__(self, db: str = "durable.db", skip_time: bool = False, functions: Optional[dict] = None,
                  isolation: Optional[str] = None, clock: Any = None,
-                 listeners: Optional[list[Callable[[str, dict], None]]] = None):
+                 listeners: Optional[list[Callable[[str, dict], None]]] = None, *,
+                 max_concurrent_invocations: int = DEFAULT_MAX_CONCURRENT_INVOCATIONS,
+                 resume_unfinished: bool = True, real_time_callbacks: bool = False):
+        """Open the engine on ``db`` (a SQLite file, or ":memory:").
+
+        - ``skip_time``: virtual time, driven by the caller (see the module docstring).
+        - ``functions``: name -> handler, the functions chained invokes (and the HTTP façade) call by name.
+        - ``isolation``: None (invocations run on the engine's threads) or "process" (a fresh child
+          process per invocation).
+        - ``clock``: the engine's clock (default: ``VirtualClock()`` with ``skip_time``, else
+          ``RealClock()``); one that cannot serve the time mode is refused here (ValidationError).
+        - ``listeners``: ``listener(arn, event)`` for every history event as it is recorded.
+        - ``max_concurrent_invocations``: real time: how many invocations run at once (default
+          DEFAULT_MAX_CONCURRENT_INVOCATIONS); more wait their turn in the order they were asked for.
+          Virtual time runs one at a time on the caller's thread.
+        - ``real_time_callbacks``: with ``skip_time``, callback timeouts and heartbeat timeouts still take
+          real time (everything else stays virtual), so an outside client always has the configured time
+          to answer: ``durable-sync serve --skip-time`` runs this way. ``wait``/``run`` then return RUNNING
+          while only a callback can move an execution, and ``advance`` never fires those timers.
+        - ``resume_unfinished``: run the unfinished executions found in ``db`` onward (default). With
+          False they are loaded (readable, listed) but left alone until ``start()`` attaches to one by
+          its name or a callback answer or resume reaches it.
+        """
         if isolation not in (None, "process"):
-            raise ValueError(f"isolation must be None or 'process', got {isolation!r}")
+            raise ValidationError(f"isolation must be None or 'process', got {isolation!r}")
+        if isinstance(max_concurrent_invocations, bool) or not isinstance(max_concurrent_invocations, int) or \
+                not 1 <= max_concurrent_invocations <= MAX_CONCURRENT_INVOCATIONS_LIMIT:
+            raise ValidationError(f"max_concurrent_invocations must be an integer from 1 to "
+                                  f"{MAX_CONCURRENT_INVOCATIONS_LIMIT}, got {max_concurrent_invocations!r}")
+        if clock is not None:
+            check_clock(clock, skip_time)
         self.skip_time = skip_time
+        self.real_time_callbacks = bool(real_time_callbacks) and skip_time
         self.isolation = isolation
+        self.max_concurrent_invocations = max_concurrent_invocations
+        self.resume_unfinished = bool(resume_unfinished)
         self.clock = clock or (VirtualClock() if skip_time else RealClock())
+        self._dormant: set[str] = set()  # unfinished executions loaded with resume_unfinished=False, left alone
         self._lock = threading.RLock()  # executions, timers, ready queue; never held while taking ex.lock
         self._cond = threading.Condition(self._lock)
         self._executions: dict[str, Execution] = {}
@@ -91,10 +128,13 @@ class LocalEngine:
         # (operation, ARN, ClientToken) -> (arguments, expiry ms) of recent pause / resume calls
         self._control_tokens: dict[tuple, tuple] = {}
         self._timers: list[Timer] = []
+        self._real_timers: list[tuple] = []  # real_time_callbacks: (real due ms, seq, Timer) of callback timers
+        self._virtual_lock = threading.RLock()  # one thread at a time moves virtual time (wait, advance)
         self._timer_seq = itertools.count()
         self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
+        self.foreign = foreign.Host(self)  # the endpoint handlers not written with durable_sync reach it by
         # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their
         # lambda_context (None there: the SDK's boto3 default client); None here: the in-process client.
         self.client_factory: Optional[Callable[[], Any]] = None
@@ -112,23 +152,26 @@ class LocalEngine:
         # (durable-sync callback, pause, resume REF, delete). Those posted while no engine ran are applied
         # before anything runs, so that a pause holds its execution from the start; virtual time drains once
         # all of them are applied (the flag makes the drains they ask for leave the work to that one).
-        attach = getattr(self._store, "attach", None)
-        if attach is not None:
-            self._tls.draining = True
-            try:
-                attach(self)
-            except BaseException:
-                self._store.close()
-                raise
-            finally:
-                self._tls.draining = False
+        self._tls.draining = True
+        try:
+            self._store.attach(self)
+        except BaseException:
+            self._store.close()
+            raise
+        finally:
+            self._tls.draining = False
         if not skip_time:
-            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="durable-invoke")
+            self._pool = ThreadPoolExecutor(max_workers=max_concurrent_invocations, thread_name_prefix="durable-invoke")
             self._scheduler = threading.Thread(target=scheduler.schedule_loop, args=(self,), name="durable-scheduler",
                                                daemon=True)
             self._scheduler.start()
         else:
             scheduler.drain(self)
+        self._callback_clock: Optional[threading.Thread] = None
+        if self.real_time_callbacks:
+            self._callback_clock = threading.Thread(target=scheduler.callback_clock_loop, args=(self,),
+                                                    name="durable-callback-clock", daemon=True)
+            self._callback_clock.start()
 
     # -- public API ---------------------------------------------------------------
     def add_listener(self, listener: Callable[[str, dict], None]) -> None:
@@ -161,11 +204,13 @@ class LocalEngine:
                     not in self._functions}
 
     def start(self, handler: Callable, input: Any = None, name: Optional[str] = None,
-              execution_timeout: Optional[int] = None, *, function_name: Optional[str] = None) -> str:
+              execution_timeout: Optional[int] = None, *, function_name: Optional[str] = None,
+              execution_id: Optional[str] = None) -> str:
         """Start an execution of ``handler`` with ``input`` (JSON value); returns its ARN.
 
         ``function_name`` names the function in the ARN (default: the handler's name); chained
-        invoke passes the name the target was registered under.
+        invoke passes the name the target was registered under, and the ``execution_id`` its
+        ChainedInvokeStarted event announced.
         """
         fn_name = function_name or getattr(handler, "__durable_function_name__", None) or _function_name(handler)
         if name is not None:
@@ -187,12 +232,12 @@ class LocalEngine:
                 ex = self._executions[existing]
                 if ex.input_payload != payload:
                     raise ServiceError(CONFLICT, f"execution {name!r} of {fn_name} already exists with another input")
-                if ex.status == RUNNING:
+                wake = ex.arn in self._dormant  # woken below: its ex.lock is never taken under self._lock
+                if ex.status == RUNNING and not wake:
                     scheduler.mark_ready(self, ex)
             else:
-                exec_id = uuid.uuid4().hex
-                arn = (f"arn:aws:lambda:us-east-1:000000000000:function:{fn_name}:$LATEST"
-                       f"/durable-execution/{name}/{exec_id}")
+                exec_id = execution_id or uuid.uuid4().hex
+                arn = execution_arn(fn_name, name, exec_id)
                 now = self.clock.now_ms()
                 ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
                                timeout_s=timeout, input_payload=payload)
@@ -212,6 +257,9 @@ class LocalEngine:
                 self._by_name[(fn_name, name)] = arn
                 scheduler.push_timer(self, now + timeout * 1000, "execution_timeout", arn)
                 scheduler.mark_ready(self, ex)
+                wake = False
+        if wake:
+            self._wake(ex)
         scheduler.after_change(self)
         return ex.arn
 
@@ -224,14 +272,15 @@ class LocalEngine:
         """Until ``arn`` is terminal. Virtual time: fire due items in order; RUNNING when only the outside can help."""
         ex = self._get(arn)
         if self.skip_time:
-            while True:
-                scheduler.drain(self)
-                if ex.status != RUNNING or control.pause_of(ex) is not None:
-                    break  # ended, or paused: only resume_execution() moves it on
-                timer = self._next_timer(skip_execution_timeouts=True)
-                if timer is None:
-                    break
-                scheduler.advance_to(self, timer.due_ms)
+            with self._virtual_lock:
+                while True:
+                    scheduler.drain(self)
+                    if ex.status != RUNNING or control.pause_of(ex) is not None:
+                        break  # ended, or paused: only resume_execution() moves it on
+                    timer = self._next_timer(skip_execution_timeouts=True)
+                    if timer is None:
+                        break
+                    scheduler.advance_to(self, timer.due_ms)
             return self.get_execution(arn)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -248,7 +297,8 @@ class LocalEngine:
             raise ServiceError(INVALID, "advance() needs LocalEngine(skip_time=True)")
         if seconds < 0:
             raise ServiceError(INVALID, "advance() takes a non-negative number of seconds")
-        scheduler.advance_to(self, self.clock.now_ms() + int(round(seconds * 1000)))
+        with self._virtual_lock:
+            scheduler.advance_to(self, self.clock.now_ms() + int(round(seconds * 1000)))
 
     def get_execution(self, arn: str) -> ExecutionResult:
         ex = self._get(arn)
@@ -277,30 +327,76 @@ class LocalEngine:
             return [h.to_boto(public_op(op)) for op in ex.ops.values()]
 
     def list_executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
-                        status: Optional[str] = None) -> list[dict]:
-        """Executions as ListDurableExecutionsByFunction lists them: ``Status`` is the service's status
-        (PAUSING / PAUSED for a paused execution, which get_execution() reports as RUNNING with
-        ``pause_status``); ``status`` filters on it."""
+                        status: Optional[str | Iterable[str]] = None, *, started_after: Any = None,
+                        started_before: Any = None, reverse: bool = False, offset: int = 0,
+                        limit: Optional[int] = None) -> list[dict]:
+        """Executions as ListDurableExecutionsByFunction lists them, oldest first (``reverse``: newest first).
+
+        ``Status`` is the service's status: PAUSING / PAUSED for a paused execution (which get_execution()
+        reports as RUNNING with ``pause_status``). Filters: ``function_name``, ``name``, ``status`` (one
+        status or several), ``started_after`` / ``started_before`` (datetimes, exclusive). Paging:
+        ``offset`` items skipped, at most ``limit`` returned (ask for one more than a page to learn
+        whether another page follows).
+        """
+        statuses = {status} if isinstance(status, str) else set(status) if status is not None else set()
+        after = None if started_after is None else wire.to_epoch_ms(started_after)
+        before = None if started_before is None else wire.to_epoch_ms(started_before)
         with self._lock:
             items = list(self._executions.values())
-        out = []
+        selected = []
         for ex in items:
-            if function_name and ex.function_name != function_name:
+            if (function_name and ex.function_name != function_name) or (name and ex.name != name):
                 continue
-            if name and ex.name != name:
+            if (after is not None and ex.start_ms <= after) or (before is not None and ex.start_ms >= before):
                 continue
-            pause = control.pause_of(ex)
-            reported = pause["Status"] if pause else ex.status  # PAUSING / PAUSED, as the service lists them
-            if status and reported != status:
+            with ex.lock:
+                pause = control.pause_of(ex)
+                reported = pause["Status"] if pause else ex.status  # PAUSING / PAUSED, as the service lists them
+                end_ms = ex.end_ms
+            if statuses and reported not in statuses:
                 continue
-            out.append({"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name,
-                        "FunctionName": ex.function_name, "Status": reported,
-                        "StartTimestamp": wire.ms_to_datetime(ex.start_ms),
-                        **({"EndTimestamp": wire.ms_to_datetime(ex.end_ms)} if ex.end_ms else {})})
-        return out
+            selected.append((ex.start_ms, ex, reported, end_ms))
+        selected.sort(key=lambda item: item[0], reverse=reverse)  # stable: creation order among equal starts
+        stop = None if limit is None else max(0, offset) + max(0, limit)
+        return [{"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name, "FunctionName": ex.function_name,
+                 "Status": reported, "StartTimestamp": wire.ms_to_datetime(start_ms),
+                 **({"EndTimestamp": wire.ms_to_datetime(end_ms)} if end_ms else {})}
+                for start_ms, ex, reported, end_ms in selected[max(0, offset):stop]]
+
+    @property
+    def functions(self) -> Mapping[str, Callable]:
+        """The function registry (name -> handler), read-only: what chained invokes and the HTTP façade
+        call by name. Change it with ``register_function``."""
+        with self._lock:
+            return MappingProxyType(dict(self._functions))
+
+    def snapshot(self, arn: str) -> ExecutionSnapshot:
+        """Execution ``arn`` as the engine holds it now (ResourceNotFoundException if unknown): its
+        status and result, operations and history (boto3 shape), pending timers, open callbacks, and
+        whether an invocation runs or is queued. A consistent copy; it does not change afterwards."""
+        ex = self._get(arn)
+        with ex.lock:
+            execution = self.get_execution(arn)
+            operations = tuple(h.to_boto(public_op(op)) for op in ex.ops.values())
+            history = tuple(h.to_boto(e) for e in ex.events)
+            callbacks = tuple(OpenCallback((op.get("CallbackDetails") or {}).get("CallbackId", ""), op["Id"],
+                                           op.get("Name"))
+                              for op in ex.ops.values() if op["Type"] == wire.CALLBACK and op["Status"] == wire.STARTED)
+            in_flight, needs_invoke = ex.invoking, ex.needs_invoke
+            with self._lock:
+                timers = sorted(t for t in self._timers if t.arn == arn)
+                queued = arn in self._ready
+            pending = tuple(PendingTimer(t.kind, t.due_ms, t.op_id, (ex.ops.get(t.op_id) or {}).get("Name"))
+                            for t in timers if ex.status == RUNNING and _timer_is_live(ex, t))
+            return ExecutionSnapshot(arn=ex.arn, function_name=ex.function_name, name=ex.name, execution=execution,
+                                     start_ms=ex.start_ms, end_ms=ex.end_ms, operations=operations, history=history,
+                                     pending_timers=pending, open_callbacks=callbacks if ex.status == RUNNING else (),
+                                     invocation_in_flight=in_flight,
+                                     invocation_queued=ex.status == RUNNING and (needs_invoke or queued))
 
     def stop(self, arn: str, error: Optional[dict] = None) -> ExecutionResult:
         ex = self._get(arn)
+        check_text(error, "the stop error")
         with ex.lock:
             if ex.status != RUNNING:
                 raise ServiceError(INVALID, f"execution {arn} is already {ex.status}")
@@ -326,6 +422,7 @@ class LocalEngine:
         succeeds. Otherwise pausing an execution that is not RUNNING (pausing or paused already, or
         ended) raises ResourceConflictException; an unknown ARN, ResourceNotFoundException.
         """
+        check_text(reason, "the pause reason")
         control.pause_execution(self, arn, reason, execution_timeout_paused, client_token)
         return self.get_execution(arn)
 
@@ -340,7 +437,10 @@ class LocalEngine:
         invocation goes on (no event: it never paused). Same ``client_token`` rule as pause(); resuming
         an execution that is not paused raises ResourceConflictException.
         """
+        check_text(reason, "the resume reason")
         control.resume_execution(self, arn, reason, client_token)
+        self._wake(self._get(arn))
+        scheduler.after_change(self)
         return self.get_execution(arn)
 
     def delete(self, arn: str) -> Any:
@@ -363,14 +463,12 @@ class LocalEngine:
                 raise ServiceError(CONFLICT, f"execution {arn} is {ex.status} but its last invocation is still "
                                              "running; delete it once that invocation has ended", status=409)
             now = self.clock.now_ms()
-            delete = getattr(self._store, "delete_execution", None)
-            if delete is not None:
-                try:
-                    delete(ex)
-                except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was deleted
-                    raise ServiceError(SERVICE_ERROR, f"the engine could not delete the execution from its database "
-                                                      f"({type(exc).__name__}: {exc}); nothing was deleted, retry it",
-                                       status=500) from exc
+            try:
+                self._store.delete_execution(ex)
+            except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was deleted
+                raise ServiceError(SERVICE_ERROR, f"the engine could not delete the execution from its database "
+                                                  f"({type(exc).__name__}: {exc}); nothing was deleted, retry it",
+                                   status=500) from exc
             with self._lock:
                 self._executions.pop(arn, None)
                 if self._by_name.get((ex.function_name, ex.name)) == arn:
@@ -397,6 +495,7 @@ class LocalEngine:
                 raise ServiceError(INVALID, "a callback result must be UTF-8 text") from None
         if result is not None and not isinstance(result, str):
             raise ServiceError(INVALID, "a callback result is the raw payload: str, bytes or None")
+        check_text(result, "the callback result")
         if result is not None and len(result.encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
             raise ServiceError(INVALID, f"callback result of {len(result.encode('utf-8'))} bytes exceeds the "
                                         f"limit of {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
@@ -407,6 +506,7 @@ class LocalEngine:
         if error is not None and not isinstance(error, dict):
             raise ServiceError(INVALID, "a callback error is an ErrorObject dict (ErrorType, ErrorMessage, ...)")
         error = {k: v for k, v in (error or {}).items() if k in _ERROR_OBJECT_KEYS and v is not None}
+        check_text(error, "the callback error")
         for key in ("ErrorType", "ErrorMessage", "ErrorData"):
             if key in error and not isinstance(error[key], str):
                 raise ServiceError(INVALID, f"callback error {key} must be a string")
@@ -457,7 +557,8 @@ class LocalEngine:
                                             "this invocation ends here and nothing of this checkpoint was applied. "
                                             "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
-            view, events, timers = apply_batch(ex, updates, now, self._new_callback_id, trusted)
+            applied = apply_batch(ex, updates, now, trusted, functools.partial(chained.invoke_target, self))
+            view, events = applied.ops, applied.events
             for event_id, event in enumerate(events, len(ex.events) + 1):
                 event["EventId"] = event_id  # the number add_event gives it below
             try:  # disk first: memory (and listeners) see the change only once it is committed
@@ -468,36 +569,43 @@ class LocalEngine:
             ex.ops.update(view)
             for event in events:
                 ex.add_event(event)
-            new_token = ex.new_token()
-            changed = list(ex.service_changed.values())
+            with self._lock:
+                for callback_id, op_id in applied.callbacks.items():
+                    self._callbacks[callback_id] = (arn, op_id)
+            # The service's changes since the handler last saw them, then this batch's (a START the SDK
+            # awaits comes back in its new state); one page, GetDurableExecutionState serves the rest.
+            changed = changed_operations(ex, [*ex.service_changed, *view])
             ex.service_changed.clear()
-            for op_id, op in view.items():
-                if op["Type"] == wire.CALLBACK and "CallbackDetails" in op:
-                    changed.append(public_op(op))
-            response = {"CheckpointToken": new_token, "NewExecutionState": {"Operations": changed}}
+            if applied.ending is not None:  # the EXECUTION update: the execution ends here, no token follows
+                status, result, error = applied.ending
+                self._complete(ex, status, result=result, error=error)
+                response = {"NewExecutionState": {"Operations": page(changed)[0]}}
+            else:
+                ops, more = page(changed)
+                state = {"Operations": ops, **({"NextMarker": "0"} if more is not None else {})}
+                response = {"CheckpointToken": ex.new_token(), "NewExecutionState": state}
             if client_token is not None:
                 if len(ex.client_tokens) > 64:
                     ex.client_tokens.pop(next(iter(ex.client_tokens)))
                 ex.client_tokens[client_token] = (token, response)
-        if timers:
+        if applied.timers:
             with self._lock:
-                for due, kind, op_id in timers:
+                for due, kind, op_id in applied.timers:
                     scheduler.push_timer(self, due, kind, arn, op_id)
                 self._cond.notify_all()
         return response
 
-    def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = 1000) -> dict:
+    def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = PAGE_MAX_ITEMS) -> dict:
+        """GetDurableExecutionState: a page of the visible operations from ``marker`` (a NextMarker)."""
         ex = self._get(arn)
+        if marker not in (None, "") and not (isinstance(marker, str) and marker.isdigit()):
+            raise ServiceError(INVALID, f"Marker {marker!r} was not returned by this engine; pass a NextMarker")
         with ex.lock:
             if token != ex.token:
                 raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
             ops = visible_operations(ex)
-        start = int(marker or 0)
-        page = ops[start:start + max_items]
-        out = {"Operations": page}
-        if start + max_items < len(ops):
-            out["NextMarker"] = str(start + max_items)
-        return out
+        ops, more = page(ops, int(marker or 0), max(1, min(max_items or PAGE_MAX_ITEMS, PAGE_MAX_ITEMS)))
+        return {"Operations": ops, **({"NextMarker": str(more)} if more is not None else {})}
 
     def close(self) -> None:
         """Stop background threads and close the store."""
@@ -506,8 +614,11 @@ class LocalEngine:
             self._cond.notify_all()
         if self._scheduler is not None:
             self._scheduler.join()
+        if self._callback_clock is not None:
+            self._callback_clock.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        self.foreign.close()
         self._store.close()
 
     def __enter__(self) -> "LocalEngine":
@@ -536,11 +647,28 @@ class LocalEngine:
             pause = control.pause_of(ex)
             if pause is not None and pause["Status"] == control.PAUSING:  # its invocation ended with the process
                 control.pause_takes_effect(self, ex, {**pause, "Interrupted": True})
-            scheduler.push_timer(self, control.timeout_due(ex), "execution_timeout", ex.arn)
-            for op in ex.ops.values():
-                scheduler.rearm(self, ex, op)
-            if runner.needs_invocation(ex):
-                scheduler.mark_ready(self, ex)
+            if self.resume_unfinished:
+                self._run_onward(ex)
+            else:
+                self._dormant.add(ex.arn)
+
+    def _run_onward(self, ex: Execution) -> None:
+        """An unfinished execution loaded from the store: arm its timers, invoke it if it needs it."""
+        scheduler.push_timer(self, control.timeout_due(ex), "execution_timeout", ex.arn)
+        for op in ex.ops.values():
+            scheduler.rearm(self, ex, op)
+        if runner.needs_invocation(ex):
+            scheduler.mark_ready(self, ex)
+
+    def _wake(self, ex: Execution) -> None:
+        """Run onward an execution left alone (resume_unfinished=False) once something reaches it."""
+        with self._lock:
+            if ex.arn not in self._dormant:
+                return
+            self._dormant.discard(ex.arn)
+        with ex.lock:
+            if ex.status == RUNNING:
+                self._run_onward(ex)
 
     def _next_timer(self, skip_execution_timeouts: bool = False) -> Optional[Timer]:
         """The next timer of a RUNNING execution (see scheduler.next_timer); the testing runner asks it."""
@@ -570,7 +698,7 @@ class LocalEngine:
             if new_op["Status"] != wire.READY and ex.events and ex.events[-1].get("Id") == op_id:
                 ex.events.pop()
             raise
-        ex.service_changed[op_id] = public_op(new_op)
+        ex.service_changed[op_id] = None  # an ordered set: the next checkpoint response carries it
         scheduler.mark_ready(self, ex)
 
     def _complete(self, ex: Execution, status: str, result: Optional[str] = None,
@@ -587,7 +715,7 @@ class LocalEngine:
         elif status == "TIMED_OUT":
             event = h.execution_event("ExecutionTimedOut", exec_op, now, {"Error": h.error(error)})
         else:
-            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)} if error else {})
+            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)})  # required
         ex.add_event(event)
         self._store.save_execution(ex, [event])
         with self._lock:
@@ -614,6 +742,7 @@ class LocalEngine:
     def _complete_callback(self, callback_id: str, status: str, event_type: str, result: Any = None,
                            error: Optional[dict] = None) -> None:
         ex, op = self._callback_op(callback_id)
+        self._wake(ex)
         with ex.lock:
             op = ex.ops[op["Id"]]
             if op["Status"] != wire.STARTED or ex.status != RUNNING:
@@ -630,11 +759,3 @@ class LocalEngine:
             ex.add_event(h.op_event(event_type, new, now, event_details))
             self._service_update(ex, new)
         scheduler.after_change(self)
-
-    def _new_callback_id(self, ex: Execution, op_id: str) -> str:
-        # 256 random bits; hex fits the service's CallbackId pattern [A-Za-z0-9+/]+={0,2}, a URL path
-        # segment and a CLI argument (token_urlsafe may start with '-', which argparse takes for an option).
-        callback_id = secrets.token_hex(32)
-        self._callbacks[callback_id] = (ex.arn, op_id)
-        return callback_id
-
