@@ -144,6 +144,31 @@ def test_the_official_sdks_behaviour_on_the_engine(reference):
         engine.close()
 
 
+def test_chained_invokes_cross_between_the_two_sdks():
+    """A durable_sync handler invokes an official-SDK function and the other way round: each target runs
+    as a durable execution of its own."""
+    import durable_sync as ds
+
+    @ds.durable_handler
+    def ours(event, ctx):
+        return ctx.invoke("official", {"n": event["n"]}, name="to-official")
+
+    @ds.durable_handler
+    def doubler(event, ctx):
+        return {"doubled": ctx.step(lambda s: event["n"] * 2, name="double")}
+
+    engine = LocalEngine(db=":memory:", skip_time=True, functions={"official": H.invoked, "invoked": doubler})
+    try:
+        assert engine.run(ours, {"n": 5}).result == {"doubled": 10}
+        result = engine.run(H.invoker, {"n": 2})  # the official invoker calls "invoked": durable_sync's here
+        assert result.result == {"first": {"doubled": 4}, "after": 5}
+        statuses = {x["FunctionName"]: x["Status"] for x in engine.list_executions()}
+        assert statuses == {"ours": "SUCCEEDED", "official": "SUCCEEDED", "invoker": "SUCCEEDED",
+                            "invoked": "SUCCEEDED"}
+    finally:
+        engine.close()
+
+
 def test_two_engines_in_one_process_each_serve_their_own_executions():
     """The official SDK caches one boto3 client per process; each engine still gets its own checkpoints."""
     first = LocalEngine(db=":memory:", skip_time=True)
