@@ -8,6 +8,7 @@ is in flight per execution at a time.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -115,7 +116,7 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
         output, failure = run_in_child(engine, handler, envelope, ex.function_name)
     else:
         try:
-            output = engine.foreign.call(handler, envelope, lambda_ctx)
+            output = engine.foreign.call(handler, envelope, lambda_ctx, functools.partial(_serve_call, engine))
         except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
             failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
         except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
@@ -132,6 +133,11 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     with engine._cond:
         engine._cond.notify_all()
     return True
+
+
+def _serve_call(engine: "LocalEngine", method: str, *args: Any) -> dict:
+    """A foreign handler's call of the service API, answered by the engine (``foreign.EngineLambdaClient``)."""
+    return {"checkpoint": engine.checkpoint, "get_state": engine.get_state}[method](*args)
 
 
 def invocation_envelope(ex: Execution, token: str) -> dict:
