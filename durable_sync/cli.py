@@ -160,7 +160,7 @@ def _need_file_db(db: str, what: str) -> None:
 
 
 def _reader(db: str, what: str) -> Any:
-    from .local.sqlite_store import Reader
+    from .local.store import Reader
 
     _need_file_db(db, what)
     return Reader(db)
@@ -565,7 +565,7 @@ def _request(args: argparse.Namespace, kind: str, ex: Any, payload: Optional[str
 
     Returns (outcome, the owner's pid or None, the engine started here or None: the caller closes it).
     """
-    from .local.sqlite_store import DatabaseInUse, Reader, owner_pid
+    from .local.store import DatabaseInUse, Reader, owner_pid
 
     with Reader(args.db) as reader:
         row = reader.post(kind, ex.arn, payload)
@@ -594,7 +594,7 @@ def _refused(kind: str, ex: Any, outcome: str) -> CliError:
 
 def cmd_pause(args: argparse.Namespace) -> int:
     from .local import LocalEngine
-    from .local.sqlite_store import Reader
+    from .local.store import Reader
 
     _check_reason(args.reason)
     ex, pause, _ = _control_target(args, "pause")
@@ -637,7 +637,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def _resume_one(args: argparse.Namespace) -> int:
     """``resume REF``: end the pause of that execution if it is paused, then run it onward."""
     from .local import LocalEngine
-    from .local.sqlite_store import owner_pid
+    from .local.store import owner_pid
 
     _check_reason(args.reason)
     ex, pause, others = _control_target(args, "resume")
@@ -729,7 +729,7 @@ def _callback_payload(args: argparse.Namespace) -> Optional[str]:
 
 
 def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Optional[int]) -> int:
-    from .local.sqlite_store import Reader
+    from .local.store import Reader
 
     with Reader(args.db) as reader:
         row = reader.post_callback(args.action, args.callback_id, payload)
@@ -742,7 +742,7 @@ def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Opti
 
 def cmd_callback(args: argparse.Namespace) -> int:
     from .local import LocalEngine
-    from .local.sqlite_store import DatabaseInUse, deliver_callback, owner_pid
+    from .local.store import DatabaseInUse, deliver_callback, owner_pid
 
     payload = _callback_payload(args)
     with _reader(args.db, "callback") as reader:
@@ -970,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     from .errors import DurableError
     from .local.service import ServiceError
-    from .local.sqlite_store import StoreError
+    from .local.store import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)

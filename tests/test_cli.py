@@ -15,7 +15,7 @@ import pytest
 
 import durable_sync as ds
 from durable_sync import cli
-from durable_sync.local.sqlite_store import Reader
+from durable_sync.local.store import Reader
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = str(ROOT / "examples" / "order_workflow.py")

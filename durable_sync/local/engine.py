@@ -152,16 +152,14 @@ class LocalEngine:
         # (durable-sync callback, pause, resume REF, delete). Those posted while no engine ran are applied
         # before anything runs, so that a pause holds its execution from the start; virtual time drains once
         # all of them are applied (the flag makes the drains they ask for leave the work to that one).
-        attach = getattr(self._store, "attach", None)
-        if attach is not None:
-            self._tls.draining = True
-            try:
-                attach(self)
-            except BaseException:
-                self._store.close()
-                raise
-            finally:
-                self._tls.draining = False
+        self._tls.draining = True
+        try:
+            self._store.attach(self)
+        except BaseException:
+            self._store.close()
+            raise
+        finally:
+            self._tls.draining = False
         if not skip_time:
             self._pool = ThreadPoolExecutor(max_workers=max_concurrent_invocations, thread_name_prefix="durable-invoke")
             self._scheduler = threading.Thread(target=scheduler.schedule_loop, args=(self,), name="durable-scheduler",
@@ -465,14 +463,12 @@ class LocalEngine:
                 raise ServiceError(CONFLICT, f"execution {arn} is {ex.status} but its last invocation is still "
                                              "running; delete it once that invocation has ended", status=409)
             now = self.clock.now_ms()
-            delete = getattr(self._store, "delete_execution", None)
-            if delete is not None:
-                try:
-                    delete(ex)
-                except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was deleted
-                    raise ServiceError(SERVICE_ERROR, f"the engine could not delete the execution from its database "
-                                                      f"({type(exc).__name__}: {exc}); nothing was deleted, retry it",
-                                       status=500) from exc
+            try:
+                self._store.delete_execution(ex)
+            except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was deleted
+                raise ServiceError(SERVICE_ERROR, f"the engine could not delete the execution from its database "
+                                                  f"({type(exc).__name__}: {exc}); nothing was deleted, retry it",
+                                   status=500) from exc
             with self._lock:
                 self._executions.pop(arn, None)
                 if self._by_name.get((ex.function_name, ex.name)) == arn:
