@@ -145,8 +145,9 @@ class Host:
             self._served_at = url
 
     @property
-    def served(self) -> bool:
-        return self._served_at is not None
+    def endpoint_url(self) -> Optional[str]:
+        """The URL of the Lambda API serving this engine, or None (``lambda_context.endpoint_url``)."""
+        return self._served_at
 
     def environment(self) -> dict[str, str]:
         """Variables that point boto3's ``lambda`` client in a child process at the served engine ({}
@@ -179,7 +180,7 @@ class Host:
         entry = official_entry(handler)
         if entry is None:
             return handler(envelope, lambda_context)
-        client = self._boto_client() if self.served else EngineLambdaClient(engine_call)
+        client = self._boto_client() if self._served_at is not None else EngineLambdaClient(engine_call)
         return entry(with_client(envelope, client), lambda_context)
 
     def close(self) -> None:

@@ -74,8 +74,8 @@ def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
         return None, {"ErrorType": "Runtime.IsolationError",
                       "ErrorMessage": "isolation='process' needs a POSIX system"}
     # A served engine's endpoint goes in the child's environment, for handlers that reach it through boto3.
-    served = engine.foreign.served
-    env = {**os.environ, **engine.foreign.environment()} if served else None
+    endpoint_url = engine.foreign.endpoint_url
+    env = {**os.environ, **engine.foreign.environment()} if endpoint_url else None
     parent_sock, child_sock = socket.socketpair()
     try:
         proc = subprocess.Popen([sys.executable, "-c", _BOOT.format(root=_ROOT), str(child_sock.fileno())],
@@ -90,7 +90,7 @@ def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
     try:
         conn.send({"sys_path": list(sys.path), "handler": spec, "envelope": envelope,
                    "function_name": function_name, "deadline_ms": int((time.time() + timeout) * 1000),
-                   "log_levels": _log_levels(), "served": served})
+                   "log_levels": _log_levels(), "endpoint_url": endpoint_url})
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not conn.poll(remaining):
@@ -255,8 +255,9 @@ def child_main(fd: int) -> None:
         from .clock import RealClock
         from .runner import LocalLambdaContext
 
-        lambda_context = LocalLambdaContext(PipeClient(channel), boot["function_name"], boot["deadline_ms"], RealClock())
-        if boot["served"]:  # foreign handlers find the served engine in the environment
+        lambda_context = LocalLambdaContext(PipeClient(channel), boot["function_name"], boot["deadline_ms"], RealClock(),
+                                            boot["endpoint_url"])
+        if boot["endpoint_url"]:  # foreign handlers find the served engine in the environment
             output = handler(boot["envelope"], lambda_context)
         else:  # an official-SDK handler gets a client that calls the engine over the pipe
             output = foreign.Host().call(handler, boot["envelope"], lambda_context, channel.call)

@@ -38,8 +38,10 @@ class LocalLambdaContext:
     identity = None
     tenant_id = None
 
-    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any):
+    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any,
+                 endpoint_url: Optional[str] = None):
         self.durable_client = client
+        self.endpoint_url = endpoint_url  # the Lambda API serving the engine (durable-sync serve), else None
         self.function_name = function_name
         self.aws_request_id = str(uuid.uuid4())
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
@@ -110,7 +112,8 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
         envelope = invocation_envelope(ex, ex.new_token(new_invocation=True))
     start = engine.clock.now_ms()
     client = engine._client if engine.client_factory is None else engine.client_factory()
-    lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock)
+    lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock,
+                                    engine.foreign.endpoint_url)
     output, failure = None, None
     if engine.isolation == "process":
         output, failure = run_in_child(engine, handler, envelope, ex.function_name)

@@ -216,7 +216,7 @@ def _check_fields(u: dict) -> None:
         if not isinstance(error, dict):
             raise _invalid(f"operation {op_id} ({op_type}): Error must be an ErrorObject "
                            "(ErrorType, ErrorMessage, ErrorData, StackTrace)")
-        size = len(json.dumps(error, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        size = len(json.dumps(error, ensure_ascii=False).encode("utf-8"))  # check_text refused surrogates
         if size > MAX_ERROR_BYTES:
             raise _invalid(f"operation {op_id} ({op_type}): the Error object is {size} bytes; it must be at most "
                            f"{MAX_ERROR_BYTES} bytes")

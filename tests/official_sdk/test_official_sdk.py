@@ -125,6 +125,16 @@ def test_a_served_engine_hands_official_sdk_handlers_a_boto3_client_for_its_url(
         result = engine.run(H.steps, CASES["steps"])
         assert result.result == reference["steps"]
         assert running.server.requests["CheckpointDurableExecution"] > 0
+        seen = []  # any handler finds the served endpoint on its lambda context
+
+        def raw(event, lambda_context):
+            seen.append(lambda_context.endpoint_url)
+            return {"Status": "SUCCEEDED", "Result": "1"}
+
+        engine.run(raw, {})
+        running.stop()
+        engine.run(raw, {})
+        assert seen == [running.url, None]
     finally:
         running.stop()
         engine.close()
