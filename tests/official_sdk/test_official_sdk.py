@@ -5,9 +5,10 @@ parallel, callbacks answered with SendDurableExecutionCallbackSuccess, wait_for_
 invoke, a result over the invocation output limit) runs:
 
 - on the official SDK's own local runner (``DurableFunctionTestRunner``), the reference for results;
-- on the engine in process (the SDK gets a boto3 client for the engine's loopback façade through its
-  invocation input), in a child process (the endpoint in its environment), and under
-  ``durable-sync serve --skip-time`` driven through boto3, as a user would.
+- on the engine in process (the SDK gets, through its invocation input, a boto3-like client the
+  engine answers), in a child process (the same over the isolation pipe), behind ``start_server``
+  (a real boto3 client for the server), and under ``durable-sync serve --skip-time`` driven through
+  boto3, as a user would.
 
 Results must be equal everywhere; the engine's histories must have botocore's shapes, and conformance
 requirements written with the official SDK must match (``conformance_handlers.py``). All in virtual
@@ -214,7 +215,7 @@ def test_two_engines_in_one_process_each_serve_their_own_executions():
         second.close()
 
 
-def test_an_official_sdk_handler_in_a_child_process_reaches_the_engine_through_its_environment(reference):
+def test_an_official_sdk_handler_in_a_child_process_reaches_the_engine_over_the_isolation_pipe(reference):
     engine = LocalEngine(db=":memory:", skip_time=True, isolation="process")
     try:
         result = engine.run(H.steps, CASES["steps"])
