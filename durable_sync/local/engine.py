@@ -644,6 +644,7 @@ class LocalEngine:
             if cb:
                 self._callbacks[cb] = (ex.arn, op["Id"])
         if ex.status == RUNNING:
+            runner.recall_changes(ex)
             pause = control.pause_of(ex)
             if pause is not None and pause["Status"] == control.PAUSING:  # its invocation ended with the process
                 control.pause_takes_effect(self, ex, {**pause, "Interrupted": True})

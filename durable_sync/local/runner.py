@@ -245,6 +245,19 @@ _SERVICE_COMPLETIONS = frozenset({"WaitSucceeded", "CallbackSucceeded", "Callbac
                                   "ChainedInvokeStopped"})
 
 
+def recall_changes(ex: Execution) -> None:
+    """An execution loaded from the store: what the service changed since its last invocation ended (a
+    completion recorded after it, a retry come due), so the next envelope lists it in UpdatedOperationIds."""
+    changed = [op["Id"] for op in ex.ops.values() if op["Type"] == wire.STEP and op["Status"] == wire.READY]
+    for event in reversed(ex.events):
+        if event["EventType"] == "InvocationCompleted":
+            break
+        if event["EventType"] in _SERVICE_COMPLETIONS:
+            changed.append(event["Id"])
+    for op_id in reversed(changed):
+        ex.service_changed[op_id] = None
+
+
 def needs_invocation(ex: Execution) -> bool:
     """Whether an execution loaded from the database needs an invocation now (else its timers wake it).
 
