@@ -42,7 +42,7 @@ def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitF
     rt = ctx._rt
     op_id, op = ctx._begin(wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, f"ctx.wait_for_condition({name!r})")
     serdes = config.serdes or rt.serdes
-    sctx = ctx._serdes_ctx(op_id)
+    sctx = ctx._serdes_ctx(op_id, name)
     label = repr(name) if name else op_id
     attempt, state, send_start = 1, config.initial_state, True
     if op is not None:

@@ -199,8 +199,8 @@ class DurableContext:
         update.update(fields)
         self._rt.flusher.enqueue(update, wait, shape_checked=True)
 
-    def _serdes_ctx(self, op_id: str) -> SerDesContext:
-        return SerDesContext(op_id, self._rt.arn)
+    def _serdes_ctx(self, op_id: str, name: Optional[str] = None) -> SerDesContext:
+        return SerDesContext(op_id, self._rt.arn, name)
 
     # -- step -------------------------------------------------------------------
     def step(self, fn_or_name: Any, fn: Any = None, name: Optional[str] = None,
@@ -258,7 +258,7 @@ class DurableContext:
         except Exception as exc:  # noqa: BLE001 - the retry strategy decides
             return self._step_failed(op_id, name, cfg, exc, attempt)
         serdes = cfg.serdes or rt.serdes
-        sctx = self._serdes_ctx(op_id)
+        sctx = self._serdes_ctx(op_id, name)
         try:
             payload = serialize_value(serdes, result, sctx)
         except SerDesError as exc:
@@ -314,7 +314,7 @@ class DurableContext:
         if op_id is None:
             op_id, op = self._begin(wire.CONTEXT, subtype, name, f"child context {name!r}")
         serdes = getattr(cfg, "serdes", None) or rt.serdes
-        sctx = self._serdes_ctx(op_id)
+        sctx = self._serdes_ctx(op_id, name)
         if op is not None:
             status = op["Status"]
             details = op.get("ContextDetails") or {}
@@ -450,6 +450,7 @@ def durable_step(fn: Callable[..., Any]) -> Callable[..., Callable[[StepContext]
             return fn(step_ctx, *args, **kwargs)
         call.__durable_name__ = fn.__name__
         call.__name__ = fn.__name__
+        call.__durable_step__ = fn  # serialization errors recognise `ctx.step(f)` for `ctx.step(f(args))`
         return call
     return bind
 
