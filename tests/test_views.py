@@ -16,6 +16,7 @@ import pytest
 
 import durable_sync as ds
 from durable_sync import cli, inspection, views
+from durable_sync.cli import progress as cli_progress
 from durable_sync.local import LocalEngine
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -458,7 +459,7 @@ def test_live_progress_status_names_done_running_and_due_items(monkeypatch):
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     stream = FakeTTY()
     lines: list = []
-    progress = views.LiveProgress(stream, printer=lambda arn, e: lines.append(e["EventType"]), width=200)
+    progress = cli_progress.LiveProgress(stream, printer=lambda arn, e: lines.append(e["EventType"]), width=200)
     progress.clock = Clock(int(t0.timestamp() * 1000))
     arn = "arn:aws:lambda:us-east-1:0:function:f:$LATEST/durable-execution/run-1/abc"
     progress(arn, _event("ExecutionStarted", "abc"))
@@ -483,7 +484,7 @@ def test_live_progress_status_names_done_running_and_due_items(monkeypatch):
 
 def test_live_progress_redraws_at_most_a_few_times_a_second(monkeypatch):
     stream = FakeTTY()
-    progress = views.LiveProgress(stream, interval=0.25, width=120)
+    progress = cli_progress.LiveProgress(stream, interval=0.25, width=120)
     monkeypatch.setattr(sys, "stdout", FakeTTY())
     monkeypatch.setattr(sys, "stderr", stream)
     progress.start(Clock(0))
@@ -497,13 +498,13 @@ def test_live_progress_redraws_at_most_a_few_times_a_second(monkeypatch):
     out = stream.getvalue()
     assert out.count("\r\x1b[K") < 40  # not 4000 redraws
     assert sys.stdout.getvalue() == "a line from the user's code\n"
-    assert sys.stderr is stream and not isinstance(sys.stdout, views._ClearingStream)
+    assert sys.stderr is stream and not isinstance(sys.stdout, cli_progress._ClearingStream)
 
 
 def test_output_while_the_status_line_is_shown_erases_it_first(monkeypatch):
     stream = FakeTTY()
     monkeypatch.setattr(sys, "stderr", stream)
-    progress = views.LiveProgress(stream, width=120).start(Clock(0))
+    progress = cli_progress.LiveProgress(stream, width=120).start(Clock(0))
     try:
         progress("arn:x", _event("StepStarted", "s1", "long-step"))
         assert "0 done · running long-step · 0 invocations" in stream.getvalue()

@@ -1,0 +1,99 @@
+"""``durable-sync list`` and ``history``: reading executions back from the database."""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import time
+from typing import Any
+
+from ..inspection import format_duration, format_trace, read_execution, render_html, render_tree
+from .common import _STATUSES, EXIT_OK, CliError, err, find_execution, json_default, open_reader, when
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    status = args.status.upper() if args.status else None
+    if status and status not in _STATUSES:
+        raise CliError(f"--status must be one of {', '.join(_STATUSES)}, got {args.status!r}")
+    with open_reader(args.db, "list") as reader:
+        rows = reader.executions(function_name=args.function, name=args.name, status=status)
+        counts = reader.counts([r.arn for r in rows]) if rows else {}
+        paused = reader.pause_statuses(rows)  # RUNNING, held by PauseDurableExecution
+    if args.json:
+        print(json.dumps([{"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
+                           "FunctionName": r.function_name, "Status": r.status,
+                           **({"PauseStatus": paused[r.arn]} if r.arn in paused else {}),
+                           "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
+                           **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)}
+                              if r.end_ms else {})} for r in rows], default=json_default, indent=2))
+        return EXIT_OK
+    if not rows:
+        err(f"no executions{' match' if (args.function or args.name or status) else ''} in {args.db}")
+        return EXIT_OK
+    table = [("NAME", "FUNCTION", "STATUS", "STARTED", "DURATION", "OPS", "ARN")]
+    for r in rows:
+        ops = counts.get(r.arn, 0)
+        shown = f"{r.status} ({paused[r.arn]})" if r.arn in paused else r.status
+        table.append((r.name, r.function_name, shown, when(r.start_ms),
+                      format_duration(r.end_ms - r.start_ms) if r.end_ms else "-", str(ops), r.arn))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return EXIT_OK
+
+def _read_back(ex: Any) -> tuple[Any, list, list]:
+    """The read model of a database record, with its operations and events in the boto3 shapes."""
+    from ..local import history as h
+    from ..local.service import public_op
+
+    operations = [h.to_boto(public_op(op)) for op in ex.ops.values()]
+    events = [h.to_boto(e) for e in ex.events]
+    return read_execution(ex, operations, events), operations, events
+
+
+def _print_execution(model: Any, all_traces: bool) -> None:
+    """The execution's headline, its operation tree, its result or error; stack traces of failures."""
+    n = len(model.invocations)
+    took = (f"took {format_duration(model.duration_ms)}" if model.duration_ms is not None else
+            f"running for {format_duration(int(time.time() * 1000) - model.start_ms)}" if model.start_ms else "")
+    print(f"{model.function_name} / {model.name}  {model.status}  {took}, {n} invocation{'s' if n != 1 else ''}")
+    print(f"  {model.arn}")
+    print(render_tree(model.roots))
+    if model.status == "SUCCEEDED":
+        print(f"result {model.result_payload}")
+    elif model.error:
+        print(f"error {model.error_type}: {model.error_message}")
+        trace = format_trace(model.error.get("StackTrace"), indent="  ")
+        if trace and not all_traces:
+            print(trace)
+    if all_traces:
+        for op in model.all_operations():
+            for attempt in getattr(op, "attempts", ()):
+                if attempt.outcome == "FAILED" and attempt.error:
+                    print(f"\n{op.display_name} attempt {attempt.number}: {attempt.error.get('ErrorType')}: "
+                          f"{attempt.error.get('ErrorMessage')}")
+                    print(format_trace(attempt.error.get("StackTrace"), indent="  ") or "  (no stack trace recorded)")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with open_reader(args.db, "history") as reader:
+        ex = find_execution(reader, args.ref)
+    model, operations, events = _read_back(ex)
+    if args.json:
+        print(json.dumps(events, default=json_default, indent=2))
+    else:
+        _print_execution(model, args.traceback)
+    if args.html:
+        _write_timeline(ex, operations, events, args.html)
+    return EXIT_OK
+
+
+def _write_timeline(ex: Any, operations: list, events: list, path: str) -> None:
+    """``history --html PATH``: the execution as a self-contained HTML timeline."""
+    page = render_html(ex, operations, events, now=None if ex.end_ms else int(time.time() * 1000))
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(page)
+    except OSError as exc:
+        raise CliError(f"cannot write the timeline to {path}: {exc.strerror or exc}") from None
+    err(f"timeline written to {path} ({len(operations) - 1} operations); open it in a browser")

@@ -1,0 +1,165 @@
+"""``durable-sync run``: run a handler to completion on the embedded engine; settling and summaries."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+from typing import Any, Optional
+
+from ..inspection import format_duration
+from .common import (EXIT_FAILED, EXIT_OK, EXIT_WAITING, CliError, err, exec_name, load_handler, module_functions,
+                     open_reader, parse_json)
+from .progress import EventPrinter, live_progress
+
+
+def _waits_on_outside(engine: Any, arn: str) -> bool:
+    """Real time: nothing inside the engine can move ``arn`` any more (only a callback answer can)."""
+    ex = engine._executions.get(arn)  # the engine's own bookkeeping, read under its locks
+    if ex is None:
+        return True
+    with ex.lock:
+        if ex.status != "RUNNING":
+            return True
+        if ex.invoking:
+            return False
+        if _pause_status(ex) == "PAUSED":
+            return True  # no invocation until it is resumed (`durable-sync resume REF`)
+        if ex.needs_invoke:
+            return False
+        if any(op["Type"] == "CHAINED_INVOKE" and op["Status"] == "STARTED" for op in ex.ops.values()):
+            return False  # the engine runs the target
+    with engine._lock:
+        if arn in engine._ready:
+            return False
+        return not any(t.arn == arn and t.kind != "execution_timeout" for t in engine._timers)
+
+def _pause_status(ex: Any) -> Optional[str]:
+    """PAUSING / PAUSED while a pause holds the engine's execution ``ex`` (called with ``ex.lock``)."""
+    from ..local.control import pause_of
+
+    pause = pause_of(ex)
+    return pause["Status"] if pause else None
+
+def settle(engine: Any, arn: str) -> Any:
+    """Until ``arn`` is terminal or waits on the outside; virtual time fast-forwards."""
+    if engine.skip_time:
+        return engine.wait(arn)
+    quiet = 0
+    while True:
+        result = engine.wait(arn, timeout=0.1)
+        if result.status != "RUNNING":
+            return result
+        quiet = quiet + 1 if _waits_on_outside(engine, arn) else 0
+        if quiet >= 3:  # stable over ~0.3 s: not a completion in the middle of being applied
+            return result
+
+def _open_callbacks(engine: Any, arn: str) -> list[tuple[str, str]]:
+    ex = engine._executions.get(arn)
+    if ex is None:
+        return []
+    with ex.lock:
+        return [((op.get("CallbackDetails") or {}).get("CallbackId", "?"), op.get("Name") or op["Id"][:12])
+                for op in ex.ops.values() if op["Type"] == "CALLBACK" and op["Status"] == "STARTED"]
+
+def _pending_timers(engine: Any, arn: str) -> list[tuple[int, str, Optional[str]]]:
+    ex = engine._executions.get(arn)
+    with engine._lock:
+        timers = sorted((t.due_ms, t.kind, t.op_id) for t in engine._timers
+                        if t.arn == arn and t.kind != "execution_timeout")
+    out = []
+    for due, kind, op_id in timers:
+        op = ex.ops.get(op_id) if ex is not None and op_id else None
+        out.append((due, kind, (op or {}).get("Name") or (op_id or "")[:12]))
+    return out
+
+def report_waiting(engine: Any, arn: str, db: str) -> None:
+    paused = engine.get_execution(arn).pause_status
+    if paused:
+        err(f"  {paused.lower()}: the engine does not invoke it until it is resumed; resume it with\n"
+             f"    durable-sync resume {shlex.quote(exec_name(arn))} --db {db}")
+    callbacks = _open_callbacks(engine, arn)
+    for callback_id, label in callbacks:
+        err(f"  waiting for callback {label}: answer it with\n"
+             f"    durable-sync callback succeed {callback_id} 'JSON' --db {db}")
+    timers = _pending_timers(engine, arn)
+    if timers:
+        due, kind, label = timers[0]
+        left = max(0, due - engine.clock.now_ms())
+        err(f"  next: {kind} {label} due in {format_duration(left)}; continue with `durable-sync resume --db {db}`"
+             " (add --skip-time to fast-forward)")
+
+def summary(engine: Any, arn: str, db: str, result: Any) -> None:
+    ex = engine._executions.get(arn)
+    with ex.lock:
+        invocations = sum(1 for e in ex.events if e["EventType"] == "InvocationCompleted")
+        operations = len(ex.ops) - 1
+        end = ex.end_ms if ex.end_ms is not None else engine.clock.now_ms()
+        took = end - ex.start_ms
+    err(f"status {result.status}")
+    err(f"  execution  {ex.function_name} / {ex.name}")
+    err(f"  arn        {arn}")
+    err(f"  operations {operations}, invocations {invocations}, {format_duration(took)}"
+         f"{' of virtual time' if engine.skip_time else ''}")
+    if result.error:
+        err(f"  error      {result.error.get('ErrorType')}: {result.error.get('ErrorMessage')}")
+    if db not in ("", ":memory:"):
+        err(f"  database   {db}  (durable-sync history {ex.name} --db {db})")
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..local import LocalEngine
+
+    handler = load_handler(args.file)
+    payload = parse_json(args.input, "--input")
+    fn_name = handler.__durable_function_name__
+    existing, unfinished = None, []
+    if args.db not in ("", ":memory:") and os.path.exists(args.db):
+        with open_reader(args.db, "run") as reader:
+            found = reader.executions(function_name=fn_name, name=args.name) if args.name else []
+            unfinished = reader.executions(status="RUNNING")
+        if found:
+            existing = found[0]
+            stored = json.loads(existing.input_payload) if existing.input_payload else None
+            if args.input is not None and stored != payload:
+                raise CliError(f"execution {args.name!r} of {fn_name} already exists in {args.db} with another input "
+                               f"({existing.input_payload!r:.60}); use another --name, or omit --input to attach")
+    others = [ex for ex in unfinished if existing is None or ex.arn != existing.arn]
+    if others:
+        shown = ", ".join(f"{ex.function_name} / {ex.name}" for ex in others[:3]) + (", ..." if len(others) > 3 else "")
+        err(f"the engine also resumes {len(others)} other unfinished execution{'s' if len(others) > 1 else ''} "
+             f"in {args.db}: {shown}")
+    printer = EventPrinter(others={ex.arn for ex in others})
+    live = live_progress(printer)  # a status line when stderr is a terminal; else one line per event
+    functions = {**module_functions(handler, args.file), fn_name: handler}
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions, listeners=[live or printer])
+    try:
+        if live is not None:
+            live.start(engine.clock)
+        if existing is not None:
+            arn = printer.main_arn = existing.arn
+            status = existing.status  # as found: a restarted engine may already have moved it
+            err(f"attaching to execution {args.name} of {fn_name} ({status.lower()}"
+                 f"{', resuming it' if status == 'RUNNING' else ''})")
+        else:
+            arn = engine.start(handler, input=payload, name=args.name)
+            printer.main_arn = arn
+        result = settle(engine, arn)
+        if live is not None:
+            live.stop()
+        summary(engine, arn, args.db, result)
+        if result.status == "RUNNING":
+            report_waiting(engine, arn, args.db)
+    except KeyboardInterrupt:
+        if live is not None:
+            live.stop()
+        err(f"interrupted; continue with `durable-sync resume --db {args.db}`")
+        raise
+    finally:
+        if live is not None:
+            live.stop()
+        engine.close()
+    if result.status == "SUCCEEDED":
+        print(result.raw_result if result.raw_result is not None else "null")
+        return EXIT_OK
+    print(json.dumps({"status": result.status, "arn": arn, "error": result.error}))
+    return EXIT_WAITING if result.status == "RUNNING" else EXIT_FAILED
