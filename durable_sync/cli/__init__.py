@@ -30,8 +30,9 @@ from .common import (DEFAULT_DB, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_US
 from .control import cmd_callback, cmd_delete, cmd_pause, cmd_resume
 from .inspect import cmd_history, cmd_list
 from .run import cmd_run
+from .serve import add_serve_parser, cmd_serve
 
-__all__ = ["main", "build_parser", "load_handler", "CliError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
+__all__ = ["main", "build_parser", "load_handler", "CliError", "cmd_serve", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
            "EXIT_WAITING", "EXIT_INTERRUPTED"]
 
 
@@ -126,12 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait_option(cb, "answer")
     cb.set_defaults(func=cmd_callback)
 
-    try:
-        from ..local.http import add_serve_parser
-    except ImportError:  # the HTTP façade is optional
-        pass
-    else:
-        add_serve_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

@@ -17,39 +17,14 @@ class CliError(Exception):
     """A one-line error for the user; exits non-zero."""
 
 def load_handler(spec: str) -> Callable:
-    """Import ``FILE[:HANDLER]`` (HANDLER defaults to ``handler``)."""
-    from ..local.isolation import load_file_handler
+    """Import the durable handler ``FILE[:HANDLER]`` (HANDLER defaults to ``handler``)."""
+    from ..local.handlers import HandlerLoadError, load_durable
 
-    path, _, attr = spec.partition(":")
-    if len(path) == 1 and attr and attr[:1] in "\\/":  # a Windows drive letter, not FILE:HANDLER
-        path, _, attr = spec[2:].partition(":")
-        path = spec[:2] + path
-    attr = attr or "handler"
-    if not os.path.isfile(path):
-        raise CliError(f"handler file {path!r} does not exist")
     try:
-        handler = load_file_handler(path, attr, fresh=True)
-    except ImportError as exc:
-        if "has no attribute" not in str(exc):
-            raise CliError(f"could not import {path}: {exc}") from None
-        handler = None
-    except BaseException as exc:  # noqa: BLE001 - any import failure (even sys.exit) is the user's file
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise CliError(f"could not import {path}: {type(exc).__name__}: {exc}") from None
-    if handler is None or not callable(handler):
-        module = sys.modules.get("durable_user_" + "".join(
-            ch if ch.isalnum() else "_" for ch in os.path.splitext(os.path.basename(path))[0]))
-        names = sorted(n for n, v in vars(module).items() if hasattr(v, "__durable_function__")) if module else []
-        hint = f"; durable handlers in it: {', '.join(names)}" if names else ""
-        raise CliError(f"{path} has no callable {attr!r}{hint} (use FILE:HANDLER)")
-    if not hasattr(handler, "__durable_function__"):
-        raise CliError(f"{path}:{attr} is not decorated with @durable_sync.durable_handler")
-    handler.__durable_ref__ = f"{os.path.abspath(path)}:{attr}"
-    if not hasattr(handler, "__durable_function_name__"):
-        base = os.path.splitext(os.path.basename(path))[0]
-        handler.__durable_function_name__ = base if attr == "handler" else f"{base}-{attr}"
-    return handler
+        return load_durable(spec, fresh=True)
+    except HandlerLoadError as exc:
+        raise CliError(str(exc)) from None
+
 
 def parse_json(text: Optional[str], what: str) -> Any:
     if text is None:
@@ -107,23 +82,18 @@ def title(ex: Any) -> str:
     return f"{ex.function_name} / {ex.name}"
 
 def module_functions(handler: Callable, path: str) -> dict[str, Callable]:
-    """The handler file's ``FUNCTIONS = {"name": handler}``: the functions ``ctx.invoke`` can call by name."""
-    module = sys.modules.get(getattr(handler, "__module__", None) or "")
-    table = getattr(module, "FUNCTIONS", None) if module is not None else None
-    if table is None:
-        return {}
-    if not isinstance(table, dict) or not all(isinstance(k, str) and callable(v) for k, v in table.items()):
-        raise CliError(f"{path}: FUNCTIONS must be a dict of function name -> handler (a callable)")
-    file = os.path.abspath(getattr(module, "__file__", None) or path)
-    for fn in table.values():
-        attr = next((a for a, v in vars(module).items() if v is fn and a != "FUNCTIONS"), None)
-        if attr and hasattr(fn, "__durable_function__") and not hasattr(fn, "__durable_ref__"):
-            fn.__durable_ref__ = f"{file}:{attr}"  # a restarted engine imports the target from the file
-    return dict(table)
+    """The handler file's ``FUNCTIONS = {"name": handler}`` (see durable_sync.local.handlers.module_functions)."""
+    from ..local.handlers import HandlerLoadError, module_functions
+
+    try:
+        return module_functions(handler, path)
+    except HandlerLoadError as exc:
+        raise CliError(str(exc)) from None
+
 
 def resolve_handlers(executions: list) -> tuple[dict[str, Callable], dict[str, str]]:
     """Import the handler of each execution from its reference: (function -> handler, arn -> problem)."""
-    from ..local.isolation import load_handler_ref
+    from ..local.handlers import load as load_handler_ref
 
     functions: dict[str, Callable] = {}
     problems: dict[str, str] = {}

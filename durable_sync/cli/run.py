@@ -5,41 +5,13 @@ import argparse
 import json
 import os
 import shlex
-from typing import Any, Optional
+from typing import Any
 
 from ..inspection import format_duration
 from .common import (EXIT_FAILED, EXIT_OK, EXIT_WAITING, CliError, err, exec_name, load_handler, module_functions,
                      open_reader, parse_json)
 from .progress import EventPrinter, live_progress
 
-
-def _waits_on_outside(engine: Any, arn: str) -> bool:
-    """Real time: nothing inside the engine can move ``arn`` any more (only a callback answer can)."""
-    ex = engine._executions.get(arn)  # the engine's own bookkeeping, read under its locks
-    if ex is None:
-        return True
-    with ex.lock:
-        if ex.status != "RUNNING":
-            return True
-        if ex.invoking:
-            return False
-        if _pause_status(ex) == "PAUSED":
-            return True  # no invocation until it is resumed (`durable-sync resume REF`)
-        if ex.needs_invoke:
-            return False
-        if any(op["Type"] == "CHAINED_INVOKE" and op["Status"] == "STARTED" for op in ex.ops.values()):
-            return False  # the engine runs the target
-    with engine._lock:
-        if arn in engine._ready:
-            return False
-        return not any(t.arn == arn and t.kind != "execution_timeout" for t in engine._timers)
-
-def _pause_status(ex: Any) -> Optional[str]:
-    """PAUSING / PAUSED while a pause holds the engine's execution ``ex`` (called with ``ex.lock``)."""
-    from ..local.control import pause_of
-
-    pause = pause_of(ex)
-    return pause["Status"] if pause else None
 
 def settle(engine: Any, arn: str) -> Any:
     """Until ``arn`` is terminal or waits on the outside; virtual time fast-forwards."""
@@ -50,52 +22,33 @@ def settle(engine: Any, arn: str) -> Any:
         result = engine.wait(arn, timeout=0.1)
         if result.status != "RUNNING":
             return result
-        quiet = quiet + 1 if _waits_on_outside(engine, arn) else 0
+        quiet = quiet + 1 if engine.snapshot(arn).waits_on_outside else 0
         if quiet >= 3:  # stable over ~0.3 s: not a completion in the middle of being applied
             return result
 
-def _open_callbacks(engine: Any, arn: str) -> list[tuple[str, str]]:
-    ex = engine._executions.get(arn)
-    if ex is None:
-        return []
-    with ex.lock:
-        return [((op.get("CallbackDetails") or {}).get("CallbackId", "?"), op.get("Name") or op["Id"][:12])
-                for op in ex.ops.values() if op["Type"] == "CALLBACK" and op["Status"] == "STARTED"]
-
-def _pending_timers(engine: Any, arn: str) -> list[tuple[int, str, Optional[str]]]:
-    ex = engine._executions.get(arn)
-    with engine._lock:
-        timers = sorted((t.due_ms, t.kind, t.op_id) for t in engine._timers
-                        if t.arn == arn and t.kind != "execution_timeout")
-    out = []
-    for due, kind, op_id in timers:
-        op = ex.ops.get(op_id) if ex is not None and op_id else None
-        out.append((due, kind, (op or {}).get("Name") or (op_id or "")[:12]))
-    return out
 
 def report_waiting(engine: Any, arn: str, db: str) -> None:
     paused = engine.get_execution(arn).pause_status
     if paused:
         err(f"  {paused.lower()}: the engine does not invoke it until it is resumed; resume it with\n"
              f"    durable-sync resume {shlex.quote(exec_name(arn))} --db {db}")
-    callbacks = _open_callbacks(engine, arn)
-    for callback_id, label in callbacks:
-        err(f"  waiting for callback {label}: answer it with\n"
-             f"    durable-sync callback succeed {callback_id} 'JSON' --db {db}")
-    timers = _pending_timers(engine, arn)
+    snapshot = engine.snapshot(arn)
+    for callback in snapshot.open_callbacks:
+        err(f"  waiting for callback {callback.operation_name or callback.operation_id[:12]}: answer it with\n"
+             f"    durable-sync callback succeed {callback.callback_id} 'JSON' --db {db}")
+    timers = [t for t in snapshot.pending_timers if t.kind != "execution_timeout"]
     if timers:
-        due, kind, label = timers[0]
-        left = max(0, due - engine.clock.now_ms())
-        err(f"  next: {kind} {label} due in {format_duration(left)}; continue with `durable-sync resume --db {db}`"
-             " (add --skip-time to fast-forward)")
+        timer = timers[0]
+        left = max(0, timer.due_ms - engine.clock.now_ms())
+        err(f"  next: {timer.kind} {timer.operation_name or (timer.operation_id or '')[:12]} due in {format_duration(left)}; "
+             f"continue with `durable-sync resume --db {db}` (add --skip-time to fast-forward)")
+
 
 def summary(engine: Any, arn: str, db: str, result: Any) -> None:
-    ex = engine._executions.get(arn)
-    with ex.lock:
-        invocations = sum(1 for e in ex.events if e["EventType"] == "InvocationCompleted")
-        operations = len(ex.ops) - 1
-        end = ex.end_ms if ex.end_ms is not None else engine.clock.now_ms()
-        took = end - ex.start_ms
+    ex = engine.snapshot(arn)
+    invocations = ex.invocations
+    operations = len(ex.operations) - 1
+    took = (ex.end_ms if ex.end_ms is not None else engine.clock.now_ms()) - ex.start_ms
     err(f"status {result.status}")
     err(f"  execution  {ex.function_name} / {ex.name}")
     err(f"  arn        {arn}")
@@ -105,6 +58,7 @@ def summary(engine: Any, arn: str, db: str, result: Any) -> None:
         err(f"  error      {result.error.get('ErrorType')}: {result.error.get('ErrorMessage')}")
     if db not in ("", ":memory:"):
         err(f"  database   {db}  (durable-sync history {ex.name} --db {db})")
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..local import LocalEngine
