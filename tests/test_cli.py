@@ -31,17 +31,27 @@ def durable_sync(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Comp
                           text=True, timeout=timeout)
 
 
-def _arn(cwd: Path, db: str = "durable.db") -> str:
-    listed = durable_sync("list", "--json", "--db", db, cwd=cwd)
+def _listed(cwd: Path, *args: str) -> list[dict]:
+    """``durable-sync list --json``: ListDurableExecutionsByFunction's response, its DurableExecutions."""
+    listed = durable_sync("list", "--json", *args, cwd=cwd)
     assert listed.returncode == 0, listed.stderr
-    [entry] = json.loads(listed.stdout)
+    return json.loads(listed.stdout)["DurableExecutions"]
+
+
+def _function(entry: dict) -> str:
+    return entry["FunctionArn"].split(":function:")[1].split(":")[0]
+
+
+def _arn(cwd: Path, db: str = "durable.db") -> str:
+    [entry] = _listed(cwd, "--db", db)
     return entry["DurableExecutionArn"]
 
 
 def test_run_list_and_history_of_the_example(tmp_path):
-    run = durable_sync("run", ORDER, "--input", ORDER_INPUT, "--skip-time", cwd=tmp_path)
+    run = durable_sync("run", ORDER, "--input", ORDER_INPUT, "--skip-time", "--name", "o-1", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout.strip().splitlines()[-1]) == ORDER_RESULT
+    assert [json.loads(line) for line in run.stdout.splitlines()] == [ORDER_RESULT]  # exactly one line: the result
+    assert run.stderr.splitlines()[0] == "execution order_workflow / o-1 started"  # the run's name, first
     assert "StepFailed" in run.stderr and "attempt 1 failed (InventoryUnavailable" in run.stderr
     assert "WaitStarted            cool-down (2 s)" in run.stderr
     assert "status SUCCEEDED" in run.stderr and "operations 6, invocations 3" in run.stderr
@@ -82,7 +92,7 @@ def test_run_with_a_name_attaches_instead_of_starting_again(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "attaching to execution order-1 of order_workflow (succeeded)" in again.stderr
     assert json.loads(again.stdout.strip().splitlines()[-1]) == ORDER_RESULT
-    assert len(json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout)) == 1
+    assert len(_listed(tmp_path)) == 1
     other = durable_sync("run", ORDER, "--input", '{"order_id": "o-2", "items": []}', "--name", "order-1",
                          cwd=tmp_path)
     assert other.returncode == 2
@@ -125,8 +135,7 @@ def test_rerunning_the_same_command_after_a_crash_finishes_the_work(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "resuming it" in again.stderr
     assert json.loads(again.stdout.strip().splitlines()[-1]) == {"order": 7, "payment": "charged"}
-    listed = json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout)
-    assert [(e["DurableExecutionName"], e["Status"]) for e in listed] == [("job-7", "SUCCEEDED")]
+    assert [(e["DurableExecutionName"], e["Status"]) for e in _listed(tmp_path)] == [("job-7", "SUCCEEDED")]
 
 
 def test_resume_runs_unfinished_executions_and_names_missing_functions(tmp_path):
@@ -143,8 +152,8 @@ def test_resume_runs_unfinished_executions_and_names_missing_functions(tmp_path)
     missing = durable_sync("resume", "--skip-time", cwd=tmp_path)
     assert missing.returncode == 1  # it could not be resumed
     assert "function 'crashy_copy' is missing" in missing.stderr and "crashy_copy.py" in missing.stderr
-    running = json.loads(durable_sync("list", "--json", "--status", "running", cwd=tmp_path).stdout)
-    assert [e["FunctionName"] for e in running] == ["crashy_copy"]  # still there, nothing lost
+    running = _listed(tmp_path, "--status", "running")
+    assert [_function(e) for e in running] == ["crashy_copy"]  # still there, nothing lost
 
     os.rename(tmp_path / "moved_away.py", tmp_path / "crashy_copy.py")
     again = durable_sync("resume", "--skip-time", cwd=tmp_path)
@@ -154,16 +163,18 @@ def test_resume_runs_unfinished_executions_and_names_missing_functions(tmp_path)
     assert nothing.returncode == 0 and "nothing to resume" in nothing.stderr
 
 
-def test_run_also_resumes_other_unfinished_executions(tmp_path):
+def test_run_runs_only_its_own_execution_and_resume_runs_the_others(tmp_path):
     (tmp_path / "crashy.py").write_text(CRASHY)
     assert durable_sync("run", "crashy.py", "--input", '{"id": 1}', "--skip-time", cwd=tmp_path).returncode == 1
     run = durable_sync("run", ORDER, "--input", ORDER_INPUT, "--skip-time", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert "the engine also resumes 1 other unfinished execution in durable.db: crashy / " in run.stderr
-    assert any(line.startswith("[") and "ExecutionSucceeded" in line for line in run.stderr.splitlines())
-    statuses = {e["FunctionName"]: e["Status"] for e in json.loads(durable_sync("list", "--json",
-                                                                                cwd=tmp_path).stdout)}
-    assert statuses == {"crashy": "SUCCEEDED", "order_workflow": "SUCCEEDED"}
+    assert "crashy" not in run.stderr  # the unfinished execution was left alone
+    statuses = {_function(e): e["Status"] for e in _listed(tmp_path)}
+    assert statuses == {"crashy": "RUNNING", "order_workflow": "SUCCEEDED"}
+    resumed = durable_sync("resume", "--skip-time", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert {_function(e): e["Status"] for e in _listed(tmp_path)} == {"crashy": "SUCCEEDED",
+                                                                       "order_workflow": "SUCCEEDED"}
 
 
 CALLBACK_FLOW = textwrap.dedent('''
@@ -191,7 +202,7 @@ def test_callback_answered_from_the_cli_continues_the_execution(tmp_path):
     (tmp_path / "approval.py").write_text(CALLBACK_FLOW)
     run = durable_sync("run", "approval.py", "--input", '"e-1"', "--skip-time", cwd=tmp_path)
     assert run.returncode == 3, run.stderr  # waits for the outside
-    assert json.loads(run.stdout.strip().splitlines()[-1])["status"] == "RUNNING"
+    assert run.stdout == "" and "status RUNNING" in run.stderr  # not SUCCEEDED: nothing on stdout
     callback_id = _callback_id(run)
 
     answered = durable_sync("callback", "succeed", callback_id, '{"approved": true}', cwd=tmp_path)
@@ -218,8 +229,7 @@ def test_callback_fail_with_skip_time_runs_to_the_end(tmp_path):
                           "--skip-time", cwd=tmp_path)
     assert failed.returncode == 0, failed.stderr
     assert "status FAILED" in failed.stderr and "Rejected: no" in failed.stderr
-    listed = json.loads(durable_sync("list", "--json", "--status", "FAILED", cwd=tmp_path).stdout)
-    assert len(listed) == 1
+    assert len(_listed(tmp_path, "--status", "FAILED")) == 1
 
 
 def test_callback_reaches_an_engine_running_in_another_process(tmp_path):
@@ -325,9 +335,9 @@ def test_list_filters_and_empty_results(tmp_path, capsys, monkeypatch):
     assert _main(capsys, "run", "approval.py", "--input", "1", "--name", "a", "--skip-time")[0] == 3
     assert _main(capsys, "run", ORDER, "--input", ORDER_INPUT, "--name", "a", "--skip-time")[0] == 0
     code, out, _ = _main(capsys, "list", "--json", "--name", "a")
-    assert sorted(e["FunctionName"] for e in json.loads(out)) == ["approval", "order_workflow"]
+    assert sorted(_function(e) for e in json.loads(out)["DurableExecutions"]) == ["approval", "order_workflow"]
     code, out, _ = _main(capsys, "list", "--json", "--function", "approval")
-    assert [e["Status"] for e in json.loads(out)] == ["RUNNING"]
+    assert [e["Status"] for e in json.loads(out)["DurableExecutions"]] == ["RUNNING"]
     code, out, _ = _main(capsys, "list", "--status", "succeeded")
     assert "order_workflow" in out and "approval" not in out
     code, out, err = _main(capsys, "list", "--function", "nope")
@@ -360,9 +370,7 @@ def test_list_shows_a_paused_execution_as_paused(tmp_path):
     with LocalEngine(db=str(tmp_path / "durable.db")) as engine:  # real time: it stays in its wait
         arn = engine.start(waits_an_hour, {}, name="held")
         engine.pause(arn, reason="maintenance")
-    listed = json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout)
-    assert [(e["DurableExecutionArn"], e["Status"], e.get("PauseStatus")) for e in listed] == [
-        (arn, "RUNNING", "PAUSED")]
+    assert [(e["DurableExecutionArn"], e["Status"]) for e in _listed(tmp_path)] == [(arn, "PAUSED")]
     table = durable_sync("list", cwd=tmp_path).stdout
     assert "RUNNING (PAUSED)" in table
 
@@ -393,14 +401,14 @@ def test_pause_then_resume_ref_continues_it_to_the_end(tmp_path, capsys, monkeyp
         assert code == 0, err
         assert out.strip() == "held: RUNNING"
         assert "paused: the engine does not invoke it until it is resumed" in err
-    assert json.loads(_main(capsys, "list", "--json")[1])[0]["PauseStatus"] == "PAUSED"
+    assert json.loads(_main(capsys, "list", "--json")[1])["DurableExecutions"][0]["Status"] == "PAUSED"
     assert "--reason goes with REF" in _one_line_error(*_main(capsys, "resume", "--reason", "x")[::2])
 
     code, out, err = _main(capsys, "resume", "held", "--skip-time", "--reason", "done")
     assert code == 0, err
     assert out.strip() == 'held: SUCCEEDED {"answer": {"approved": true}, "for": "e-9"}'
-    [entry] = json.loads(_main(capsys, "list", "--json")[1])
-    assert entry["Status"] == "SUCCEEDED" and "PauseStatus" not in entry
+    [entry] = json.loads(_main(capsys, "list", "--json")[1])["DurableExecutions"]
+    assert entry["Status"] == "SUCCEEDED"
     events = json.loads(_main(capsys, "history", "held", "--json")[1])
     paused = [e for e in events if e["EventType"] in ("ExecutionPaused", "ExecutionResumed")]
     assert [(e["EventType"], next(iter(v for k, v in e.items() if k.endswith("Details")))["Reason"]["Payload"])
@@ -443,7 +451,7 @@ def test_delete_removes_an_ended_execution_and_refuses_a_running_one(tmp_path, c
     code, out, err = _main(capsys, "delete", "done")
     assert code == 0, err
     assert out.startswith("done: deleted (SUCCEEDED execution of order_workflow")
-    listed = json.loads(_main(capsys, "list", "--json")[1])
+    listed = json.loads(_main(capsys, "list", "--json")[1])["DurableExecutions"]
     assert [e["DurableExecutionName"] for e in listed] == ["waiting"]
     assert "no execution 'done' in durable.db" in _one_line_error(*_main(capsys, "history", "done")[::2])
     assert "no execution 'done'" in _one_line_error(*_main(capsys, "delete", "done")[::2])
@@ -488,7 +496,12 @@ def test_pause_resume_and_delete_reach_an_engine_running_in_another_process(tmp_
         assert (result.status, result.pause_status) == ("RUNNING", None)
         assert [e["EventType"] for e in engine.history(arn)][-2:] == ["ExecutionPaused", "ExecutionResumed"]
 
-        engine.stop(arn)
+        stopped = durable_sync("stop", "held", "--reason", "duplicate", cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+        assert stopped.stdout.strip() == "held: STOPPED"
+        assert f"stopped by the engine running in process {os.getpid()}" in stopped.stderr
+        assert engine.get_execution(arn).status == "STOPPED"
+        assert engine.get_execution(arn).error["ErrorMessage"] == "duplicate"
         deleted = durable_sync("delete", arn, cwd=tmp_path)
         assert deleted.returncode == 0, deleted.stderr
         assert f"held: deleted by the engine running in process {os.getpid()}" in deleted.stdout
@@ -496,4 +509,4 @@ def test_pause_resume_and_delete_reach_an_engine_running_in_another_process(tmp_
             engine.get_execution(arn)
     finally:
         engine.close()
-    assert json.loads(durable_sync("list", "--json", cwd=tmp_path).stdout) == []
+    assert _listed(tmp_path) == []

@@ -396,7 +396,7 @@ def test_run_without_a_terminal_prints_one_line_per_event(capsys):
     assert _run_order() == 0
     out, err = capsys.readouterr()
     lines = err.splitlines()
-    assert re.fullmatch(r"execution [0-9a-f]{32} started", lines[0])
+    assert re.fullmatch(r"execution order_workflow / [0-9a-f-]{36} started", lines[0])  # the run's name
     assert lines[1:7] == [
         "  StepSucceeded          validate",
         "  StepFailed             reserve attempt 1 failed (InventoryUnavailable: inventory service timed out), "
@@ -459,7 +459,9 @@ def test_live_progress_status_names_done_running_and_due_items(monkeypatch):
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     stream = FakeTTY()
     lines: list = []
-    progress = cli_progress.LiveProgress(stream, printer=lambda arn, e: lines.append(e["EventType"]), width=200)
+    printer = cli_progress.EventPrinter()
+    progress = cli_progress.LiveProgress(stream, printer=printer, width=200)
+    monkeypatch.setattr(cli_progress, "err", lines.append)
     progress.clock = Clock(int(t0.timestamp() * 1000))
     arn = "arn:aws:lambda:us-east-1:0:function:f:$LATEST/durable-execution/run-1/abc"
     progress(arn, _event("ExecutionStarted", "abc"))
@@ -475,11 +477,12 @@ def test_live_progress_status_names_done_running_and_due_items(monkeypatch):
     assert text.startswith("1 done · next: reserve retry due ")
     assert "(in 4 s)" in text and "cool-down due " in text and "(in 1 min)" in text
     assert "1 invocation" in text
-    assert lines == ["ExecutionStarted", "StepFailed"]  # only what must stay on screen
+    assert lines == ["execution f / run-1 started",  # only what must stay on screen
+                     "  StepFailed             reserve attempt 1 failed (X: down), retry in 4 s"]
     progress(arn, _event("StepStarted", "s2", "reserve"))
     assert "running reserve (attempt 2)" in progress.status_text()
     progress(arn, _event("CallbackStarted", "c1", "approval", CallbackId="cb-1"))
-    assert lines[-1] == "CallbackStarted"  # the id to answer with is printed, not just shown
+    assert lines[-1] == "  CallbackStarted        approval (callback id cb-1)"  # the id to answer with stays
 
 
 def test_live_progress_redraws_at_most_a_few_times_a_second(monkeypatch):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import shutil
 import time
 from typing import Any
 
 from ..inspection import format_duration, format_trace, read_execution, render_html, render_tree
-from .common import _STATUSES, EXIT_OK, CliError, err, find_execution, json_default, open_reader, when
+from .common import _STATUSES, EXIT_OK, CliError, db_option, err, find_execution, json_default, open_reader, when
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -19,27 +20,45 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = reader.executions(function_name=args.function, name=args.name, status=status)
         counts = reader.counts([r.arn for r in rows]) if rows else {}
         paused = reader.pause_statuses(rows)  # RUNNING, held by PauseDurableExecution
-    if args.json:
-        print(json.dumps([{"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
-                           "FunctionName": r.function_name, "Status": r.status,
-                           **({"PauseStatus": paused[r.arn]} if r.arn in paused else {}),
-                           "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
-                           **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)}
-                              if r.end_ms else {})} for r in rows], default=json_default, indent=2))
+    if args.json:  # ListDurableExecutionsByFunction's response, as boto3 returns it (a paused one is PAUSED)
+        print(json.dumps({"DurableExecutions": [
+            {"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
+             "FunctionArn": r.arn.split("/durable-execution/")[0], "Status": paused.get(r.arn, r.status),
+             "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
+             **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)} if r.end_ms else {})}
+            for r in rows]}, default=json_default, indent=2))
         return EXIT_OK
     if not rows:
         err(f"no executions{' match' if (args.function or args.name or status) else ''} in {args.db}")
         return EXIT_OK
     table = [("NAME", "FUNCTION", "STATUS", "STARTED", "DURATION", "OPS", "ARN")]
     for r in rows:
-        ops = counts.get(r.arn, 0)
         shown = f"{r.status} ({paused[r.arn]})" if r.arn in paused else r.status
         table.append((r.name, r.function_name, shown, when(r.start_ms),
-                      format_duration(r.end_ms - r.start_ms) if r.end_ms else "-", str(ops), r.arn))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+                      format_duration(r.end_ms - r.start_ms) if r.end_ms else "-", str(counts.get(r.arn, 0)), r.arn))
+    for line in _fit(table, shutil.get_terminal_size((120, 24)).columns):
+        print(line)
     return EXIT_OK
+
+
+def _fit(table: list[tuple[str, ...]], width: int) -> list[str]:
+    """The table's lines within ``width`` columns: the ARN column goes first, then long names are clipped."""
+    columns = list(zip(*table))
+    if sum(max(map(len, c)) + 2 for c in columns) > width:
+        columns = columns[:-1]  # the ARN: `durable-sync list --json` has it
+    widths = [max(map(len, c)) for c in columns]
+    over = sum(w + 2 for w in widths) - 2 - width
+    for i in (0, 1):  # NAME, then FUNCTION, down to 12 characters
+        if over > 0:
+            cut = min(over, max(0, widths[i] - 12))
+            widths[i] -= cut
+            over -= cut
+    lines = []
+    for row in zip(*columns):
+        cells = [cell if len(cell) <= w else cell[: w - 1] + "…" for cell, w in zip(row, widths)]
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip())
+    return lines
+
 
 def _read_back(ex: Any) -> tuple[Any, list, list]:
     """The read model of a database record, with its operations and events in the boto3 shapes."""
@@ -97,3 +116,40 @@ def _write_timeline(ex: Any, operations: list, events: list, path: str) -> None:
     except OSError as exc:
         raise CliError(f"cannot write the timeline to {path}: {exc.strerror or exc}") from None
     err(f"timeline written to {path} ({len(operations) - 1} operations); open it in a browser")
+
+
+# -- the parsers --------------------------------------------------------------------------------------------------
+def add_parsers(sub: Any) -> None:
+    lst = sub.add_parser(
+        "list", help="list the executions in the database",
+        description="The executions in the database, oldest first: name, function, status, start (local time, with "
+                    "its zone), duration, operations and ARN (the ARN column is left out when the terminal is too "
+                    "narrow). --json prints ListDurableExecutionsByFunction's response as boto3 returns it "
+                    "({\"DurableExecutions\": [...]}, timestamps in ISO 8601 with their offset).",
+        epilog="examples:\n  durable-sync list\n  durable-sync list --status running --function order_workflow\n"
+               "  durable-sync list --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    db_option(lst)
+    lst.add_argument("--function", default=None, help="only this function")
+    lst.add_argument("--status", default=None, help=f"only this status ({', '.join(_STATUSES)})")
+    lst.add_argument("--name", default=None, help="only this execution name")
+    lst.add_argument("--json", action="store_true", help="JSON, as ListDurableExecutionsByFunction returns it")
+    lst.set_defaults(func=cmd_list)
+
+    hist = sub.add_parser(
+        "history", help="an execution's operations as a tree (or its raw events)",
+        description="The operations of one execution as a tree: name, kind, status, attempts, back-offs, duration "
+                    "and error; then its result, or its error with the stack trace (your frames, library frames "
+                    "folded). --traceback adds the stack trace of every failed attempt; --json prints the raw "
+                    "history events; --html writes a self-contained timeline page.",
+        epilog="examples:\n  durable-sync history order-7\n  durable-sync history order-7 --traceback\n"
+               "  durable-sync history order-7 --html timeline.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    hist.add_argument("ref", metavar="REF", help="the execution: its ARN, or its name when unique")
+    db_option(hist)
+    hist.add_argument("--json", action="store_true", help="the raw history events, as boto3 returns them")
+    hist.add_argument("--traceback", action="store_true",
+                      help="the stack trace of every failed attempt (a failed execution shows its own anyway)")
+    hist.add_argument("--html", metavar="PATH", default=None,
+                      help="also write a self-contained HTML timeline of the execution to PATH")
+    hist.set_defaults(func=cmd_history)

@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any, Callable
 
-from .common import CliError, load_handler
+from .common import CliError, check_db_location, load_handler, user_logs, verbose_options
 
 _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -19,7 +19,11 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve", help="serve the Lambda API (durable operations + Invoke) over HTTP for boto3 and the AWS CLI",
         description="Serve the Lambda REST API for durable executions on the embedded engine. Point boto3 or the "
-                    "AWS CLI at it with AWS_ENDPOINT_URL_LAMBDA=http://HOST:PORT (or --endpoint-url).")
+                    "AWS CLI at it with AWS_ENDPOINT_URL_LAMBDA=http://HOST:PORT (or --endpoint-url).",
+        epilog="examples:\n  durable-sync serve -f examples/order_workflow.py --skip-time\n"
+               "  AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:9014 aws lambda invoke --function-name order_workflow \\\n"
+               "      --durable-execution-name o-1 --payload '{\"order_id\": \"o-1\", \"items\": []}' out.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; there is no auth)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
     p.add_argument("--db", default="durable.db", help="SQLite database (default durable.db; ':memory:' for none)")
@@ -28,6 +32,7 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                    help="a durable handler to serve as function NAME (default: the file's name); repeatable")
     p.add_argument("--invoke-timeout", type=float, default=DEFAULT_INVOKE_TIMEOUT,
                    help="seconds a RequestResponse Invoke waits for the execution (default 900)")
+    verbose_options(p)
     p.set_defaults(func=cmd_serve)
     return p
 
@@ -52,10 +57,16 @@ def _load_functions(specs: list[str]) -> dict[str, Callable]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    functions = _load_functions(args.function)
+    check_db_location(args.db)
+    with user_logs(args):
+        return _serve(args, functions)
+
+
+def _serve(args: argparse.Namespace, functions: dict) -> int:
     from ..local import LocalEngine
     from ..local.http import make_server
 
-    functions = _load_functions(args.function)
     engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions)
     try:
         try:

@@ -19,7 +19,7 @@ from ..serdes import SerDesContext, decode_plain_json, deserialize_value
 __all__ = [
     "Operation", "StepOperation", "StepAttempt", "WaitOperation", "ContextOperation", "CallbackOperation",
     "InvokeOperation", "OperationNotFoundError", "Status", "Execution", "Invocation", "build_operation",
-    "build_tree", "read_execution", "to_ms",
+    "build_tree", "read_execution", "to_ms", "kind_word", "unnamed_label",
 ]
 
 EXECUTION_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -34,6 +34,11 @@ _KIND = {  # SubType (or Type) -> the word a user knows
 _DETAILS_KEY = {wire.STEP: "StepDetails", wire.WAIT: "WaitDetails", wire.CONTEXT: "ContextDetails",
                 wire.CALLBACK: "CallbackDetails", wire.CHAINED_INVOKE: "ChainedInvokeDetails",
                 wire.EXECUTION: "ExecutionDetails"}
+
+
+def kind_word(sub_type_or_type: Optional[str]) -> str:
+    """The word a user knows for an operation's SubType (or Type): ``step``, ``map item``, ``wait_for_condition``..."""
+    return _KIND.get(sub_type_or_type or "", str(sub_type_or_type or "operation").lower())
 
 
 def to_ms(value: Any) -> Optional[int]:
@@ -111,8 +116,7 @@ class Operation:
     @property
     def kind(self) -> str:
         """The word a user knows: ``step``, ``wait``, ``map``, ``map item``, ``wait_for_condition``, ..."""
-        sub = self.sub_type or self.type
-        return _KIND.get(sub, str(sub).lower())
+        return kind_word(self.sub_type or self.type)
 
     @property
     def elapsed(self) -> Optional[_dt.timedelta]:
@@ -452,7 +456,7 @@ def build_tree(operations: Sequence[dict], history: Sequence[dict] = (), arn: st
 
     def build(op: dict, parent_label: Optional[str]) -> Operation:
         position = positions.get(op["Id"])
-        label = op.get("Name") or unnamed_label(_KIND.get(op.get("SubType") or op.get("Type"), "operation"),
+        label = op.get("Name") or unnamed_label(kind_word(op.get("SubType") or op.get("Type")),
                                                 op.get("SubType"), position, parent_label)
         kids = [build(child, label) for child in in_code_order(op["Id"], children_of.get(op["Id"], []))]
         return build_operation(op, events_by_id.get(op["Id"], ()), kids, arn, position, label)
