@@ -517,3 +517,26 @@ def test_output_while_the_status_line_is_shown_erases_it_first(monkeypatch):
     out = stream.getvalue()
     before, after = out.split("hello from a step\n")
     assert before.endswith("\r\x1b[K")  # the status line was erased before the user's line
+
+
+def test_live_progress_counts_a_maps_items_instead_of_listing_them(monkeypatch):
+    from durable_sync import wire
+
+    lines: list = []
+    monkeypatch.setattr(cli_progress, "err", lines.append)
+    progress = cli_progress.LiveProgress(FakeTTY(), printer=cli_progress.EventPrinter(), width=300)
+    arn = "arn:aws:lambda:us-east-1:0:function:f:$LATEST/durable-execution/run-1/abc"
+    map_id = wire.operation_id(None, 1)
+    progress(arn, _event("ExecutionStarted", "abc"))
+    progress(arn, {**_event("ContextStarted", map_id, "scores"), "SubType": "Map"})
+    for i in range(100):
+        item = wire.branch_id(map_id, i)
+        progress(arn, {**_event("ContextStarted", item), "SubType": "MapIteration", "ParentId": map_id})
+        if i < 60:
+            progress(arn, {**_event("ContextSucceeded", item), "SubType": "MapIteration", "ParentId": map_id})
+    text = progress.status_text()
+    assert "scores: 60 done, 40 running" in text and "scores[" not in text
+    assert lines == ["execution f / run-1 started"]  # routine item events print nothing
+    progress(arn, {**_event("ContextFailed", wire.branch_id(map_id, 70), Error={"Payload": {
+        "ErrorType": "ValueError", "ErrorMessage": "bad item"}}), "SubType": "MapIteration", "ParentId": map_id})
+    assert lines[-1] == "  ContextFailed          scores[70] (ValueError: bad item)"  # a failure stays, by its label

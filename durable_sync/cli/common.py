@@ -67,11 +67,12 @@ def exec_name(arn: str) -> str:
     return parts[-2] if len(parts) >= 3 else arn
 
 
-def when(ms: Optional[int]) -> str:
-    """A time for people: local, with its zone (``2026-01-01 14:03:07 CET``)."""
+def when(ms: Optional[int], *, date: bool = True) -> str:
+    """A time for people: local, with its zone (``2026-01-01 14:03:07 CET``; ``14:03:07 CET`` without the date)."""
     if ms is None:
         return ""
-    return _dt.datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    return _dt.datetime.fromtimestamp(ms / 1000).astimezone().strftime(
+        "%Y-%m-%d %H:%M:%S %Z" if date else "%H:%M:%S %Z")
 
 
 def json_default(value: Any) -> Any:

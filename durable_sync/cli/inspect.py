@@ -42,21 +42,23 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _fit(table: list[tuple[str, ...]], width: int) -> list[str]:
-    """The table's lines within ``width`` columns: the ARN column goes first, then long names are clipped."""
+    """The table's lines within ``width`` columns: the ARN column goes first, then long names are clipped,
+    then (a very narrow terminal) the lines themselves."""
     columns = list(zip(*table))
     if sum(max(map(len, c)) + 2 for c in columns) > width:
         columns = columns[:-1]  # the ARN: `durable-sync list --json` has it
     widths = [max(map(len, c)) for c in columns]
     over = sum(w + 2 for w in widths) - 2 - width
-    for i in (0, 1):  # NAME, then FUNCTION, down to 12 characters
+    for i in (0, 1):  # NAME, then FUNCTION, down to 8 characters
         if over > 0:
-            cut = min(over, max(0, widths[i] - 12))
+            cut = min(over, max(0, widths[i] - 8))
             widths[i] -= cut
             over -= cut
     lines = []
     for row in zip(*columns):
         cells = [cell if len(cell) <= w else cell[: w - 1] + "…" for cell, w in zip(row, widths)]
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip())
+        line = "  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
+        lines.append(line if len(line) <= width else line[: width - 1] + "…")
     return lines
 
 

@@ -8,7 +8,6 @@ label such as ``[fraud-check]``.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import shlex
 import sys
@@ -21,7 +20,7 @@ from .. import wire
 from ..inspection import format_duration, format_trace
 from ..inspection.history import operation_type_of
 from ..inspection.model import BRANCH_SUBTYPES, kind_word, to_ms, unnamed_label
-from .common import err, exec_name
+from .common import err, exec_name, when
 
 #: Errors that mean the code is wrong, not the world: retrying them is rarely what the user wants.
 PROGRAMMING_ERRORS = frozenset({
@@ -212,7 +211,7 @@ class EventPrinter:
         out = []
         if self.clock is not None:  # real time: say when, and how not to wait
             due = (to_ms(event.get("EventTimestamp")) or self.clock.now_ms()) + delay * 1000
-            line += f", at {_dt.datetime.fromtimestamp(due / 1000).astimezone():%H:%M:%S %Z}"
+            line += f", at {when(due, date=False)}"
             out.append((line, True))
             if not self._wait_hint_shown and delay >= 2:
                 self._wait_hint_shown = True
@@ -438,9 +437,8 @@ class LiveProgress:
                 shown = []
                 for due, label in pending[:2]:
                     if due >= 0:
-                        when = _dt.datetime.fromtimestamp(due / 1000).strftime("%H:%M:%S")
                         left = f" (in {format_duration(max(0, due - now))})" if now is not None else ""
-                        shown.append(f"{label} due {when}{left}")
+                        shown.append(f"{label} due {when(due, date=False)}{left}")
                     else:
                         shown.append(f"{label} (waiting)")
                 more = f" +{len(pending) - 2}" if len(pending) > 2 else ""
