@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     from ..errors import DurableError
     from ..local.service import ServiceError
-    from ..local.sqlite_store import StoreError
+    from ..local.store import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -205,7 +205,7 @@ def need_file_db(db: str, what: str) -> None:
 
 
 def open_reader(db: str, what: str) -> Any:
-    from ..local.sqlite_store import Reader
+    from ..local.store import Reader
 
     need_file_db(db, what)
     return Reader(db)

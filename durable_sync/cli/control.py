@@ -123,7 +123,7 @@ def _request(args: argparse.Namespace, kind: str, ex: Any, payload: Optional[str
 
     Returns (outcome, the owner's pid or None, the engine started here or None: the caller closes it).
     """
-    from ..local.sqlite_store import DatabaseInUse, Reader, owner_pid
+    from ..local.store import DatabaseInUse, Reader, owner_pid
 
     with Reader(args.db) as reader:
         row = reader.post(kind, ex.arn, payload)
@@ -151,7 +151,7 @@ def _refused(kind: str, ex: Any, outcome: str) -> CliError:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from ..local.sqlite_store import Reader
+    from ..local.store import Reader
 
     _check_reason(args.reason)
     ex, pause = _control_target(args, "pause")
@@ -190,7 +190,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 def _resume_one(args: argparse.Namespace) -> int:
     """``resume REF``: end the pause of that execution if it is paused, then run it (only it) onward."""
-    from ..local.sqlite_store import owner_pid
+    from ..local.store import owner_pid
 
     _check_reason(args.reason)
     ex, pause = _control_target(args, "resume")
@@ -280,7 +280,7 @@ def _callback_payload(args: argparse.Namespace) -> Optional[str]:
 
 
 def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Optional[int]) -> int:
-    from ..local.sqlite_store import Reader
+    from ..local.store import Reader
 
     with Reader(args.db) as reader:
         row = reader.post_callback(args.action, args.callback_id, payload)
@@ -292,7 +292,7 @@ def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Opti
 
 
 def cmd_callback(args: argparse.Namespace) -> int:
-    from ..local.sqlite_store import DatabaseInUse, owner_pid
+    from ..local.store import DatabaseInUse, owner_pid
 
     payload = _callback_payload(args)
     with open_reader(args.db, "callback") as reader:
@@ -323,7 +323,7 @@ def cmd_callback(args: argparse.Namespace) -> int:
 
 def _answer(args: argparse.Namespace, engine: Any, arn: str, ex: Any, payload: Optional[str],
             problems: dict[str, str]) -> int:
-    from ..local.sqlite_store import deliver_callback
+    from ..local.store import deliver_callback
 
     outcome = deliver_callback(engine, args.action, args.callback_id, payload)
     if outcome != "ok":
