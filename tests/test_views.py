@@ -235,7 +235,7 @@ def test_each_failed_attempt_has_a_collapsible_stack_with_the_users_frames_open(
         folded = "".join(re.findall(r'<details class="lib">.*?</details>', body, flags=re.S))
         shown = re.sub(r'<details class="lib">.*?</details>', "", body, flags=re.S)
         assert f"File &quot;{__file__}&quot;" in shown  # the user's frame is open
-        assert "durable_sync" not in shown and "durable_sync/context.py" in folded  # the SDK's frames are folded
+        assert "durable_sync" not in shown and re.search(r"durable_sync/\w+(/\w+)?\.py", folded)  # the SDK's frames are folded
         assert "library frames (" in folded
 
 

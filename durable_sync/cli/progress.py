@@ -19,7 +19,8 @@ from typing import Any, Optional
 from .. import wire
 from ..inspection import format_duration, format_trace
 from ..inspection.history import operation_type_of
-from ..inspection.model import BRANCH_SUBTYPES, kind_word, to_ms, unnamed_label
+from ..inspection.model import BRANCH_SUBTYPES, kind_word, unnamed_label
+from ..inspection.tree import to_ms
 from .common import err, exec_name, when
 
 #: Errors that mean the code is wrong, not the world: retrying them is rarely what the user wants.

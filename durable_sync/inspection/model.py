@@ -15,11 +15,12 @@ from typing import Any, Iterator, Optional, Sequence
 
 from .. import wire
 from ..serdes import SerDesContext, decode_plain_json, deserialize_value
+from .tree import operation_line, render_tree, to_ms
 
 __all__ = [
     "Operation", "StepOperation", "StepAttempt", "WaitOperation", "ContextOperation", "CallbackOperation",
     "InvokeOperation", "OperationNotFoundError", "Status", "Execution", "Invocation", "build_operation",
-    "build_tree", "read_execution", "to_ms", "kind_word", "unnamed_label",
+    "build_tree", "read_execution", "kind_word", "unnamed_label",
 ]
 
 EXECUTION_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -39,14 +40,6 @@ _DETAILS_KEY = {wire.STEP: "StepDetails", wire.WAIT: "WaitDetails", wire.CONTEXT
 def kind_word(sub_type_or_type: Optional[str]) -> str:
     """The word a user knows for an operation's SubType (or Type): ``step``, ``map item``, ``wait_for_condition``..."""
     return _KIND.get(sub_type_or_type or "", str(sub_type_or_type or "operation").lower())
-
-
-def to_ms(value: Any) -> Optional[int]:
-    """Epoch milliseconds of a datetime / epoch-ms number / ISO string, or None when there is none."""
-    try:
-        return wire.to_epoch_ms(value)
-    except Exception:  # noqa: BLE001 - a view shows what it can
-        return None
 
 
 def _ts(value: Any) -> Optional[_dt.datetime]:
@@ -176,8 +169,6 @@ class Operation:
 
     def label(self) -> str:
         """One line: name, kind, status and the essentials (the same cells as its line in the tree)."""
-        from .tree import operation_line
-
         return operation_line(self, results=True)
 
     def walk(self) -> Iterator["Operation"]:
@@ -318,8 +309,6 @@ class Lookups:
         raise self._not_found(name, wire.CALLBACK)
 
     def _not_found(self, name: str, type: Optional[str]) -> OperationNotFoundError:
-        from .tree import render_tree
-
         kind = {wire.STEP: "step", wire.WAIT: "wait", wire.CONTEXT: "child context", wire.CALLBACK: "callback",
                 wire.CHAINED_INVOKE: "chained invoke"}.get(type or "", "operation")
         ops = self.all_operations()
@@ -356,8 +345,6 @@ class ContextOperation(Operation, Lookups):
         return f"child context {self.display_name!r}"
 
     def tree(self) -> str:
-        from .tree import render_tree
-
         return render_tree([self], results=True)
 
 
