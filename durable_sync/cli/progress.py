@@ -67,6 +67,9 @@ class Labels:
         if not label:
             position = self._position(arn, parent_id, op_id)
             label = unnamed_label(kind_word(sub), sub, position, parent.label if parent else None)
+        if parent is not None and parent.in_batch:  # inside a map item: say which ("enrich-3 › lookup")
+            item = parent.label.split(" › ")[0]
+            label = f"{item} › {label}"
         op = _Op(label, sub, parent_id, parent is not None and (parent.in_batch or parent.sub_type in BRANCH_SUBTYPES)
                  or sub in BRANCH_SUBTYPES)
         self._ops[(arn, op_id)] = op
