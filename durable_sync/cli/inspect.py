@@ -72,8 +72,9 @@ def _read_back(ex: Any) -> tuple[Any, list, list]:
     return read_execution(ex, operations, events), operations, events
 
 
-def _print_execution(model: Any, all_traces: bool) -> None:
-    """The execution's headline, its operation tree, its result or error; stack traces of failures."""
+def _print_execution(model: Any, all_attempts: bool) -> None:
+    """The execution's headline, its operation tree, its result or error; then the stack traces of what
+    failed (each failed operation; with ``all_attempts``, each failed attempt), the user's frames shown."""
     n = len(model.invocations)
     took = (f"took {format_duration(model.duration_ms)}" if model.duration_ms is not None else
             f"running for {format_duration(int(time.time() * 1000) - model.start_ms)}" if model.start_ms else "")
@@ -84,16 +85,23 @@ def _print_execution(model: Any, all_traces: bool) -> None:
         print(f"result {model.result_payload}")
     elif model.error:
         print(f"error {model.error_type}: {model.error_message}")
-        trace = format_trace(model.error.get("StackTrace"), indent="  ")
-        if trace and not all_traces:
-            print(trace)
-    if all_traces:
-        for op in model.all_operations():
-            for attempt in getattr(op, "attempts", ()):
-                if attempt.outcome == "FAILED" and attempt.error:
-                    print(f"\n{op.display_name} attempt {attempt.number}: {attempt.error.get('ErrorType')}: "
-                          f"{attempt.error.get('ErrorMessage')}")
-                    print(format_trace(attempt.error.get("StackTrace"), indent="  ") or "  (no stack trace recorded)")
+    failures: list[tuple[str, dict]] = []
+    for op in model.all_operations():
+        attempts = [a for a in getattr(op, "attempts", ()) if a.outcome == "FAILED" and a.error]
+        if all_attempts and attempts:
+            failures += [(f"{op.display_name} attempt {a.number}", a.error) for a in attempts]
+        elif op.error and str(op.status) in ("FAILED", "TIMED_OUT", "STOPPED"):
+            failures.append((op.display_name, op.error))
+    if model.error:
+        failures.append(("execution", model.error))
+    shown: set = set()
+    for title, error in failures:
+        trace = tuple(error.get("StackTrace") or ())
+        if title == "execution" and trace in shown:
+            continue  # the execution failed with the error of an operation shown above
+        shown.add(trace)
+        print(f"\n{title}: {error.get('ErrorType')}: {error.get('ErrorMessage')}")
+        print(format_trace(trace, indent="  ") or "  (no stack trace recorded)")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
