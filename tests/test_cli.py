@@ -884,3 +884,31 @@ def test_every_command_explains_itself_with_an_example():
         assert all(a.metavar == "REF" for a in refs), name
     top = parser.format_help()
     assert "``" not in top and "examples:" in top
+
+
+CAUGHT = textwrap.dedent('''
+    import durable_sync as ds
+
+
+    def send(step):
+        raise ConnectionError("smtp refused")
+
+
+    @ds.durable_handler
+    def handler(event, ctx):
+        try:
+            ctx.step("notify", send, config=ds.StepConfig(retry_strategy=ds.RetryPresets.none()))
+        except ds.StepError:
+            return "sent later"
+''')
+
+
+def test_history_shows_the_stack_of_a_failed_operation_even_when_the_execution_succeeded(tmp_path, capsys,
+                                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mail.py").write_text(CAUGHT)
+    assert _main(capsys, "run", "mail.py", "--skip-time", "--name", "m")[0] == 0
+    code, out, _ = _main(capsys, "history", "m")
+    assert code == 0 and 'result "sent later"' in out
+    assert "\nnotify: ConnectionError: smtp refused\n" in out
+    assert f'File "{tmp_path / "mail.py"}", line 6, in send' in out
