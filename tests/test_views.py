@@ -540,3 +540,8 @@ def test_live_progress_counts_a_maps_items_instead_of_listing_them(monkeypatch):
     progress(arn, {**_event("ContextFailed", wire.branch_id(map_id, 70), Error={"Payload": {
         "ErrorType": "ValueError", "ErrorMessage": "bad item"}}), "SubType": "MapIteration", "ParentId": map_id})
     assert lines[-1] == "  ContextFailed          scores[70] (ValueError: bad item)"  # a failure stays, by its label
+
+
+def test_durable_sync_views_is_the_same_functions_under_its_older_name():
+    assert (views.render_tree, views.render_html, views.format_duration) == (
+        inspection.render_tree, inspection.render_html, inspection.format_duration)
