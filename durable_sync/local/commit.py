@@ -57,10 +57,6 @@ class Change:
         self.by_service = self.by_service or other.by_service
         return self
 
-    def new_fields(self, ex: Execution) -> dict:
-        """The execution's fields once this change is applied."""
-        return {name: self.fields.get(name, getattr(ex, name)) for name in sorted(FIELDS)}
-
 
 def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:
     """Called with ``ex.lock``: store, then memory, then announce (see the module docstring)."""

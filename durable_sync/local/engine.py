@@ -62,6 +62,8 @@ def _timer_is_live(ex: Execution, timer: Timer) -> bool:
     """Called with ex.lock: whether ``timer`` will still do something when it fires."""
     if timer.kind == "execution_timeout":
         return timer.due_ms == control.timeout_due(ex)
+    if timer.kind == "reinvoke":  # the end of the last invocation could not be stored: it is invoked again
+        return True
     op = ex.ops.get(timer.op_id)
     if op is None or (op["Type"], op["Status"]) != _TIMER_STATES.get(timer.kind):
         return False

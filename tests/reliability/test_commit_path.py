@@ -167,6 +167,9 @@ def test_an_invocation_end_the_store_refuses_is_not_applied_and_the_execution_is
         return "done"
 
     arn = engine.start(quick, None, name="d")
+    parked = engine.snapshot(arn)  # nothing of the first invocation was applied; another one is due
+    assert parked.history[-1]["EventType"] == "ExecutionStarted" and not parked.waits_on_outside
+    assert [t.kind for t in parked.pending_timers][0] == "reinvoke"
     result = engine.wait(arn)
     assert (result.status, result.result) == ("SUCCEEDED", "done")
     assert len(calls) == 2 and store.failed == 1

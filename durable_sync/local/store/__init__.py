@@ -33,7 +33,7 @@ class Store(Protocol):
     def commit(self, ex: Execution, change: Change) -> None:
         """Persist one change of ``ex`` before the engine applies it (``durable_sync.local.commit``): its
         operation records, its new events (numbered, not in ``ex.events`` yet), and the execution's
-        fields as the change leaves them (``change.new_fields(ex)``)."""
+        fields as the change leaves them (``ex``'s own, overridden by ``change.fields``)."""
 
     def delete_execution(self, ex: Execution) -> None:
         """Remove the execution with its operations and history."""
