@@ -802,9 +802,12 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; there is no auth)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
     p.add_argument("--db", default="durable.db", help="SQLite database (default durable.db; ':memory:' for none)")
-    p.add_argument("--skip-time", action="store_true", help="virtual time: waits and retries take no real time")
+    p.add_argument("--skip-time", action="store_true",
+                   help="virtual time: waits, retries and polling take no real time; callback timeouts and "
+                        "heartbeat timeouts still take real time, so clients have the time to answer")
     p.add_argument("--function", "-f", action="append", default=[], metavar="[NAME=]FILE[:HANDLER]",
-                   help="a durable handler to serve as function NAME (default: the file's name); repeatable")
+                   help="a handler to serve as function NAME (default: the file's name): durable_sync's, the "
+                        "official AWS SDK's or any Lambda handler reaching the engine through boto3; repeatable")
     p.add_argument("--invoke-timeout", type=float, default=DEFAULT_INVOKE_TIMEOUT,
                    help="seconds a RequestResponse Invoke waits for the execution (default 900)")
     p.set_defaults(func=cmd_serve)
@@ -835,13 +838,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .local.http import make_server
 
     functions = _load_functions(args.function)
-    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions)
+    # --skip-time: waits, retries and polling take no time, but a callback's timeouts keep real time (a client
+    # always has the configured time to answer).
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions,
+                         real_time_callbacks=args.skip_time)
     try:
         try:
             server = make_server(engine, args.host, args.port, functions=functions,
                                  invoke_timeout=args.invoke_timeout)
         except OSError as exc:
             raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        os.environ.update(engine.foreign.environment())  # boto3 in the served handlers reaches this server
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"durable-sync: warning: listening on {args.host} with no authentication", file=sys.stderr)
         names = ", ".join(sorted(functions)) or "none (add --function NAME=FILE:HANDLER)"

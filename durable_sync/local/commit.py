@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import wire
 from ..events import event_for
 from . import history as h
-from .service import RUNNING, Execution, ServiceError, public_op
+from .service import RUNNING, Execution, ServiceError
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -79,17 +79,17 @@ def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:
                  if op["Type"] == wire.CALLBACK]
     if change.by_service:
         for op_id, op in change.ops.items():
-            ex.service_changed[op_id] = public_op(op)
+            ex.service_changed[op_id] = None  # an ordered set: the next checkpoint response carries them
     # announce
     engine._announce(ex, change, [cb for cb in callbacks if cb[0]])
 
 
 def completion(ex: Execution, status: str, now: int, result: Optional[str] = None,
-               error: Optional[dict] = None) -> Change:
-    """The change that ends ``ex`` with ``status``: its fields, its EXECUTION record and terminal event."""
-    exec_op = ex.ops[ex.exec_op_id]
-    details = {"Result": h.result(result)} if status == wire.SUCCEEDED else {"Error": h.error(error)} if error or \
-        status != wire.STOPPED else {}
+               error: Optional[dict] = None, exec_op: Optional[dict] = None) -> Change:
+    """The change that ends ``ex`` with ``status``: its fields, its EXECUTION record and terminal event.
+    ``exec_op``: the EXECUTION record as a change made before it in the same commit leaves it."""
+    exec_op = exec_op or ex.ops[ex.exec_op_id]
+    details = {"Result": h.result(result)} if status == wire.SUCCEEDED else {"Error": h.error(error)}  # required
     event = h.execution_event(event_for(wire.EXECUTION, status), exec_op, now, details)
     return Change(ops={ex.exec_op_id: {**exec_op, "Status": status, "EndTimestamp": now}}, events=[event],
                   fields={"status": status, "end_ms": now, "result": result, "error": error})
