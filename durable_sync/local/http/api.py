@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable, Optional
 
 from ...errors import ValidationError
-from ..service import CONFLICT, INVALID, NOT_FOUND, ServiceError
+from ...errors import CONFLICT, INVALID, NOT_FOUND, ServiceError
 from .protocol import (ALREADY_STARTED, BAD_CONTENT, DEFAULT_PAGE, TOO_LARGE, ApiError, event_types, utf8,
                        reported_status)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote
 
-from ..service import INVALID
+from ...errors import INVALID
 
 # Every error answer names an exception of botocore's ``lambda`` model, so boto3 raises a modeled exception.
 NOT_FOUND = "ResourceNotFoundException"
