@@ -238,8 +238,6 @@ def has_pending_work(ex: Execution) -> bool:
     return any((op["Type"], op["Status"]) in _PENDING_STATES for op in ex.ops.values())
 
 
-
-
 def recall_changes(ex: Execution) -> None:
     """An execution loaded from the store: what the service changed since its last invocation ended (a
     completion recorded after it, a retry come due), so the next envelope lists it in UpdatedOperationIds."""
@@ -247,7 +245,7 @@ def recall_changes(ex: Execution) -> None:
     for event in reversed(ex.events):
         if event["EventType"] == "InvocationCompleted":
             break
-        if event["EventType"] in _SERVICE_COMPLETIONS:
+        if event["EventType"] in SERVICE_COMPLETIONS:
             changed.append(event["Id"])
     for op_id in reversed(changed):
         ex.service_changed[op_id] = None
