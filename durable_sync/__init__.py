@@ -19,6 +19,10 @@ from .handler import durable_handler
 from .logs import JsonFormatter
 from .retry import RetryDecision, RetryPolicy, RetryPresets, create_wait_strategy
 from .serdes import SerDes, SerDesContext
+# instrumentation plugins (obs)
+from .instrumentation import (InstrumentationPlugin, InvocationEndInfo, InvocationStartInfo, OperationChangeInfo,
+                              OperationEndInfo, OperationInfo, OperationStartInfo, UserFunctionEndInfo,
+                              UserFunctionStartInfo)
 
 __version__ = "0.1.0"
 
@@ -34,4 +38,7 @@ __all__ = [
     "CallbackError", "CallbackTimeoutError", "CallbackSubmitterError", "InvokeError", "WaitForConditionError",
     "SuspendExecution", "Callback",
     "BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason", "ConcurrentGroup", "DurableFuture",
+    # instrumentation plugins (obs)
+    "InstrumentationPlugin", "InvocationStartInfo", "InvocationEndInfo", "OperationInfo", "OperationStartInfo",
+    "OperationEndInfo", "OperationChangeInfo", "UserFunctionStartInfo", "UserFunctionEndInfo",
 ]
