@@ -39,11 +39,13 @@ class DurableLogger(logging.LoggerAdapter):
 
 
 _FIELDS = (("execution_arn", "executionArn"), ("operation_id", "operationId"),
-           ("operation_name", "operationName"), ("attempt", "attempt"))
+           ("operation_name", "operationName"), ("attempt", "attempt"),
+           ("trace_id", "trace_id"), ("span_id", "span_id"))  # set by durable_sync.otel (OpenTelemetry)
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: level, message, executionArn, operationId, operationName, attempt."""
+    """One JSON object per line: level, message, executionArn, operationId, operationName, attempt (and
+    trace_id / span_id when durable_sync.otel traces the execution)."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {

@@ -31,6 +31,9 @@ class OperationInfo:
     result: Optional[str] = None  # the checkpointed payload text
     error: Optional[ErrorObject] = None
     attempt: Optional[int] = None  # 1-based, steps (and wait_for_condition checks)
+    #: The execution the operation belongs to (not in the official SDK): a plugin instance shared by
+    #: invocations that run at the same time (the local engine runs many) tells them apart with it.
+    execution_arn: Optional[str] = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +59,8 @@ class UserFunctionStartInfo(OperationInfo):
 
 @dataclass(frozen=True, kw_only=True)
 class UserFunctionEndInfo(OperationInfo):
-    """User code of an operation returned (``outcome="SUCCEEDED"``) or raised (``"FAILED"``, with ``error``).
+    """User code of an operation returned (``outcome="SUCCEEDED"``) or raised (``"FAILED"``, with ``error``);
+    ``"INCOMPLETE"`` when the execution suspended inside it (a wait in a child context's body).
     ``start_time`` is when it started, ``end_time`` when it ended."""
 
     is_replay_children: Optional[bool] = None
@@ -182,10 +186,11 @@ def record_fields(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def operation_info(record: dict[str, Any], is_replayed: bool = False, cls: type = OperationInfo,
-                   **overrides: Any) -> Any:
+                   execution_arn: Optional[str] = None, **overrides: Any) -> Any:
     """An info object (``cls``) for one wire operation record; ``overrides`` replace fields."""
     fields = record_fields(record)
     fields["is_replayed"] = is_replayed
+    fields["execution_arn"] = execution_arn
     fields.update(overrides)
     return cls(**fields)
 

@@ -38,8 +38,8 @@ def _overrides(plugin: Any, hook: str) -> Optional[Any]:
     return getattr(plugin, hook)
 
 
-def _infos(records: Iterable[dict[str, Any]]) -> dict[str, OperationInfo]:
-    return {op["Id"]: operation_info(op) for op in records}
+def _infos(records: Iterable[dict[str, Any]], arn: str) -> dict[str, OperationInfo]:
+    return {op["Id"]: operation_info(op, execution_arn=arn) for op in records}
 
 
 class Instrumentation:
@@ -72,7 +72,7 @@ class Instrumentation:
     def open(cls, sources: Sequence[Source], arn: str, request_id: Optional[str], operations: list[dict[str, Any]],
              updated_ids: Iterable[str]) -> Optional["Instrumentation"]:
         """The invocation's instrumentation, or None when no source gives a plugin."""
-        all_infos = _infos(operations)
+        all_infos = _infos(operations, arn)
         updated = frozenset(updated_ids or ())
         execution = next((op for op in operations if op.get("Type") == wire.EXECUTION), None)
         info = InvocationStartInfo(
@@ -128,11 +128,11 @@ class Instrumentation:
                 if self._claim_end(op_id):
                     record = by_id[op_id]
                     replayed = rules.is_terminal(self._initial.get(op_id))
-                    self._call("on_operation_end", operation_info(record, replayed, OperationEndInfo))
+                    self._call("on_operation_end", operation_info(record, replayed, OperationEndInfo, self.arn))
         start = self._start_info
         self._call("on_invocation_end", InvocationEndInfo(
             request_id=start.request_id, execution_arn=self.arn, is_first_invocation=start.is_first_invocation,
-            execution_start_time=start.execution_start_time, operations=_infos(operations),
+            execution_start_time=start.execution_start_time, operations=_infos(operations, self.arn),
             status=str(output.get("Status")), error=output.get("Error")))
 
     # -- operations --------------------------------------------------------------------------
@@ -149,12 +149,13 @@ class Instrumentation:
             if self._hooks["on_operation_start"]:
                 self._call("on_operation_start", OperationStartInfo(
                     operation_id=op_id, operation_type=op_type, sub_type=sub_type, name=name, parent_id=parent_id,
-                    start_time=started, status=wire.STARTED, attempt=1 if op_type == wire.STEP else None))
+                    start_time=started, status=wire.STARTED, attempt=1 if op_type == wire.STEP else None,
+                    execution_arn=self.arn))
         elif action == rules.REPLAYED_START:
             if self._hooks["on_operation_start"]:
-                self._call("on_operation_start", operation_info(record, True, OperationStartInfo))
+                self._call("on_operation_start", operation_info(record, True, OperationStartInfo, self.arn))
         elif action == rules.END and self._claim_end(op_id):
-            self._call("on_operation_end", operation_info(record, True, OperationEndInfo))
+            self._call("on_operation_end", operation_info(record, True, OperationEndInfo, self.arn))
 
     def ended(self, update: dict[str, Any], record: Optional[dict[str, Any]], attempt: Optional[int] = None) -> None:
         """The terminal checkpoint ``update`` (SUCCEED / FAIL) of an operation is persisted; ``record`` is
@@ -165,7 +166,7 @@ class Instrumentation:
         if not self._claim_end(op_id):
             return
         if record is not None and rules.is_terminal(record.get("Status")):
-            info = operation_info(record, False, OperationEndInfo)
+            info = operation_info(record, False, OperationEndInfo, self.arn)
         else:
             with self._lock:
                 started = self._live_start.get(op_id)
@@ -177,7 +178,7 @@ class Instrumentation:
                 name=update.get("Name"), parent_id=update.get("ParentId"), start_time=started, end_time=now(),
                 status=_ACTION_STATUS.get(update.get("Action"), update.get("Action")),
                 result=update.get("Payload"), error=dict(error) if isinstance(error, dict) else None,
-                attempt=attempt if update.get("Type") == wire.STEP else None)
+                attempt=attempt if update.get("Type") == wire.STEP else None, execution_arn=self.arn)
         self._call("on_operation_end", info)
 
     # -- user code ---------------------------------------------------------------------------
@@ -192,20 +193,22 @@ class Instrumentation:
         info = UserFunctionStartInfo(
             operation_id=op_id, operation_type=op_type, sub_type=sub_type, name=name, parent_id=parent_id,
             start_time=now(), is_replayed=record is not None, status=status, attempt=attempt,
-            is_replay_children=replay_children)
+            is_replay_children=replay_children, execution_arn=self.arn)
         self._call("on_user_function_start", info)
         return info
 
-    def user_function_end(self, start: Optional[UserFunctionStartInfo], error: Optional[dict[str, Any]]) -> None:
-        """User code returned (``error`` None) or raised (``error`` its wire ErrorObject), on its thread."""
+    def user_function_end(self, start: Optional[UserFunctionStartInfo], error: Optional[dict[str, Any]],
+                          outcome: Optional[str] = None) -> None:
+        """User code returned (``error`` None) or raised (``error`` its wire ErrorObject), on its thread;
+        ``outcome="INCOMPLETE"`` when the execution suspended inside it."""
         if start is None:
             return
         self._call("on_user_function_end", UserFunctionEndInfo(
             operation_id=start.operation_id, operation_type=start.operation_type, sub_type=start.sub_type,
             name=start.name, parent_id=start.parent_id, start_time=start.start_time, end_time=now(),
             is_replayed=start.is_replayed, status=start.status, attempt=start.attempt,
-            is_replay_children=start.is_replay_children, error=error,
-            outcome=wire.FAILED if error is not None else wire.SUCCEEDED))
+            is_replay_children=start.is_replay_children, error=error, execution_arn=self.arn,
+            outcome=outcome or (wire.FAILED if error is not None else wire.SUCCEEDED)))
 
     # -- checkpoint responses ----------------------------------------------------------------
     def checkpoint_response(self, operations: list[dict[str, Any]]) -> None:
@@ -223,7 +226,7 @@ class Instrumentation:
         try:
             while self._pending:
                 records = self._pending.popleft()
-                updated = _infos(records)
+                updated = _infos(records, self.arn)
                 self._map.update(updated)
                 self._call("on_operation_change", OperationChangeInfo(
                     execution_arn=self.arn, updated_operations=updated, operations=dict(self._map)))
