@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -40,6 +41,7 @@ from typing import Any, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
@@ -308,7 +310,10 @@ class OtelPlugin(InstrumentationPlugin):
                 start_time=_ns(info.execution_start_time),
                 attributes={"durable.execution.arn": info.execution_arn, "durable.execution.status": info.status})
             _record_error(span, info.error)
-            span.end()
+            # Ends now, or at its last operation's end if that is later (the local engine's virtual clock
+            # runs ahead of the wall clock).
+            ends = [op.end_time for op in info.operations.values() if op.end_time is not None]
+            span.end(end_time=max([_ns(now())] + [_ns(t) for t in ends]))
 
     # -- operations -----------------------------------------------------------------------------
     def _parent_span_id(self, arn: str, parent_id: Optional[str]) -> int:
@@ -360,3 +365,84 @@ class OtelPlugin(InstrumentationPlugin):
             span.set_attribute("durable.attempt.outcome", info.outcome)
             _record_error(span, info.error, _ns(info.end_time))
             span.end(end_time=_ns(info.end_time))
+
+
+# --------------------------------------------------------------------------- OTLP-JSON lines
+
+
+def _any_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def _attributes(attrs: Any) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _any_value(v)} for k, v in (attrs or {}).items()]
+
+
+def otlp_span(span: Any) -> dict[str, Any]:
+    """One finished SDK span in the OTLP/JSON encoding (ids as hex, times as decimal strings)."""
+    out: dict[str, Any] = {
+        "traceId": format(span.context.trace_id, "032x"),
+        "spanId": format(span.context.span_id, "016x"),
+        "name": span.name,
+        "kind": span.kind.value + 1,  # OTLP counts SPAN_KIND_UNSPECIFIED as 0
+        "startTimeUnixNano": str(span.start_time),
+        "endTimeUnixNano": str(span.end_time),
+        "attributes": _attributes(span.attributes),
+        "status": {"code": span.status.status_code.value,
+                   **({"message": span.status.description} if span.status.description else {})},
+    }
+    if span.parent is not None:
+        out["parentSpanId"] = format(span.parent.span_id, "016x")
+    if span.events:
+        out["events"] = [{"timeUnixNano": str(e.timestamp), "name": e.name, "attributes": _attributes(e.attributes)}
+                         for e in span.events]
+    if span.links:
+        out["links"] = [{"traceId": format(link.context.trace_id, "032x"), "spanId": format(link.context.span_id, "016x"),
+                         "attributes": _attributes(link.attributes)} for link in span.links]
+    return out
+
+
+def otlp_request(spans: Any) -> dict[str, Any]:
+    """An OTLP ``ExportTraceServiceRequest`` (JSON) holding ``spans``, grouped by resource and scope."""
+    resources: dict[int, tuple[Any, dict[tuple, list]]] = {}
+    for span in spans:
+        _, scopes = resources.setdefault(id(span.resource), (span.resource, {}))
+        scope = span.instrumentation_scope
+        key = (scope.name, scope.version) if scope is not None else ("", None)
+        scopes.setdefault(key, []).append(otlp_span(span))
+    return {"resourceSpans": [
+        {"resource": {"attributes": _attributes(resource.attributes if resource is not None else {})},
+         "scopeSpans": [{"scope": {"name": name, **({"version": version} if version else {})}, "spans": items}
+                        for (name, version), items in scopes.items()]}
+        for resource, scopes in resources.values()]}
+
+
+class OtlpJsonLinesExporter(SpanExporter):
+    """A span exporter writing one OTLP/JSON ``ExportTraceServiceRequest`` per line to ``path`` (appending),
+    the format of the OpenTelemetry Collector's file exporter and ``otlpjsonfile`` receiver."""
+
+    def __init__(self, path: Any):
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+
+    def export(self, spans: Any) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        line = json.dumps(otlp_request(spans), separators=(",", ":")) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -167,11 +167,12 @@ def test_first_invocation_and_live_end_built_from_the_update():
     assert uf_end.start_time <= uf_end.end_time and uf_end.is_replay_children is None
     # The service's response did not carry the record: the end info comes from the update.
     instr.ended({"Id": "op1", "Type": "STEP", "SubType": "Step", "Name": "s", "ParentId": "parent",
-                 "Action": "FAIL", "Error": {"ErrorType": "ValueError", "ErrorMessage": "boom"}}, None, attempt=1)
+                 "Action": "FAIL", "Error": {"ErrorType": "ValueError", "ErrorMessage": "boom"}}, None)
     end = rec.calls[-1][1]
     assert isinstance(end, ds.OperationEndInfo)
     assert (end.status, end.error["ErrorMessage"], end.result, end.start_time) == ("FAILED", "boom", None,
                                                                                   start.start_time)
+    assert end.attempt == 1  # from the last run of the body
 
 
 def test_context_user_function_reports_replay_children():

@@ -62,6 +62,7 @@ class Instrumentation:
         self._lock = threading.Lock()  # guards _fired, _live_start and _logged; never held while a hook runs
         self._fired: set[str] = set()  # operations whose end this invocation reported
         self._live_start: dict[str, Any] = {}  # id -> when its live start was reported
+        self._attempts: dict[str, int] = {}  # id -> the attempt of its last run of user code
         self._logged: set[tuple[int, str]] = set()
         self._pending: deque[list[dict[str, Any]]] = deque()  # checkpoint responses not yet delivered
         self._deliver = threading.Lock()
@@ -157,10 +158,10 @@ class Instrumentation:
         elif action == rules.END and self._claim_end(op_id):
             self._call("on_operation_end", operation_info(record, True, OperationEndInfo, self.arn))
 
-    def ended(self, update: dict[str, Any], record: Optional[dict[str, Any]], attempt: Optional[int] = None) -> None:
+    def ended(self, update: dict[str, Any], record: Optional[dict[str, Any]]) -> None:
         """The terminal checkpoint ``update`` (SUCCEED / FAIL) of an operation is persisted; ``record`` is
         the service's record now (taken when terminal, else the info is built from the update)."""
-        if not self._hooks["on_operation_end"]:
+        if not self._hooks["on_operation_end"] or update.get("Action") not in _ACTION_STATUS:
             return
         op_id = update["Id"]
         if not self._claim_end(op_id):
@@ -170,6 +171,7 @@ class Instrumentation:
         else:
             with self._lock:
                 started = self._live_start.get(op_id)
+                attempt = self._attempts.get(op_id)
             if started is None and record is not None:
                 started = timestamp(record.get("StartTimestamp"))
             error = update.get("Error")
@@ -188,6 +190,9 @@ class Instrumentation:
         """User code of an operation is about to run on this thread; returns the token for ``user_function_end``."""
         if not self.wants_user_functions:
             return None
+        if attempt is not None:
+            with self._lock:
+                self._attempts[op_id] = attempt
         status = record.get("Status") if record is not None else wire.STARTED
         replay_children = rules.is_terminal(status) if op_type == wire.CONTEXT else None
         info = UserFunctionStartInfo(
