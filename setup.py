@@ -9,9 +9,11 @@ setup(
     packages=find_packages(include=["durable_sync", "durable_sync.*"]),
     python_requires=">=3.11",
     install_requires=[line.strip() for line in open("requirements.txt") if line.strip() and not line.startswith("#")],
-    extras_require={"dev": ["pytest>=7", "freezegun>=1.2", "pyyaml>=6", "hypothesis>=6"]},
+    extras_require={"dev": ["pytest>=7", "freezegun>=1.2", "pyyaml>=6", "hypothesis>=6"],
+                    "otel": ["opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20"]},
     entry_points={
         "console_scripts": ["durable-sync=durable_sync.cli:main"],
         "pytest11": ["durable_sync=durable_sync.testing.plugin"],
+        "durable_sync.plugins": ["otel=durable_sync.otel:OtelPlugin"],  # DURABLE_SYNC_PLUGINS=otel
     },
 )

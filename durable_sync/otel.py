@@ -30,6 +30,7 @@ provider that is not the SDK's, ids are random and spans of different invocation
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import json
@@ -37,7 +38,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -446,3 +447,25 @@ class OtlpJsonLinesExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+@contextlib.contextmanager
+def trace_to_file(path: Any, service_name: str = "durable_sync") -> Iterator[Any]:
+    """While the block runs, every durable handler of this process is traced (an :class:`OtelPlugin` on a
+    tracer provider of its own) and its spans go to ``path`` as OTLP-JSON lines (the file is started
+    afresh). Yields the tracer provider. ``durable-sync run --trace FILE`` is this around the run."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from .instrumentation.registry import add_process_plugin
+
+    open(os.fspath(path), "w", encoding="utf-8").close()
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(SimpleSpanProcessor(OtlpJsonLinesExporter(path)))
+    remove = add_process_plugin(OtelPlugin(provider))
+    try:
+        yield provider
+    finally:
+        remove()
+        provider.shutdown()

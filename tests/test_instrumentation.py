@@ -391,3 +391,17 @@ def test_checkpoint_responses_are_delivered_in_order_with_the_full_map():
     assert changes[0].operations["op1"].status == "STARTED" and changes[1].operations["op1"].status == "SUCCEEDED"
     assert all(set(c.updated_operations) <= set(c.operations) for c in changes)
     assert "exec1" in changes[0].operations
+
+
+def test_process_plugins_join_every_handler_until_removed(monkeypatch):
+    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    rec = Recorder()
+    remove = registry.add_process_plugin(rec)
+    try:
+        sources = registry.configured_sources()
+        assert len(sources) == 1
+        Instrumentation.open(sources, ARN, None, [EXEC], ()).invocation_start()
+        assert [h for h, _ in rec.calls] == ["invocation_start"]
+    finally:
+        remove()
+    assert registry.configured_sources() == []

@@ -101,20 +101,37 @@ def explicit_sources(plugins: Optional[Sequence[Any]]) -> list[Source]:
 
 _configured: dict[str, list[Source]] = {}
 _configured_lock = threading.Lock()
+_process: list[Source] = []  # add_process_plugin(); replaced, never mutated, so readers need no lock
+
+
+def add_process_plugin(entry: Any) -> Callable[[], None]:
+    """Give every durable handler of this process the plugin ``entry`` (an instance or a factory, as in
+    ``plugins=[...]``), as if ``DURABLE_SYNC_PLUGINS`` named it; returns a function that takes it away.
+    Used by tools that run other people's handlers (``durable-sync run --trace``)."""
+    global _process
+    added = source(entry, "a process plugin")
+    with _configured_lock:
+        _process = [*_process, added]
+
+    def remove() -> None:
+        global _process
+        with _configured_lock:
+            _process = [s for s in _process if s is not added]
+    return remove
 
 
 def configured_sources(environ: Any = None) -> list[Source]:
-    """The entries ``DURABLE_SYNC_PLUGINS`` names (empty when it is unset), loaded once per value."""
+    """The process plugins and the entries ``DURABLE_SYNC_PLUGINS`` names (loaded once per value)."""
     value = (os.environ if environ is None else environ).get(ENV_VAR)
     if not value or not value.strip():
-        return []
+        return _process
     found = _configured.get(value)
     if found is None:
         with _configured_lock:
             found = _configured.get(value)
             if found is None:
                 found = _configured[value] = _load(value)
-    return found
+    return [*_process, *found] if _process else found
 
 
 def _load(value: str) -> list[Source]:
