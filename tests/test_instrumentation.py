@@ -405,3 +405,29 @@ def test_process_plugins_join_every_handler_until_removed(monkeypatch):
     finally:
         remove()
     assert registry.configured_sources() == []
+
+
+def test_paired_end_hooks_unwind_in_reverse_order():
+    calls = []
+
+    class Labelled(Recorder):
+        def __init__(self, label):
+            super().__init__([])
+            self.label = label
+
+    first, second = Labelled("A"), Labelled("B")
+    for plugin in (first, second):
+        plugin.calls = type("Sink", (list,), {"append": lambda self, item, p=plugin: calls.append((item[0], p.label))})()
+    instr = _open([first, second], [])
+    instr.invocation_start()
+    instr.begin("op1", "STEP", "Step", "s", None, None)
+    token = instr.user_function_start("op1", "STEP", "Step", "s", None, None, attempt=1)
+    instr.user_function_end(token, None)
+    instr.ended({"Id": "op1", "Type": "STEP", "Action": "SUCCEED"}, None)
+    instr.invocation_end({"Status": "SUCCEEDED"}, [EXEC])
+    assert calls == [("invocation_start", "A"), ("invocation_start", "B"),
+                     ("operation_start", "A"), ("operation_start", "B"),
+                     ("user_function_start", "A"), ("user_function_start", "B"),
+                     ("user_function_end", "B"), ("user_function_end", "A"),
+                     ("operation_end", "A"), ("operation_end", "B"),
+                     ("invocation_end", "B"), ("invocation_end", "A")]

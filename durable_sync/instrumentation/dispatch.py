@@ -5,6 +5,10 @@ The SDK creates an :class:`Instrumentation` only when some plugin is registered 
 points: the invocation's start and end, an operation's begin (live or replay), the terminal
 checkpoint of an operation, around each run of user code, and after each checkpoint response.
 
+Hooks run in registration order, except ``on_invocation_end`` and ``on_user_function_end``, which
+run in reverse (plugins nest like context managers: one that makes its span current in a start
+hook restores the previous one in the end hook, in the right order).
+
 A hook that raises is logged (once per plugin and hook in an invocation, with its traceback)
 and ignored: the other plugins' hooks still run and the execution's outcome never changes.
 No hook runs while the SDK holds one of its locks: checkpoint responses are queued by the
@@ -26,6 +30,9 @@ from .api import (HOOKS, InstrumentationPlugin, InvocationEndInfo, InvocationSta
 from .registry import Source
 
 log = logging.getLogger("durable_sync.plugins")
+
+#: End hooks paired with a start hook on the same thread run in reverse registration order.
+_UNWINDING = ("on_invocation_end", "on_user_function_end")
 
 _ACTION_STATUS = {wire.SUCCEED: wire.SUCCEEDED, wire.FAIL: wire.FAILED, wire.CANCEL: wire.CANCELLED}
 
@@ -51,6 +58,8 @@ class Instrumentation:
         self._start_info = start_info
         self._hooks = {hook: [(p, m) for p in plugins for m in [_overrides(p, hook)] if m is not None]
                        for hook in HOOKS}
+        for hook in _UNWINDING:  # plugins nest like context managers: the last one started ends first
+            self._hooks[hook].reverse()
         #: Whether an operation's begin / terminal checkpoint matters to some plugin.
         self.wants_operations = bool(self._hooks["on_operation_start"] or self._hooks["on_operation_end"])
         #: Whether runs of user code matter to some plugin.
