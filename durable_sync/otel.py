@@ -248,14 +248,17 @@ def _record_error(span: Any, error: Optional[dict], when: Optional[int] = None) 
 
 class OtelPlugin(InstrumentationPlugin):
     """Writes the spans of durable executions (see the module doc). ``tracer_provider``: the provider
-    to use (default: OpenTelemetry's global provider, looked up at each invocation's start).
+    to use (default: OpenTelemetry's global provider, looked up at each invocation's start). With
+    ``flush`` (the default) the provider's ``force_flush()`` runs at the end of every invocation, so
+    spans batched by a ``BatchSpanProcessor`` leave before Lambda freezes the process.
 
     One instance serves any number of invocations, also at the same time (the local engine runs
     many executions in one process).
     """
 
-    def __init__(self, tracer_provider: Any = None):
+    def __init__(self, tracer_provider: Any = None, flush: bool = True):
         self.tracer_provider = tracer_provider
+        self.flush = flush
         self._lock = threading.Lock()
         self._invocations: dict[str, _Invocation] = {}
         install_log_ids()
@@ -315,6 +318,10 @@ class OtelPlugin(InstrumentationPlugin):
             # runs ahead of the wall clock).
             ends = [op.end_time for op in info.operations.values() if op.end_time is not None]
             span.end(end_time=max([_ns(now())] + [_ns(t) for t in ends]))
+        if self.flush:  # Lambda may freeze the process as soon as the handler returns
+            flush = getattr(self.tracer_provider or trace.get_tracer_provider(), "force_flush", None)
+            if flush is not None:
+                flush()
 
     # -- operations -----------------------------------------------------------------------------
     def _parent_span_id(self, arn: str, parent_id: Optional[str]) -> int:
