@@ -355,7 +355,8 @@ class OtelPlugin(InstrumentationPlugin):
             span = self._start_span(
                 state, f"{info.name or info.sub_type or info.operation_type} attempt {attempt}",
                 attempt_span_id(arn, info.operation_id, attempt), state.parent(operation_span_id(arn, info.operation_id)),
-                start_time=_ns(info.start_time), attributes=_operation_attributes(info))
+                start_time=_ns(info.start_time),  # the operation's span has the other attributes
+                attributes={"durable.operation.id": info.operation_id, "durable.operation.attempt": attempt})
         token = otel_context.attach(trace.set_span_in_context(span))
         with self._lock:
             state.running[(info.operation_id, info.attempt)] = (span, token)
