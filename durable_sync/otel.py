@@ -159,12 +159,13 @@ def _w3c_context(header: Optional[str]) -> Optional[SpanContext]:
     return ctx if ctx.is_valid else None
 
 
-def incoming_links() -> list[Link]:
+def incoming_links(trace_id: int = 0) -> list[Link]:
     """The invocation's incoming trace contexts: the span current on the handler thread (e.g. the
-    Lambda instrumentation's), ``_X_AMZN_TRACE_ID`` and ``TRACEPARENT``, each once."""
+    Lambda instrumentation's; not one of the execution's own trace ``trace_id``), ``_X_AMZN_TRACE_ID``
+    and ``TRACEPARENT``, each once."""
     found: list[tuple[SpanContext, str]] = []
     current = trace.get_current_span().get_span_context()
-    if current.is_valid:
+    if current.is_valid and current.trace_id != trace_id:
         found.append((current, "active-span"))
     for ctx, source in ((_xray_context(os.environ.get("_X_AMZN_TRACE_ID")), "_X_AMZN_TRACE_ID"),
                         (_w3c_context(os.environ.get("TRACEPARENT")), "TRACEPARENT")):
@@ -288,7 +289,7 @@ class OtelPlugin(InstrumentationPlugin):
         sampler = getattr(tracer, "sampler", None)
         sampled = sampler is None or sampler.should_sample(None, trace_id, "durable execution").decision.is_sampled()
         state = _Invocation(tracer, trace_id, TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT))
-        links = incoming_links()
+        links = incoming_links(trace_id)
         with self._lock:
             self._invocations[info.execution_arn] = state
         state.span = self._start_span(
