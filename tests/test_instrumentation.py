@@ -378,8 +378,14 @@ def test_official_plugins_and_factories_receive_official_infos():
 
 
 def test_checkpoint_responses_are_delivered_in_order_with_the_full_map():
+    seen = []
+
+    class Snapshots(ds.InstrumentationPlugin):
+        def on_operation_change(self, info):
+            seen.append((info, dict(info.operations)))  # the map is exact during the call
+
     rec = Recorder()
-    instr = _open([rec], [])
+    instr = _open([rec, Snapshots()], [])
     a = _step("STARTED")
     b = {**_step("SUCCEEDED"), "Id": "op2"}
     instr.checkpoint_response([a])
@@ -388,9 +394,13 @@ def test_checkpoint_responses_are_delivered_in_order_with_the_full_map():
     instr.deliver_changes()
     changes = [i for h, i in rec.calls if h == "operation_change"]
     assert [sorted(c.updated_operations) for c in changes] == [["op1"], ["op1", "op2"]]
-    assert changes[0].operations["op1"].status == "STARTED" and changes[1].operations["op1"].status == "SUCCEEDED"
+    (_, first), (_, second) = seen
+    assert first["op1"].status == "STARTED" and "op2" not in first
+    assert second["op1"].status == "SUCCEEDED" and second["op2"].status == "SUCCEEDED"
     assert all(set(c.updated_operations) <= set(c.operations) for c in changes)
-    assert "exec1" in changes[0].operations
+    assert "exec1" in first
+    with pytest.raises(TypeError):
+        changes[0].operations["x"] = None  # read-only
 
 
 def test_process_plugins_join_every_handler_until_removed(monkeypatch):

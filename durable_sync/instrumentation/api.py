@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 ErrorObject = dict  # a wire ErrorObject: {"ErrorType", "ErrorMessage", "ErrorData"?, "StackTrace"?}
 
@@ -69,11 +69,16 @@ class UserFunctionEndInfo(OperationInfo):
 
 @dataclass(frozen=True, kw_only=True)
 class OperationChangeInfo:
-    """After a checkpoint response (or, at an invocation's start, the changes made while it was suspended)."""
+    """After a checkpoint response (or, at an invocation's start, the changes made while it was suspended).
+
+    ``updated_operations``: the operations the response changed; ``operations``: every operation of
+    the execution, as a read-only mapping that is exact during the call (it is not copied per
+    checkpoint; ``dict(info.operations)`` keeps a snapshot).
+    """
 
     execution_arn: str
     updated_operations: dict[str, OperationInfo] = field(default_factory=dict)
-    operations: dict[str, OperationInfo] = field(default_factory=dict)
+    operations: Mapping[str, OperationInfo] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,16 +20,34 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Any, Iterable, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from .. import wire
 from . import rules
 from .api import (HOOKS, InstrumentationPlugin, InvocationEndInfo, InvocationStartInfo, OperationChangeInfo,
                   OperationEndInfo, OperationInfo, OperationStartInfo, UserFunctionEndInfo, UserFunctionStartInfo,
                   now, operation_info, timestamp)
-from .registry import Source
+from .registry import Source, configured_sources
 
 log = logging.getLogger("durable_sync.plugins")
+
+
+def open_invocation(sources: Sequence[Source], arn: str, lambda_context: Any, operations: list[dict[str, Any]],
+                    event: dict[str, Any], flusher: Any) -> Optional["Instrumentation"]:
+    """The instrumentation of the invocation starting now (None, and nothing built, without plugins):
+    the handler's ``plugins=`` sources and the process's / ``DURABLE_SYNC_PLUGINS``'s. Subscribes to the
+    flusher's checkpoint responses when a plugin wants them and reports the invocation's start."""
+    configured = configured_sources()
+    if not sources and not configured:
+        return None
+    instr = Instrumentation.open([*sources, *configured], arn, getattr(lambda_context, "aws_request_id", None),
+                                 operations, event.get("UpdatedOperationIds"))
+    if instr is not None:
+        if instr.wants_changes:
+            flusher.on_response = instr.checkpoint_response
+        instr.invocation_start()
+    return instr
 
 #: End hooks paired with a start hook on the same thread run in reverse registration order.
 _UNWINDING = ("on_invocation_end", "on_user_function_end")
@@ -76,6 +94,9 @@ class Instrumentation:
         self._pending: deque[list[dict[str, Any]]] = deque()  # checkpoint responses not yet delivered
         self._deliver = threading.Lock()
         self._map: dict[str, OperationInfo] = dict(start_info.operations)
+        #: What on_operation_change gets as ``operations``: a read-only view of the full map, not a copy per
+        #: checkpoint (that would make an invocation of n checkpoints O(n^2)).
+        self._view = MappingProxyType(self._map)
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
@@ -127,7 +148,20 @@ class Instrumentation:
         self._call("on_invocation_start", info)
         if info.updated_operations and self.wants_changes:
             self._call("on_operation_change", OperationChangeInfo(
-                execution_arn=self.arn, updated_operations=dict(info.updated_operations), operations=dict(self._map)))
+                execution_arn=self.arn, updated_operations=dict(info.updated_operations), operations=self._view))
+
+    def run_invocation(self, run: Callable[[], dict[str, Any]],
+                       operations: Callable[[], list[dict[str, Any]]]) -> dict[str, Any]:
+        """``run()`` (the invocation, to its output), then ``invocation_end``; an invocation that raises
+        (an error Lambda retries) ends FAILED with that error, and the exception goes on."""
+        try:
+            output = run()
+        except BaseException as exc:
+            from ..errors import error_object
+            self.invocation_end({"Status": wire.FAILED, "Error": error_object(exc)}, operations())
+            raise
+        self.invocation_end(output, operations())
+        return output
 
     def invocation_end(self, output: dict[str, Any], operations: list[dict[str, Any]]) -> None:
         """After the outcome is final: deliver pending changes, report the ends still owed, then the end."""
@@ -241,8 +275,8 @@ class Instrumentation:
             while self._pending:
                 records = self._pending.popleft()
                 updated = _infos(records, self.arn)
-                self._map.update(updated)
+                self._map.update(updated)  # only here, under _deliver: the view is steady during the hooks
                 self._call("on_operation_change", OperationChangeInfo(
-                    execution_arn=self.arn, updated_operations=updated, operations=dict(self._map)))
+                    execution_arn=self.arn, updated_operations=updated, operations=self._view))
         finally:
             self._deliver.release()
