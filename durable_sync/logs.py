@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Callable, Mapping
 
 USER_LOGGER = logging.getLogger("durable_sync.user")
@@ -44,8 +45,11 @@ _FIELDS = (("execution_arn", "executionArn"), ("operation_id", "operationId"),
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: level, message, executionArn, operationId, operationName, attempt (and
-    trace_id / span_id when durable_sync.otel traces the execution)."""
+    """One JSON object per line: timestamp (UTC, ISO-8601 ``...Z``), level, message, logger,
+    executionArn, operationId, operationName, attempt (and trace_id / span_id when durable_sync.otel
+    traces the execution)."""
+
+    converter = staticmethod(time.gmtime)  # formatTime in UTC, whatever the process's TZ
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
