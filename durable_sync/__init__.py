@@ -8,9 +8,9 @@ from .config import (CallbackConfig, CheckpointMode, ChildConfig, CompletionConf
                      JitterStrategy, MapConfig, NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
                      WaitForConditionConfig, WaitForConditionDecision)
 from .context import DurableContext, StepContext, durable_step, durable_with_child_context
-from .batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
-from .concurrently import ConcurrentGroup, DurableFuture
-from .callbacks import Callback
+from .operations.batch_result import BatchItem, BatchItemStatus, BatchResult, CompletionReason
+from .operations.concurrently import ConcurrentGroup, DurableFuture
+from .operations.callback import Callback
 from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
                      ChildContextError, DurableError, DurableExecutionsError, DurableOperationError, InvokeError,
                      NestedOperationError, NonDeterminismError, NonDeterministicExecutionError, SerDesError, StepError,

@@ -127,8 +127,8 @@ def test_the_invoke_target_is_its_own_execution_in_the_database(tmp_path, capsys
     out, err = capsys.readouterr()
     assert code == 0, err
     assert cli.main(["list", "--db", db, "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert sorted(e["FunctionName"] for e in listed) == ["fraud-check", "invoke_workflow"]
+    listed = json.loads(capsys.readouterr().out)["DurableExecutions"]  # ListDurableExecutionsByFunction's shape
+    assert sorted(e["FunctionArn"].split(":")[6] for e in listed) == ["fraud-check", "invoke_workflow"]
     assert {e["Status"] for e in listed} == {"SUCCEEDED"}
     assert cli.main(["history", "pay-1", "--db", db]) == 0
     tree = capsys.readouterr().out

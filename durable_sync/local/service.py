@@ -23,21 +23,9 @@ from typing import Any, Callable, Optional
 from .. import wire
 from . import history as h
 
-INVALID = "InvalidParameterValueException"
-NOT_FOUND = "ResourceNotFoundException"
-CONFLICT = "ResourceConflictException"
+from ..errors import CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, ServiceError  # noqa: F401 - re-exported
+
 TOO_LARGE = "RequestEntityTooLargeException"
-CALLBACK_TIMEOUT = "CallbackTimeoutException"
-
-
-class ServiceError(Exception):
-    """An error the service answers with: ``code`` is the modeled exception name."""
-
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 # Action -> statuses the operation may be in before it (None: the operation is new). A callback and a
