@@ -20,6 +20,10 @@ from .logs import JsonFormatter
 from .retry import (RetryDecision, RetryPolicy, RetryPresets, RetryStrategyConfig, WaitStrategyConfig,
                     create_retry_strategy, create_wait_strategy)
 from .serdes import SerDes, SerDesContext
+# instrumentation plugins (obs)
+from .instrumentation import (InstrumentationPlugin, InvocationEndInfo, InvocationStartInfo, OperationChangeInfo,
+                              OperationEndInfo, OperationInfo, OperationStartInfo, UserFunctionEndInfo,
+                              UserFunctionStartInfo)
 
 __version__ = "0.1.0"
 
@@ -36,4 +40,7 @@ __all__ = [
     "CallbackError", "CallbackTimeoutError", "CallbackSubmitterError", "InvokeError", "WaitForConditionError",
     "SuspendExecution", "Callback",
     "BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason", "ConcurrentGroup", "DurableFuture",
+    # instrumentation plugins (obs)
+    "InstrumentationPlugin", "InvocationStartInfo", "InvocationEndInfo", "OperationInfo", "OperationStartInfo",
+    "OperationEndInfo", "OperationChangeInfo", "UserFunctionStartInfo", "UserFunctionEndInfo",
 ]
