@@ -24,8 +24,8 @@ one batch in flight at a time, FIFO.
 """
 from __future__ import annotations
 
+import os
 import threading
-import uuid
 from collections import deque
 from typing import Any, Protocol
 
@@ -93,7 +93,7 @@ class Flusher:
         self.gather_timeouts = 0  # gatherings that ended by GATHER_SECONDS, not by every runner arriving
         self._thread: threading.Thread | None = None
         # ClientTokens: unique per batch, stable across the client's own retries of that batch.
-        self._token_prefix = uuid.uuid4().hex
+        self._token_prefix = os.urandom(16).hex()
         self._batches = 0
 
     # -- callers -------------------------------------------------------------
