@@ -3,18 +3,21 @@
 Write plain blocking handlers; every step, wait and child context is checkpointed
 and replayed. ``durable_sync.local.LocalEngine`` runs them on one machine.
 
-What a handler needs to start (the decorator, contexts, configs, errors) is imported with
-the package; the modules of map / parallel / concurrently / callbacks and of retry policies
-are imported the first time one of their names is used (``ds.BatchResult``,
-``ds.RetryPolicy``, ...) or an operation runs, so a cold start pays only for what it uses.
+What a handler needs to start is imported with the package; retry policies (``ds.RetryPolicy``,
+``ds.RetryPresets``, ...) are imported the first time one of their names is used or a step fails,
+and the rich-value serializer, tenacity and boto3 only when a value, a strategy or the AWS path
+needs them, so a cold start pays only for what it uses.
 """
 from typing import TYPE_CHECKING
 
 from . import errors, serdes
-from .config import (CallbackConfig, ChildConfig, CompletionConfig, Duration, InvokeConfig, JitterStrategy, MapConfig,
-                     NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
-                     WaitForConditionConfig, WaitForConditionDecision)
+from .config import (CallbackConfig, CheckpointMode, ChildConfig, CompletionConfig, Duration, InvokeConfig,
+                     JitterStrategy, MapConfig, NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics,
+                     WaitForCallbackConfig, WaitForConditionConfig, WaitForConditionDecision)
 from .context import DurableContext, StepContext, durable_step, durable_with_child_context
+from .operations.batch_result import BatchItem, BatchItemStatus, BatchResult, CompletionReason
+from .operations.callback import Callback
+from .operations.concurrently import ConcurrentGroup, DurableFuture
 from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
                      ChildContextError, DurableError, DurableExecutionsError, DurableOperationError, InvokeError,
                      NestedOperationError, NonDeterminismError, NonDeterministicExecutionError, SerDesError, StepError,
@@ -25,21 +28,13 @@ from .serdes import SerDes, SerDesContext
 
 if TYPE_CHECKING:  # imported on first use, see __getattr__
     from . import retry
-    from .batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
-    from .callbacks import Callback
-    from .concurrently import ConcurrentGroup, DurableFuture
     from .retry import (RetryDecision, RetryPolicy, RetryPresets, RetryStrategyConfig, WaitStrategyConfig,
                         create_retry_strategy, create_wait_strategy)
 
 #: name -> the module (relative) that defines it, imported on first use.
-_LAZY = {
-    **dict.fromkeys(["BatchItem", "BatchItemStatus", "BatchResult", "CompletionReason"], "batch"),
-    **dict.fromkeys(["ConcurrentGroup", "DurableFuture"], "concurrently"),
-    "Callback": "callbacks",
-    **dict.fromkeys(["RetryDecision", "RetryPolicy", "RetryPresets", "RetryStrategyConfig", "WaitStrategyConfig",
-                     "create_retry_strategy", "create_wait_strategy"], "retry"),
-}
-_LAZY_MODULES = frozenset({"retry", "batch", "concurrently", "callbacks"})
+_LAZY = dict.fromkeys(["RetryDecision", "RetryPolicy", "RetryPresets", "RetryStrategyConfig", "WaitStrategyConfig",
+                       "create_retry_strategy", "create_wait_strategy"], "retry")
+_LAZY_MODULES = frozenset({"retry"})
 
 
 def __getattr__(name: str):
@@ -63,7 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "durable_handler", "DurableContext", "StepContext", "durable_step", "durable_with_child_context",
-    "Duration", "StepConfig", "StepSemantics", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
+    "Duration", "StepConfig", "StepSemantics", "CheckpointMode", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
     "WaitForConditionConfig", "WaitForConditionDecision", "InvokeConfig", "ParallelConfig", "MapConfig",
     "CompletionConfig", "NestingType", "ParallelBranch",
     "RetryPolicy", "RetryPresets", "RetryDecision", "create_wait_strategy", "JitterStrategy",

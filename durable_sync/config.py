@@ -140,6 +140,19 @@ class StepSemantics(enum.Enum):
     AT_MOST_ONCE_PER_RETRY = "AT_MOST_ONCE_PER_RETRY"
 
 
+class CheckpointMode(enum.Enum):
+    """When a step's result is saved (SPEC §3 "When an update must be persisted").
+
+    AWAITED: before anything could act on it (the next step body, an at-most-once START, a wait,
+    the end of the invocation). PIPELINED: an at-least-once step's result is not waited for at
+    all; it rides with the next checkpoint that is, or the last one before the invocation ends.
+    A crash can then re-run steps whose results were not saved yet (docs/performance.md).
+    """
+
+    AWAITED = "AWAITED"
+    PIPELINED = "PIPELINED"
+
+
 class NestingType(enum.Enum):
     """NESTED: every branch is its own CONTEXT; FLAT: branches are not checkpointed as contexts."""
 
@@ -178,6 +191,12 @@ def _check_enum(owner: str, name: str, value: Any, cls: type) -> None:
     if isinstance(value, str) and value.upper() in cls.__members__:
         hint = f"pass ds.{cls.__name__}.{value.upper()}, not the string"
     raise _fail(owner, name, f"a {cls.__name__}", value, hint)
+
+
+def check_checkpoint_mode(owner: str, name: str, value: Any) -> None:
+    """None (use the handler's mode) or a ``CheckpointMode``."""
+    if value is not None:
+        _check_enum(owner, name, value, CheckpointMode)
 
 
 def check_serdes(owner: str, name: str, value: Any) -> None:
@@ -243,11 +262,13 @@ class StepConfig:
     retry_strategy: Any = None
     step_semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY
     serdes: Any = None
+    checkpoint_mode: Optional[CheckpointMode] = None  # None: the handler's mode (durable_handler(checkpoint_mode=))
 
     def __post_init__(self) -> None:
         check_retry_strategy("StepConfig", "retry_strategy", self.retry_strategy)
         _check_enum("StepConfig", "step_semantics", self.step_semantics, StepSemantics)
         check_serdes("StepConfig", "serdes", self.serdes)
+        check_checkpoint_mode("StepConfig", "checkpoint_mode", self.checkpoint_mode)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ class SerDesContext:
 
     operation_id: str = ""
     durable_execution_arn: str = ""
+    operation_name: Optional[str] = None  # for error messages: the operation as the user named it
 
 
 @runtime_checkable
@@ -608,11 +609,61 @@ def _type_name(value: Any) -> str:
 
 
 def _op(ctx: Optional[SerDesContext]) -> str:
-    return repr(ctx.operation_id) if ctx is not None else "<unknown>"
+    if ctx is None:
+        return "<unknown>"
+    name = getattr(ctx, "operation_name", None)
+    return repr(name) if name else repr(ctx.operation_id)
+
+
+def _unsupported_part(value: Any, depth: int = 0) -> Any:
+    """The first part of ``value`` the default serdes cannot checkpoint, or None when every part is data."""
+    t = type(value)
+    if value is None or t in (str, int, float, bool) or depth > 100:
+        return None
+    if t in (dict, list, tuple, set, frozenset) or (isinstance(value, (list, tuple, dict)) and _is_allowed_class(t)):
+        parts = [*value.keys(), *value.values()] if isinstance(value, dict) else list(value)
+    elif dataclasses.is_dataclass(value) and _is_allowed_class(t):
+        parts = [getattr(value, f.name, None) for f in dataclasses.fields(value)]
+    elif _is_allowed_class(t):
+        parts = list(vars(value).values()) if hasattr(value, "__dict__") and t in _registered_set else []
+    else:
+        return value
+    for part in parts:
+        found = _unsupported_part(part, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _serialize_advice(value: Any) -> Optional[str]:
+    """What to do about a value the default serdes refused: the right advice for the part that is not data."""
+    part = _unsupported_part(value)
+    if part is None:
+        return None
+    where = "" if part is value else f" inside the {_type_name(value)}"
+    step_fn = getattr(part, "__durable_step__", None)  # set by @durable_step on the call it returns
+    if step_fn is not None:
+        import inspect
+
+        name = getattr(step_fn, "__name__", "step")
+        args = ", ".join(list(inspect.signature(step_fn).parameters)[1:])
+        return (f"the value is the @durable_step function {name}{where}, not its result: {name} takes arguments "
+                f"({args}), so ctx.step({name}) only binds the step context to them; call it: "
+                f"ctx.step({name}({args}))")
+    cls = type(part)
+    module = cls.__module__.split(".")[0]
+    if hasattr(part, "__dict__") and not callable(part) and module not in sys.stdlib_module_names \
+            and module != "builtins":
+        return (f"{_class_name(cls)}{where} is not a dataclass, enum, named tuple or standard value type: register "
+                f"it with ds.serdes.allow({cls.__name__}) if it can be rebuilt from its attributes, return plain "
+                "data, or pass a custom serdes in the operation's config")
+    what = "code (call it and return its result)" if callable(part) else "live process state"
+    return (f"a {_type_name(part)}{where} cannot be checkpointed: it is {what}, not data. Return plain data: "
+            "JSON data (dict/list/str/number/bool/None), a dataclass, enum or named tuple")
 
 
 def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) -> str:
-    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation.
+    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation and what to do.
 
     The default serdes writes ASCII JSON (a lone surrogate in a string is kept as ``\\udcff``
     and comes back exactly); text a custom serdes returns has characters UTF-8 cannot encode
@@ -621,6 +672,10 @@ def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) ->
     try:
         text = (serdes or DEFAULT_SERDES).serialize(value, ctx)
     except Exception as exc:
+        advice = _serialize_advice(value) if serdes is None or serdes is DEFAULT_SERDES else None
+        if advice is not None:
+            raise SerDesError(f"could not serialize the {_type_name(value)} value of operation {_op(ctx)}: {advice}") \
+                from exc
         raise SerDesError(
             f"could not serialize the {_type_name(value)} value of operation {_op(ctx)}: {exc} -- {_HINT}"
         ) from exc

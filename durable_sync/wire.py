@@ -104,7 +104,7 @@ def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
         validate_name(update.get("Name"))
     size = 200 + len(update.get("Name") or "")
     payload = update.get("Payload")
-    if payload is not None:
+    if isinstance(payload, str):  # other types are the service rules' to refuse, with their message
         if payload.isascii():
             nbytes = len(payload)
         else:
@@ -118,7 +118,7 @@ def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
             )
         size += nbytes
     err = update.get("Error")
-    if err is not None:
+    if isinstance(err, dict):
         err = update["Error"] = utf8_safe_error(err)
         size += len(json.dumps(err))
     return size
