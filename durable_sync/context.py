@@ -125,6 +125,7 @@ def durable_step(fn: Callable[..., Any]) -> Callable[..., Callable[[StepContext]
             return fn(step_ctx, *args, **kwargs)
         call.__durable_name__ = fn.__name__
         call.__name__ = fn.__name__
+        call.__durable_step__ = fn  # serialization errors recognise `ctx.step(f)` for `ctx.step(f(args))`
         return call
     return bind
 

@@ -49,7 +49,7 @@ def run_in_child_context(scope: OperationScope, fn: Callable[[Any], Any], name: 
 def run_child(scope: OperationScope, op: Op, fn: Callable[[Any], Any], serdes: Any = None) -> Any:
     """The child-context protocol shared by run_in_child_context, map/parallel branches and friends."""
     serdes = serdes or scope.serdes
-    sctx = scope.serdes_ctx(op.id)
+    sctx = scope.serdes_ctx(op.id, op.name)
     record = op.record
     if record is not None:
         status = record["Status"]
@@ -145,7 +145,7 @@ class ChildBlock:
                                                       or issubclass(exc_type, NonDeterminismError))):
             return False  # replayed block, suspension / interpreter exit, or changed code: nothing to record
         if exc is None:
-            payload = serialize_value(self._cfg.serdes or scope.serdes, self._ctx.result, scope.serdes_ctx(op.id))
+            payload = serialize_value(self._cfg.serdes or scope.serdes, self._ctx.result, scope.serdes_ctx(op.id, op.name))
             if utf8_len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
                 payload = ""
             finish_block(scope, op, None, payload)

@@ -38,7 +38,7 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
         name = callable_name(check)
     op = scope.begin(wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, f"ctx.wait_for_condition({name!r})")
     serdes = config.serdes or scope.serdes
-    sctx = scope.serdes_ctx(op.id)
+    sctx = scope.serdes_ctx(op.id, op.name)
     label = repr(name) if name else op.id
     attempt, state, send_start = 1, config.initial_state, True
     if op.record is not None:

@@ -185,8 +185,9 @@ class OperationScope:
         """The handler's serdes (None: the default)."""
         return self.rt.serdes
 
-    def serdes_ctx(self, op_id: str) -> SerDesContext:
-        return SerDesContext(op_id, self.rt.arn)
+    def serdes_ctx(self, op_id: str, name: Optional[str] = None) -> SerDesContext:
+        """What a SerDes sees; ``name`` lets serialization errors name the operation, not its id."""
+        return SerDesContext(op_id, self.rt.arn, name)
 
     def record(self, op: Op) -> Optional[dict]:
         """The operation's current record (after a checkpoint response merged a newer one)."""

@@ -16,7 +16,6 @@ from .. import wire
 from ..config import StepConfig, StepSemantics, expect
 from ..errors import StepError, StepInterruptedError, ValidationError, error_object
 from ..logs import USER_LOGGER, DurableLogger
-from ..retry import resolve_retry_strategy
 from ..serdes import deserialize_value, serialize_value
 from .scope import Op, OperationScope, callable_name, raised_as_itself, recorded_error
 
@@ -112,7 +111,7 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
     attempt, send_start = 1, True
     if op.record is not None:
         if op.record["Status"] == wire.SUCCEEDED:
-            return deserialize_value(serdes, op.details("StepDetails").get("Result"), scope.serdes_ctx(op.id))
+            return deserialize_value(serdes, op.details("StepDetails").get("Result"), scope.serdes_ctx(op.id, op.name))
         attempt, send_start = next_step_attempt(scope, op, StepError, f"step {op.label}")
         if not send_start and at_most_once:
             interrupted = StepInterruptedError(
@@ -123,7 +122,7 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
     if send_start:
         scope.checkpoint(op, wire.START, wait=at_most_once)
     step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
-    sctx = scope.serdes_ctx(op.id)
+    sctx = scope.serdes_ctx(op.id, op.name)
     try:
         payload = serialize_value(serdes, scope.run_step_body(op, fn, step_ctx), sctx)
     except Exception as exc:  # noqa: BLE001 - the retry strategy decides (programming errors: no retry)
@@ -136,6 +135,8 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
 
 
 def _failed(scope: OperationScope, op: Op, cfg: StepConfig, exc: Exception, attempt: int) -> Any:
+    from ..retry import resolve_retry_strategy  # only when a step fails (cold start)
+
     err = error_object(exc)
     try:
         decision = resolve_retry_strategy(cfg.retry_strategy)(exc, attempt)
