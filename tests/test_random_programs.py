@@ -61,6 +61,7 @@ class Map:
     items: int
     body: tuple
     max_concurrency: Any
+    flat: bool = False  # NestingType.FLAT: items record no context of their own
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,13 @@ class Parallel:
 
 
 @dataclass(frozen=True)
+class Inline:
+    body: tuple  # `with group.child() as c:` -- a unit whose body runs on the block's thread
+
+
+@dataclass(frozen=True)
 class Group:
-    units: tuple  # Step or a tuple of nodes (a child unit)
+    units: tuple  # Step, a tuple of nodes (a child unit) or Inline
     max_concurrency: Any
 
 
@@ -86,9 +92,10 @@ def _extend(children: st.SearchStrategy) -> st.SearchStrategy:
     concurrency = st.sampled_from([None, 1, 2])
     return st.one_of(
         st.builds(Child, bodies, st.booleans()),
-        st.builds(Map, st.integers(0, 3), bodies, concurrency),
+        st.builds(Map, st.integers(0, 3), bodies, concurrency, st.booleans()),
         st.builds(Parallel, st.lists(bodies, min_size=0, max_size=3).map(tuple)),
-        st.builds(Group, st.lists(st.one_of(steps, bodies), min_size=1, max_size=3).map(tuple), concurrency),
+        st.builds(Group, st.lists(st.one_of(steps, bodies, st.builds(Inline, bodies)), min_size=1,
+                                  max_size=3).map(tuple), concurrency),
     )
 
 
@@ -150,7 +157,7 @@ def _plain_node(node: Node, path: str, runs: Runs) -> Any:
             failed = failed or value == "gave-up"
             results.append(value)
         else:
-            results.append(plain(unit, f"{path}<{j}>", runs))
+            results.append(plain(unit.body if isinstance(unit, Inline) else unit, f"{path}<{j}>", runs))
     return "group-failed" if failed else results
 
 
@@ -203,8 +210,10 @@ class Durable:
                 return c.result
             return ctx.run_in_child_context(lambda c: self.body(c, node.body, path), name=f"c{path}")
         if isinstance(node, Map):
+            nesting = ds.NestingType.FLAT if node.flat else ds.NestingType.NESTED
             result = ctx.map(list(range(node.items)), lambda c, item, i, items: self.body(c, node.body, f"{path}[{i}]"),
-                             name=f"m{path}", config=ds.MapConfig(max_concurrency=node.max_concurrency))
+                             name=f"m{path}", config=ds.MapConfig(max_concurrency=node.max_concurrency,
+                                                                  nesting_type=nesting))
             return result.get_results()
         if isinstance(node, Parallel):
             branches = [ds.ParallelBranch(lambda c, b=branch, i=i: self.body(c, b, f"{path}[{i}]"), name=f"b{path}[{i}]")
@@ -217,6 +226,11 @@ class Durable:
                     unit_path = f"{path}<{j}>"
                     if isinstance(unit, Step):
                         futures.append(group.step(*self.step_call(unit, unit_path)))
+                    elif isinstance(unit, Inline):
+                        block = group.child(f"i{unit_path}")
+                        with block as c:
+                            c.result = self.body(c, unit.body, unit_path)
+                        futures.append(block.future)
                     else:
                         futures.append(group.run_in_child_context(
                             lambda c, u=unit, p=unit_path: self.body(c, u, p), name=f"u{unit_path}"))
@@ -280,6 +294,8 @@ def test_a_fixed_program_with_every_kind_of_operation():
         Map(3, (step, Callback()), 2),
         Parallel(((step,), (Wait(1), retried), ())),
         Group((step, (Wait(1), step), retried), 1),
+        Group((Inline((step, Wait(1))), (step,), Inline((Callback(),))), 2),
+        Map(2, (Wait(1), Child((step,), block=True)), None, flat=True),
         Group((doomed, (step,)), None),
         Child((Map(2, (Group(((step, Wait(1)),), None),), None),), block=False),
     )

@@ -305,10 +305,13 @@ class _Batch:
 
     def _call_unit(self, index: int) -> Any:
         """Run branch ``index`` on this thread as a unit: a body of its own, whose context is its only one."""
+        return self.batch_scope.run_unit(self, index, self._call_branch, index)
+
+    def describe_unit(self, index: int) -> tuple[str, str]:
+        """(label, context) of branch ``index`` for refusal messages (OperationScope.Body)."""
         item = "map item" if self.kind == "map" else "parallel branch"
-        return self.batch_scope.run_unit(f"{item} {index} of {self._label()}",
-                                         f"the context it receives (the `ctx` argument of the {item}'s function)",
-                                         self._call_branch, index)
+        return (f"{item} {index} of {self._label()}",
+                f"the context it receives (the `ctx` argument of the {item}'s function)")
 
     def _call_branch(self, index: int) -> Any:
         branch = self.branches[index]

@@ -323,8 +323,11 @@ class ConcurrentGroup:
     # -- pool callbacks and waiting ------------------------------------------------------------------
     def _run_unit(self, future: DurableFuture) -> tuple[str, Any]:
         """Run a unit (on a pool thread, or on a thread that waits for it): its outcome as (kind, value)."""
-        return self._scope.run_unit(future._label(), "the context it receives (the `c` of "
-                                    "group.run_in_child_context(lambda c: ...))", outcome_of, future._run)
+        return self._scope.run_unit(self, future, outcome_of, future._run)
+
+    def describe_unit(self, future: DurableFuture) -> tuple[str, str]:
+        """(label, context) of a unit for refusal messages (OperationScope.Body)."""
+        return future._label(), "the context it receives (the `c` of group.run_in_child_context(lambda c: ...))"
 
     def _on_start(self, future: DurableFuture) -> None:
         """(pool lock held) The unit is taken by the current thread."""
@@ -439,8 +442,7 @@ class GroupChildBlock:
             block.begin()
             future = DurableFuture(group, len(group._units) + 1, "child", self._name, block.op.id, None)
             # The `with` body is a unit of its own: its context belongs to it, not to the block's code.
-            self._before = scope.enter_unit(future._label(), f"its `c` (`with group.child({self._name!r}) as c:`)",
-                                            owner=self)
+            self._before = scope.enter_unit(self)
             entered = True
             self._ctx = block.open()
         except BaseException:
@@ -452,6 +454,10 @@ class GroupChildBlock:
         group._units.append(future)
         self.future = future
         return self._ctx
+
+    def describe_unit(self, key: Any) -> tuple[str, str]:
+        """(label, context) of the block's body for refusal messages (OperationScope.Body)."""
+        return self.future._label(), f"its `c` (`with group.child({self._name!r}) as c:`)"
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
         group, future = self._group, self.future

@@ -99,16 +99,30 @@ def callable_name(fn: Any) -> Optional[str]:
 class Body:
     """A body of user code that owns contexts: the handler, a map item, a parallel branch, a unit.
 
-    ``label`` says what it is ("map item 2 of 'orders'"); ``context`` how its own context reaches it;
-    ``owner`` the object that started it, if the refusal messages of that object need to know.
+    ``owner`` is the object that runs it and ``key`` which of its units it is; ``describe()`` gives
+    ``(label, context)`` -- what it is ("map item 2 of ctx.map('orders')") and how its own context
+    reaches it -- from ``owner.describe_unit(key)``, only when a refusal needs the words.
     """
 
-    __slots__ = ("label", "context", "owner")
+    __slots__ = ("owner", "key")
 
-    def __init__(self, label: str, context: str, owner: Any = None):
-        self.label = label
-        self.context = context
+    def __init__(self, owner: Any, key: Any = None):
         self.owner = owner
+        self.key = key
+
+    def describe(self) -> tuple[str, str]:
+        return self.owner.describe_unit(self.key)
+
+
+class _Handler:
+    """The owner of the handler's body."""
+
+    @staticmethod
+    def describe_unit(key: Any) -> tuple[str, str]:
+        return "the handler", "the handler's `ctx`"
+
+
+_HANDLER = _Handler()
 
 
 class Op:
@@ -172,7 +186,7 @@ class OperationScope:
     @classmethod
     def root(cls, rt: Runtime) -> "OperationScope":
         """The handler's scope; the calling thread runs the handler's body."""
-        rt.local.body = Body("the handler", "the handler's `ctx`")
+        rt.local.body = Body(_HANDLER)
         return cls(rt, replaying=True)
 
     # -- small accessors ---------------------------------------------------------------------------
@@ -248,10 +262,11 @@ class OperationScope:
                 f"{what} was called from a thread durable_sync did not start (one the handler or a step body "
                 f"started itself). A context may be used only from the thread that runs its body: run "
                 "concurrent durable work with ctx.map / ctx.parallel or `with ctx.concurrently() as group:`.")
-        owner = self.body.label if self.body is not None else "another body"
+        owner = self.body.describe()[0] if self.body is not None else "another body"
+        label, context = here.describe()
         return NestedOperationError(
-            f"{what} was called on {self.describe()} (which belongs to {owner}) from {here.label}: each map "
-            f"item, parallel branch and concurrently unit has a context of its own -- use {here.context}, "
+            f"{what} was called on {self.describe()} (which belongs to {owner}) from {label}: each map "
+            f"item, parallel branch and concurrently unit has a context of its own -- use {context}, "
             "the context it receives, not an enclosing one.")
 
     # -- (a) an operation begins ---------------------------------------------------------------------
@@ -362,21 +377,22 @@ class OperationScope:
         """The body of a ``with`` block opened by ``open_block`` ended (``error``: what it raised, if anything)."""
 
     # -- units: bodies of their own -------------------------------------------------------------------------
-    def enter_unit(self, label: str, context: str, owner: Any = None) -> Any:
-        """The current thread starts the body of a unit (map item, branch, concurrently unit); returns
-        what it ran before, for ``leave_unit``. Contexts created from now on belong to the unit."""
+    def enter_unit(self, owner: Any, key: Any = None) -> Any:
+        """The current thread starts the body of a unit (map item, branch, concurrently unit) of
+        ``owner`` (which has ``describe_unit(key) -> (label, context)``); returns what the thread ran
+        before, for ``leave_unit``. Contexts created from now on belong to the unit."""
         local = self.rt.local
         before = getattr(local, "body", None)
-        local.body = Body(label, context, owner)
+        local.body = Body(owner, key)
         return before
 
     def leave_unit(self, before: Any) -> None:
         self.rt.local.body = before
 
-    def run_unit(self, label: str, context: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` as the body of a unit on the current thread (a pool thread, or a thread
-        that waits for the unit and runs it itself): its operations belong to it alone."""
-        before = self.enter_unit(label, context)
+    def run_unit(self, owner: Any, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` as the body of unit ``key`` of ``owner`` on the current thread (a pool
+        thread, or a thread that waits for the unit and runs it itself): its operations belong to it."""
+        before = self.enter_unit(owner, key)
         try:
             return fn(*args)
         finally:
