@@ -404,6 +404,24 @@ def test_a_config_of_the_wrong_type_is_refused_before_anything_is_checkpointed(e
     assert "x" not in ops_by_name(engine, res.arn)
 
 
+@pytest.mark.parametrize("make", [lambda: ds.StepConfig(step_semantics="AT_MOST_ONCE_PER_RETRY"),
+                                  lambda: ds.StepConfig(retry_strategy="three times"),
+                                  lambda: ds.StepConfig(retry_strategy=42)])
+def test_bad_step_config_fields_are_refused_when_the_step_is_called(engine, make):
+    @ds.durable_handler
+    def handler(event, ctx):
+        try:
+            ctx.step("x", lambda s: 1, make())
+        except ds.ValidationError as exc:
+            return str(exc)
+        return "accepted"
+
+    res = engine.run(handler)
+    assert res.status == "SUCCEEDED", res.error
+    assert res.result != "accepted" and "StepConfig" in res.result
+    assert ops_by_name(engine, res.arn) == {}
+
+
 # ============================================================================= 10. always-replay mode
 
 

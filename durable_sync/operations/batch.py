@@ -33,8 +33,9 @@ context SUCCEEDs with the BatchResult even when branches failed; only
 ``BatchResult.throw_if_error()`` raises.
 
 Suspension. When no branch runs, the outcome is not decided and at least one
-branch suspended, the call raises ``runtime.suspend(...)`` from the calling thread; the engine re-invokes at the earliest completion and the suspended
-branches resume from their checkpoints. A ``CheckpointError`` in a branch fails
+branch suspended, the call raises the scope's ``suspend(...)`` from the calling thread; the
+engine re-invokes at the earliest completion and the suspended branches resume from their
+checkpoints. A ``CheckpointError`` in a branch fails
 the invocation (it is re-raised from the calling thread), not the branch.
 
 Payload. The batch context's Payload is the default serdes text of
@@ -429,9 +430,13 @@ class _Batch:
         try:
             value = self._call_unit(index)
         except ChildContextError as exc:
-            return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))
+            return _failed_item(index, exc)
         except (SuspendExecution, CheckpointError, NonDeterminismError):
             raise
         except Exception as exc:  # noqa: BLE001 - a FLAT branch's failure replays as its exception
-            return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))
+            return _failed_item(index, exc)
         return BatchItem(index, BatchItemStatus.SUCCEEDED, value)
+
+
+def _failed_item(index: int, exc: BaseException) -> BatchItem:
+    return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))

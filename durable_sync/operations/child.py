@@ -145,7 +145,8 @@ class ChildBlock:
                                                       or issubclass(exc_type, NonDeterminismError))):
             return False  # replayed block, suspension / interpreter exit, or changed code: nothing to record
         if exc is None:
-            payload = serialize_value(self._cfg.serdes or scope.serdes, self._ctx.result, scope.serdes_ctx(op.id, op.name))
+            payload = serialize_value(self._cfg.serdes or scope.serdes, self._ctx.result,
+                                      scope.serdes_ctx(op.id, op.name))
             if utf8_len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
                 payload = ""
             finish_block(scope, op, None, payload)

@@ -11,7 +11,9 @@ check); returning True ends the invocation there (it returns PENDING).
 * :func:`always_replay` wraps a handler so that every invocation may start at most one
   new operation: the invocation is then cut short and re-invoked with the state so
   far, so every completed operation is replayed at least once and non-determinism
-  hidden by a long first invocation shows up.
+  hidden by a long first invocation shows up. A new operation that was let through but
+  could not start (a ``concurrently`` unit queued behind a suspended one) does not count
+  in later invocations, so every correct handler finishes.
 """
 from __future__ import annotations
 
