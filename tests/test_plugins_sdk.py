@@ -303,3 +303,22 @@ def test_plugins_argument_is_checked_when_decorating():
         @ds.durable_handler(plugins=[Log(), 3])
         def handler(event, ctx):
             return None
+
+
+def test_flat_branches_are_no_operations_of_their_own():
+    log = Log()
+
+    @ds.durable_handler(plugins=[log])
+    def flat(event, ctx):
+        config = ds.ParallelConfig(max_concurrency=1, nesting_type=ds.NestingType.FLAT)
+        return ctx.parallel([lambda c: c.step(lambda s: 1, name="a"), lambda c: c.step(lambda s: 2, name="b")],
+                            name="flat", config=config).get_results()
+
+    engine = LocalEngine(db=":memory:", skip_time=True)
+    try:
+        assert engine.run(flat, None).result == [1, 2]
+    finally:
+        engine.close()
+    runs = [(i.sub_type, i.name) for i in log.of("on_user_function_start")]
+    assert runs == [("Step", "a"), ("Step", "b")]
+    assert sorted(i.name for i in log.of("on_operation_end")) == ["a", "b", "flat"]
