@@ -7,7 +7,8 @@ from . import errors, serdes
 from .config import (CallbackConfig, CheckpointMode, ChildConfig, CompletionConfig, Duration, InvokeConfig,
                      JitterStrategy, MapConfig, NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
                      WaitForConditionConfig, WaitForConditionDecision)
-from .context import DurableContext, StepContext, durable_step, durable_with_child_context
+from .context import (DurableContext, StepContext, durable_parallel_branch, durable_step, durable_wait_for_callback,
+                      durable_with_child_context)
 from .operations.batch_result import BatchItem, BatchItemStatus, BatchResult, CompletionReason
 from .operations.concurrently import ConcurrentGroup, DurableFuture
 from .operations.callback import Callback
@@ -16,6 +17,8 @@ from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError
                      NestedOperationError, NonDeterminismError, NonDeterministicExecutionError, SerDesError, StepError,
                      StepInterruptedError, SuspendExecution, ValidationError, WaitForConditionError)
 from .handler import durable_handler
+
+durable_execution = durable_handler  # the official SDK's name for the decorator
 from .logs import JsonFormatter
 from .retry import (RetryDecision, RetryPolicy, RetryPresets, RetryStrategyConfig, WaitStrategyConfig,
                     create_retry_strategy, create_wait_strategy)
@@ -25,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "durable_handler", "DurableContext", "StepContext", "durable_step", "durable_with_child_context",
+    "durable_execution", "durable_parallel_branch", "durable_wait_for_callback",
     "Duration", "StepConfig", "StepSemantics", "CheckpointMode", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
     "WaitForConditionConfig", "WaitForConditionDecision", "InvokeConfig", "ParallelConfig", "MapConfig",
     "CompletionConfig", "NestingType", "ParallelBranch",
