@@ -7,8 +7,8 @@ from . import errors, serdes
 from .config import (CallbackConfig, CheckpointMode, ChildConfig, CompletionConfig, Duration, InvokeConfig,
                      JitterStrategy, MapConfig, NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
                      WaitForConditionConfig, WaitForConditionDecision)
-from .context import (DurableContext, StepContext, durable_parallel_branch, durable_step, durable_wait_for_callback,
-                      durable_with_child_context)
+from .context import (DurableContext, StepContext, WaitForCallbackContext, WaitForConditionCheckContext,
+                      durable_parallel_branch, durable_step, durable_wait_for_callback, durable_with_child_context)
 from .operations.batch_result import BatchItem, BatchItemStatus, BatchResult, CompletionReason
 from .operations.concurrently import ConcurrentGroup, DurableFuture
 from .operations.callback import Callback
@@ -28,7 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "durable_handler", "DurableContext", "StepContext", "durable_step", "durable_with_child_context",
-    "durable_execution", "durable_parallel_branch", "durable_wait_for_callback",
+    "durable_execution", "durable_parallel_branch", "durable_wait_for_callback", "WaitForCallbackContext",
+    "WaitForConditionCheckContext",
     "Duration", "StepConfig", "StepSemantics", "CheckpointMode", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
     "WaitForConditionConfig", "WaitForConditionDecision", "InvokeConfig", "ParallelConfig", "MapConfig",
     "CompletionConfig", "NestingType", "ParallelBranch",

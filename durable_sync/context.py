@@ -26,7 +26,13 @@ from .operations.step import StepContext
 from .state import Runtime
 
 __all__ = ["DurableContext", "StepContext", "durable_step", "durable_with_child_context", "durable_parallel_branch",
-           "durable_wait_for_callback", "DurableOperationError"]
+           "durable_wait_for_callback", "DurableOperationError", "WaitForCallbackContext",
+           "WaitForConditionCheckContext"]
+
+# What a wait_for_callback submitter and a wait_for_condition check receive: a StepContext
+# (logger, attempt, ...). The official SDK's names for them, for annotations.
+WaitForCallbackContext = StepContext
+WaitForConditionCheckContext = StepContext
 
 
 class DurableContext:
