@@ -139,7 +139,7 @@ class LocalEngine:
         self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
-        self.foreign = foreign.Host(self)  # the endpoint handlers not written with durable_sync reach it by
+        self.foreign = foreign.Host()  # how handlers not written with durable_sync reach the engine
         # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their
         # lambda_context (None there: the SDK's boto3 default client); None here: the in-process client.
         self.client_factory: Optional[Callable[[], Any]] = None
@@ -632,6 +632,7 @@ class LocalEngine:
             if cb:
                 self._callbacks[cb] = (ex.arn, op["Id"])
         if ex.status == RUNNING:
+            runner.recall_changes(ex)
             pause = control.pause_of(ex)
             if pause is not None and pause["Status"] == control.PAUSING:  # its invocation ended with the process
                 control.pause_takes_effect(self, ex, {**pause, "Interrupted": True})

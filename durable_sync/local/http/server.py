@@ -155,8 +155,7 @@ class LambdaHttpServer(ThreadingHTTPServer):
 
     def __init__(self, engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  functions: Optional[dict] = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None,
-                 handlers_over_http: bool = True):
+                 invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -170,9 +169,7 @@ class LambdaHttpServer(ThreadingHTTPServer):
         self._closed = False
         self._previous_factory = getattr(engine, "client_factory", None)
         self._installed_factory = None
-        # handlers_over_http=False: a façade for other clients only (the engine's own one for foreign handlers).
-        self._serves_handlers = handlers_over_http and self._previous_factory is None
-        if self._serves_handlers:
+        if self._previous_factory is None:
             from ...aws import BotoCheckpointClient, make_boto_client
 
             client = BotoCheckpointClient(make_boto_client(
