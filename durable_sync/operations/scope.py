@@ -44,7 +44,7 @@ from ..errors import NestedOperationError, NonDeterminismError, SuspendExecution
 from ..serdes import SerDesContext
 from ..state import Runtime
 
-__all__ = ["Op", "OperationScope", "callable_name"]
+__all__ = ["Op", "OperationScope", "callable_name", "decorated_name"]
 
 _TERMINAL = wire.TERMINAL
 # A non-terminal record of these types does not end the replay: a context's body replays its
@@ -60,9 +60,21 @@ def _ended_by(exc: BaseException) -> tuple[Optional[dict], Optional[str]]:
     return error_object(exc), None
 
 
+def decorated_name(fn: Any) -> Optional[str]:
+    """The name a decorator (``durable_step``, ``durable_with_child_context``) gave ``fn``, else None.
+
+    The only name the official SDK takes from a function (its ``_original_name``; accepted too).
+    """
+    for attribute in ("__durable_name__", "_original_name"):
+        name = getattr(fn, attribute, None)
+        if name and isinstance(name, str):
+            return name
+    return None
+
+
 def callable_name(fn: Any) -> Optional[str]:
     """The Name an operation gets from its function: decorated name, else __name__; lambdas get none."""
-    name = getattr(fn, "__durable_name__", None)
+    name = decorated_name(fn)
     if name:
         return name
     name = getattr(fn, "__name__", None)
