@@ -20,7 +20,8 @@ from .model import Execution, Operation, StepOperation, WaitOperation, read_exec
 from .tracebacks import parse_trace
 from .tree import clip, format_duration, format_time, operation_notes, to_ms
 
-__all__ = ["render_html", "layout", "Layout", "RowView", "Bar", "Marker", "LEGEND"]
+__all__ = ["render_html", "layout", "Layout", "RowView", "Bar", "Marker", "LEGEND", "TracePart", "trace_parts",
+           "error_text"]
 
 LEGEND = [("ok", "succeeded"), ("failed", "failed attempt"), ("backoff", "retry back-off"),
            ("waiting", "wait / callback pending"), ("poll", "check (keeps polling)"), ("running", "running / pending"),
@@ -66,7 +67,7 @@ def _status_class(status: str) -> str:
             "CANCELLED": "stopped"}.get(status, "running")
 
 
-def _error_text(error: Optional[dict], limit: int) -> str:
+def error_text(error: Optional[dict], limit: int) -> str:
     error = error or {}
     return f"{error.get('ErrorType')}: {clip(error.get('ErrorMessage') or '', limit)}"
 
@@ -86,7 +87,7 @@ def _step_segments(row: _Row, op: StepOperation, open_end: Optional[int]) -> Non
         if a_end is None:
             a_end = open_end if open_end is not None else a_start
         if a.outcome == "FAILED":
-            cls, what = "failed", f"failed: {_error_text(a.error, 120)}"
+            cls, what = "failed", f"failed: {error_text(a.error, 120)}"
         elif a.outcome == "SUCCEEDED":
             cls = "poll" if a.retry_delay is not None else "ok"
             what = "checked, keeps polling" if cls == "poll" else "succeeded"
@@ -165,37 +166,58 @@ def _tick_label(ms: int) -> str:
     return "+" + text
 
 
-def _trace(title: str, stack_trace: Any) -> str:
-    """A collapsible stack trace: the user's frames open, each run of library frames folded inside."""
+@dataclass(frozen=True)
+class TracePart:
+    """A piece of a stack trace as the timeline shows it: text of the user's frames (with the header and the
+    exception line), or a run of ``count`` library frames folded under the names of their ``functions``."""
+
+    text: str
+    library: bool = False
+    count: int = 0
+    functions: str = ""
+
+
+def trace_parts(stack_trace: Any) -> list[TracePart]:
+    """A recorded StackTrace as the timeline shows it: the user's frames open, each run of library frames folded."""
     trace = parse_trace(stack_trace)
     if trace is None:
-        return ""
-    parts = []
+        return []
+    parts: list[TracePart] = []
     pending: list[str] = [trace.header]
     for library, frames in trace.segments():
         text = "\n".join(f.text for f in frames)
         if library and trace.user_frames:
             if pending:
-                parts.append(_fill("trace_frames", text=esc("\n".join(pending))))
+                parts.append(TracePart("\n".join(pending)))
                 pending = []
             functions = ", ".join(dict.fromkeys(f.function for f in frames))
-            parts.append(_fill("trace_library", count=len(frames), plural="s" if len(frames) != 1 else "",
-                               functions=esc(clip(functions, 80)), text=esc(text)))
+            parts.append(TracePart(text, True, len(frames), clip(functions, 80)))
         else:
             pending.append(text)
     pending.extend(trace.exception)
-    parts.append(_fill("trace_frames", text=esc("\n".join(pending))))
-    return _fill("trace", title=esc(title), parts="".join(parts))
+    parts.append(TracePart("\n".join(pending)))
+    return parts
+
+
+def _trace(title: str, stack_trace: Any) -> str:
+    """A collapsible stack trace: the user's frames open, each run of library frames folded inside."""
+    parts = trace_parts(stack_trace)
+    if not parts:
+        return ""
+    html_parts = [_fill("trace_library", count=p.count, plural="s" if p.count != 1 else "",
+                        functions=esc(p.functions), text=esc(p.text)) if p.library
+                  else _fill("trace_frames", text=esc(p.text)) for p in parts]
+    return _fill("trace", title=esc(title), parts="".join(html_parts))
 
 
 def _operation_traces(op: Operation) -> str:
     """One collapsible stack per failed attempt (steps), or per recorded error (other operations)."""
     if isinstance(op, StepOperation) and op.attempts:
         word = "check" if op.polling else "attempt"
-        return "".join(_trace(f"{word} {a.number}: {_error_text(a.error, 120)}", (a.error or {}).get("StackTrace"))
+        return "".join(_trace(f"{word} {a.number}: {error_text(a.error, 120)}", (a.error or {}).get("StackTrace"))
                        for a in op.attempts if a.outcome == "FAILED" and a.error)
     if op.error and str(op.status) != "SUCCEEDED":
-        return _trace(_error_text(op.error, 120), op.error.get("StackTrace"))
+        return _trace(error_text(op.error, 120), op.error.get("StackTrace"))
     return ""
 
 
@@ -310,7 +332,7 @@ def layout(execution_info: Any, operations: Sequence[dict], history: Sequence[di
     for inv in execution.invocations:
         if inv.start_ms is None:
             continue
-        what = f"invocation {inv.number}" + (f" failed: {_error_text(inv.error, 100)}" if inv.error else "")
+        what = f"invocation {inv.number}" + (f" failed: {error_text(inv.error, 100)}" if inv.error else "")
         inv_bars.append(bar(_Segment(inv.start_ms, inv.end_ms if inv.end_ms is not None else inv.start_ms,
                                      "invocation", what), " failed" if inv.error else ""))
     views = []
@@ -356,7 +378,7 @@ def render_html(execution_info: Any, operations: Sequence[dict], history: Sequen
     heading = title or (f"{execution.function_name} / {execution.name}"
                         if execution.function_name or execution.name else "execution")
     if execution.error:
-        summary = _fill("error_summary", error=esc(_error_text(execution.error, 600)),
+        summary = _fill("error_summary", error=esc(error_text(execution.error, 600)),
                         traces=_trace("stack trace", execution.error.get("StackTrace")))
     elif execution.result_payload not in (None, ""):
         summary = _fill("result_summary", result=esc(clip(execution.result_payload, 600)))
@@ -384,7 +406,7 @@ def render_html(execution_info: Any, operations: Sequence[dict], history: Sequen
         notes = operation_notes(op)
         note = notes[0] if notes else ""
         if op.error and str(op.status) != "SUCCEEDED":
-            outcome = _error_text(op.error, 160)
+            outcome = error_text(op.error, 160)
         elif op.result_payload not in (None, ""):
             outcome = "→ " + clip(op.result_payload, 160)
         else:
