@@ -17,7 +17,6 @@ from ..config import StepConfig, StepSemantics
 from ..errors import (NestedOperationError, SerDesError, StepError, StepInterruptedError, ValidationError,
                       error_object)
 from ..logs import USER_LOGGER, DurableLogger
-from ..retry import resolve_retry_strategy
 from ..serdes import deserialize_value, serialize_value
 from .scope import Op, OperationScope, callable_name
 
@@ -141,6 +140,8 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
 
 
 def _failed(scope: OperationScope, op: Op, cfg: StepConfig, exc: Exception, attempt: int) -> Any:
+    from ..retry import resolve_retry_strategy  # only when a step fails (cold start)
+
     decision = resolve_retry_strategy(cfg.retry_strategy)(exc, attempt)
     err = error_object(exc)
     if decision.should_retry:
