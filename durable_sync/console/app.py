@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 from ..errors import ValidationError
 from ..local.http.protocol import ApiError
-from ..local.service import ServiceError
+from ..errors import ServiceError
 from . import actions, guard, views
 from .guard import BAD_REQUEST, Refused
 
