@@ -5,7 +5,8 @@ read model of an execution (``durable_sync.inspection``): the execution page's c
 timeline's ``layout``, so both draw the same bars. Times and durations are formatted here, by the
 inspection module's functions, so the pages never compute them.
 
-Payloads (inputs, results, events) are sent clipped to a preview; ``payload(...)`` gives one whole.
+Payloads (inputs, results) are sent clipped to a preview and history events as one line each;
+``payload(...)`` gives a whole payload or event.
 Everything is text: the pages put it into the document as text, never as markup.
 """
 from __future__ import annotations
@@ -24,7 +25,6 @@ STATUSES = ("RUNNING", "PAUSING", "PAUSED", "SUCCEEDED", "FAILED", "TIMED_OUT", 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 PREVIEW_CHARS = 2000  # a payload longer than this is clipped ("show all" fetches it whole)
-EVENT_PREVIEW_CHARS = 1500
 MAX_CHART_ROWS = 2000  # as the HTML timeline: more operations are listed, not drawn
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
 
@@ -243,7 +243,7 @@ def _event_json(event: dict) -> str:
 
 
 def _event(event: dict) -> dict:
-    text = _event_json(event)
+    """A history event's line; the page fetches the event itself (``payload(..., "event:N")``) when it is opened."""
     return {"id": event.get("EventId"), "type": event.get("EventType"), "op": event.get("Id"),
             "name": event.get("Name"), "time": format_time(event.get("EventTimestamp")),
-            "json": _payload(text, f"event:{event.get('EventId')}", EVENT_PREVIEW_CHARS)}
+            "ref": f"event:{event.get('EventId')}"}

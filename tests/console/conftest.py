@@ -1,16 +1,13 @@
 """A served engine with its console, and a headless Chromium driven by selenium for the browser tests.
 
-The browser is Debian's ``chromium`` with its ``chromium-driver`` (``/usr/bin/chromedriver``), installed by
-``.ci/run`` with apt; selenium is told where both are, so nothing is ever downloaded at test time. Where
-they are missing the browser tests skip and say why; the HTTP-level tests need no browser.
+The browser is Debian's ``chromium`` with its ``chromium-driver`` (``chromium.py``), installed by ``.ci/run``
+with apt; nothing is ever downloaded at test time. Where they are missing the browser tests skip and say
+why; the HTTP-level tests need no browser.
 """
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import quote, urlsplit
@@ -22,11 +19,7 @@ from durable_sync.console import TOKEN_HEADER, Console, mount
 from durable_sync.local import LocalEngine
 from durable_sync.local.http import make_server
 
-CHROMIUM = os.environ.get("DURABLE_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("DURABLE_CHROMEDRIVER", "/usr/bin/chromedriver")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1360,1000")
+from . import chromium
 
 
 # -- handlers ---------------------------------------------------------------------------------------------------
@@ -134,41 +127,14 @@ def served():
 
 
 # -- the browser -----------------------------------------------------------------------------------------------
-def _browser_missing() -> Optional[str]:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -r requirements-dev.txt)"
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not (os.path.exists(path) and os.access(path, os.X_OK)):
-            return f"{path} not found: install Debian's {package} (apt-get install chromium chromium-driver; .ci/run does)"
-    return None
-
-
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for all browser tests (each test opens its own pages)."""
-    missing = _browser_missing()
-    if missing:
-        pytest.skip(f"no browser for the console's browser tests: {missing}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="durable-console-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     try:
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    except Exception as exc:  # noqa: BLE001 - a browser that cannot start here: say so, skip
-        shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"headless Chromium did not start: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-    driver.set_page_load_timeout(30)
+        driver, profile = chromium.start()
+    except chromium.NoBrowser as exc:
+        pytest.skip(f"no browser for the console's browser tests: {exc}")
     try:
         yield driver
     finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        chromium.stop(driver, profile)

@@ -80,6 +80,10 @@ def test_a_long_running_execution_is_stopped_from_the_page(served, page):
     page.until(lambda: page.status() == "RUNNING" and page.all('.op-row[data-op-name="a-day"]'), "the wait shows")
     page.find('.op-row[data-op-name="a-day"]').click()  # its details: the timer behind it
     assert "Timers" in page.find('.opdetails').text and "wait" in page.find(".opdetails table").text
+    event = page.find(".opdetails details.event")  # the history event behind the wait, fetched when opened
+    event.find_element("css selector", "summary").click()
+    page.until(lambda: '"WaitStartedDetails"' in event.text, "the event's JSON shows")
+    assert '"Duration": 86400' in event.text
     stop = page.find('#actions button[data-action="stop"]')
     assert stop.is_enabled()
     stop.click()

@@ -138,10 +138,23 @@
       el("tbody", {}, rows));
   }
 
+  /* A history event: one line; the event itself is fetched when opened. */
   function eventView(event) {
-    return el("details", {className: "event", dataset: {eventId: String(event.id)}},
+    const body = el("pre", {className: "payload"}, "loading…");
+    const box = el("details", {className: "event", dataset: {eventId: String(event.id)}},
       el("summary", {}, "#" + event.id + " " + event.type + (event.name ? " (" + event.name + ")" : "") + " · " + event.time),
-      C.payloadView(event.json, fetchWhole));
+      body);
+    box.addEventListener("toggle", async () => {
+      if (!box.open || box.dataset.loaded) return;
+      box.dataset.loaded = "1";
+      try {
+        body.textContent = (await fetchWhole(event.ref)).text;
+      } catch (e) {
+        delete box.dataset.loaded;
+        body.textContent = "could not load the event: " + e.message;
+      }
+    });
+    return box;
   }
 
   function details(op) {
@@ -285,6 +298,7 @@
         el("td", {}, inv.error ? C.errorView(inv.error) : ""))))
       : el("div", {className: "none"}, data.running.in_flight ? "the first invocation is running" : "none yet"));
     renderHistory();
+    C.markPainted("console:execution-rendered");
   }
 
   document.getElementById("history").addEventListener("toggle", () => { if (data) renderHistory(); });

@@ -61,7 +61,7 @@
     document.getElementById("refresh").textContent = data.any_running
       ? "auto-refresh: on (an execution is running)" : "auto-refresh: idle";
     document.getElementById("clock").textContent = "engine time " + data.now;
-    if (!performance.getEntriesByName("console:list-rendered").length) performance.mark("console:list-rendered");
+    C.markPainted("console:list-rendered");
   }
 
   async function load() {
