@@ -54,7 +54,7 @@ from ..errors import (DurableOperationError, NestedOperationError, NonDeterminis
 from ..serdes import SerDesContext
 from ..state import Runtime
 
-__all__ = ["Op", "OperationScope", "Body", "callable_name", "recorded_error", "raised_as_itself"]
+__all__ = ["Op", "OperationScope", "Body", "callable_name", "decorated_name", "recorded_error", "raised_as_itself"]
 
 _TERMINAL = wire.TERMINAL
 # A non-terminal record of these types is not the end of the replay: a context's body replays its
@@ -84,10 +84,31 @@ def recorded_error(error_cls: type, err: Optional[dict]) -> Exception:
         return error_cls.from_error_object(err)
     return error_cls(err.get("ErrorMessage") or "the operation failed")
 
+_TERMINAL_ACTIONS = frozenset({wire.SUCCEED, wire.FAIL})
+
+
+def _ended_by(exc: BaseException) -> tuple[Optional[dict], Optional[str]]:
+    """(error, outcome) for instrumentation of user code that raised ``exc``: a suspension is INCOMPLETE."""
+    if isinstance(exc, SuspendExecution):
+        return None, "INCOMPLETE"
+    return error_object(exc), None
+
+
+def decorated_name(fn: Any) -> Optional[str]:
+    """The name a decorator (``durable_step``, ``durable_with_child_context``) gave ``fn``, else None.
+
+    The only name the official SDK takes from a function (its ``_original_name``; accepted too).
+    """
+    for attribute in ("__durable_name__", "_original_name"):
+        name = getattr(fn, attribute, None)
+        if name and isinstance(name, str):
+            return name
+    return None
+
 
 def callable_name(fn: Any) -> Optional[str]:
     """The Name an operation gets from its function: decorated name, else __name__; lambdas get none."""
-    name = getattr(fn, "__durable_name__", None)
+    name = decorated_name(fn)
     if name:
         return name
     name = getattr(fn, "__name__", None)
@@ -315,6 +336,8 @@ class OperationScope:
                 "running executions or start a new execution.")
         if cut:
             raise rt.suspend(f"{what}: invocation ended by the operation hook")
+        if rt.instrumentation is not None:
+            rt.instrumentation.begin(op_id, op_type, subtype, name, self.parent_id, record)
         return Op(op_id, op_type, subtype, name, record)
 
     def _track(self, op: Op, n: int) -> None:
@@ -335,8 +358,8 @@ class OperationScope:
         return self.rt.state.get(op_id) is not None
 
     # -- (b) user code of an operation runs -------------------------------------------------------------
-    def run_step_body(self, op: Op, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call a step-like body (a step attempt, a wait_for_condition check) on this thread.
+    def run_step_body(self, op: Op, fn: Callable[..., Any], *args: Any, attempt: int) -> Any:
+        """Call a step-like body (attempt ``attempt`` of a step, a wait_for_condition check) on this thread.
 
         Durable operations inside it are refused (``check``: the thread runs the step's body), and
         the thread does not count as running durable code meanwhile: a body may block on I/O, and
@@ -344,14 +367,24 @@ class OperationScope:
         """
         rt = self.rt
         local = rt.local
+        instr = rt.instrumentation
+        run = instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id, op.record,
+                                        attempt) if instr is not None else None
         body = getattr(local, "body", None)
         local.body = op
         rt.flusher.activity(-1)
         try:
-            return fn(*args)
+            result = fn(*args)
+        except BaseException as exc:
+            if run is not None:
+                instr.user_function_end(run, *_ended_by(exc))
+            raise
         finally:
             local.body = body
             rt.flusher.activity(1)
+        if run is not None:
+            instr.user_function_end(run, None)
+        return result
 
     def child_scope(self, op: Op) -> "OperationScope":
         """The scope of the child context ``op`` opens (its operations are numbered under ``op.id``)."""
@@ -367,14 +400,39 @@ class OperationScope:
 
     def run_child_body(self, op: Optional[Op], child: "OperationScope", fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(child_ctx)``: the body of child context ``op`` (None: a FLAT branch) in scope ``child``."""
-        return fn(self.rt.context_factory(child))
+        instr = self.rt.instrumentation
+        run = (instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id, op.record)
+               if instr is not None and op is not None else None)
+        try:  # one path with and without plugins: the same frames in a failure's stack trace
+            result = fn(self.rt.context_factory(child))
+        except BaseException as exc:
+            if run is not None:
+                instr.user_function_end(run, *_ended_by(exc))
+            raise
+        if run is not None:
+            instr.user_function_end(run, None)
+        return result
 
     def open_block(self, op: Op) -> "OperationScope":
         """Start the body of a ``with`` block (``ctx.child``, ``ctx.concurrently``): returns its scope."""
+        instr = self.rt.instrumentation
+        if instr is not None:  # blocks nest on their thread: their runs are a per-thread stack
+            local = self.rt.local
+            if not hasattr(local, "blocks"):
+                local.blocks = []
+            local.blocks.append(instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id,
+                                                          op.record))
         return self.child_scope(op)
 
     def close_block(self, op: Op, error: Optional[BaseException]) -> None:
         """The body of a ``with`` block opened by ``open_block`` ended (``error``: what it raised, if anything)."""
+        instr = self.rt.instrumentation
+        if instr is not None:
+            run = self.rt.local.blocks.pop()
+            if error is None:
+                instr.user_function_end(run, None)
+            else:
+                instr.user_function_end(run, *_ended_by(error))
 
     # -- units: bodies of their own -------------------------------------------------------------------------
     def enter_unit(self, owner: Any, key: Any = None) -> Any:
@@ -412,11 +470,17 @@ class OperationScope:
             update["Name"] = op.name
         if fields:
             update.update(fields)
+        rt = self.rt
         try:
-            self.rt.flusher.enqueue(update, wait, shape_checked=True)
+            rt.flusher.enqueue(update, wait, shape_checked=True)
         except ValidationError as exc:
             if action not in _PAYLOAD_ACTIONS or "Payload" not in fields:
                 raise
             error = SerDesError(f"the result of {op.type.lower()} {op.label!r} cannot be checkpointed: {exc}")
             self.checkpoint(op, wire.FAIL, wait=True, Error=error_object(error))
             raise error from None
+        instr = rt.instrumentation
+        if instr is not None:
+            if action in _TERMINAL_ACTIONS:
+                instr.ended(update, rt.state.get(op.id))
+            instr.deliver_changes()

@@ -124,7 +124,7 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
     step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
     sctx = scope.serdes_ctx(op.id, op.name)
     try:
-        payload = serialize_value(serdes, scope.run_step_body(op, fn, step_ctx), sctx)
+        payload = serialize_value(serdes, scope.run_step_body(op, fn, step_ctx, attempt=attempt), sctx)
     except Exception as exc:  # noqa: BLE001 - the retry strategy decides (programming errors: no retry)
         if raised_as_itself(exc):
             scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
