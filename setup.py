@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["durable_sync", "durable_sync.*"]),
+    package_data={"durable_sync.local": ["node/*.mjs"]},  # the Node.js bootstrap (node_runtime.py)
     python_requires=">=3.11",
     install_requires=[line.strip() for line in open("requirements.txt") if line.strip() and not line.startswith("#")],
     extras_require={"dev": ["pytest>=7", "freezegun>=1.2", "pyyaml>=6", "hypothesis>=6"]},

@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
 
 
+class InvocationFailed(Exception):
+    """Raised by a handler that runs outside this interpreter (a Node.js process) with the error object the
+    invocation ended with, as Lambda reports it (e.g. ``Runtime.ExitError`` when the process died)."""
+
+    def __init__(self, error_object: dict):
+        super().__init__(f"{error_object.get('ErrorType')}: {error_object.get('ErrorMessage')}")
+        self.error_object = error_object
+
+
 class LocalLambdaContext:
     """The ``lambda_context`` the engine passes; carries the in-process client."""
 
@@ -103,6 +112,8 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     else:
         try:
             output = handler(envelope, lambda_ctx)
+        except InvocationFailed as exc:
+            failure = exc.error_object
         except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
             failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
         except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
