@@ -157,7 +157,8 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
     if failure is None and status not in ("SUCCEEDED", "FAILED", "PENDING"):
         failure = {"ErrorType": "Runtime.InvalidOutput",
                    "ErrorMessage": f"the handler returned {output!r:.200}; a durable handler returns "
-                                   "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...}"}
+                                   "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...} (Python: decorate it with "
+                                   "@durable_handler; JavaScript: wrap it with withDurableExecution)"}
     details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": engine.clock.now_ms(),
                                "RequestId": str(uuid.uuid4())}
     if failure is not None:

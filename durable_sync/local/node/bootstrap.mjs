@@ -11,7 +11,8 @@
 // With "check": true the handler is only loaded and verified (registration), not called.
 // A crash (process.exit, an uncaught exception, an unhandled rejection) writes no answer: the engine
 // sees the process end without one and records Runtime.ExitError, as Lambda does.
-import { writeSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
 const ANSWER_FD = Number(process.env.DURABLE_SYNC_ANSWER_FD);
@@ -43,14 +44,23 @@ function errorObject(error, fallbackType) {
   return { errorType: fallbackType, errorMessage: String(message), trace: [] };
 }
 
+// Node gives an ES module's SyntaxError no location; `node --check` prints it ("file:///path:LINE").
+function syntaxErrorLocation(modulePath) {
+  const checked = spawnSync(process.execPath, ["--check", modulePath], { encoding: "utf8" });
+  const line = (checked.stderr || "").split("\n").find((text) => /:\d+$/.test(text.trim()));
+  return line ? line.trim() : "";
+}
+
 async function loadHandler(modulePath, exportPath) {
   let namespace;
   try {
     namespace = await import(pathToFileURL(modulePath).href);
   } catch (error) {
-    const detail = errorObject(error, "Runtime.ImportModuleError");
+    const detail = errorObject(error, "Error");
+    const where = error instanceof SyntaxError ? syntaxErrorLocation(modulePath) : "";
     return { loadError: { ...detail, errorType: "Runtime.ImportModuleError",
-                          errorMessage: `${detail.errorType}: ${detail.errorMessage}` } };
+                          errorMessage: `could not load ${modulePath}: ${detail.errorType}: ${detail.errorMessage}` +
+                                        (where ? ` (at ${where})` : "") } };
   }
   // ES modules export names; a CommonJS module (module.exports) arrives as `default` too.
   const lookup = (root) => exportPath.split(".").reduce((obj, key) => (obj == null ? undefined : obj[key]), root);
