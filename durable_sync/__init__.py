@@ -4,7 +4,7 @@ Write plain blocking handlers; every step, wait and child context is checkpointe
 and replayed. ``durable_sync.local.LocalEngine`` runs them on one machine.
 """
 from . import errors, serdes
-from .config import (CallbackConfig, ChildConfig, CompletionConfig, Duration, InvokeConfig, MapConfig,
+from .config import (CallbackConfig, ChildConfig, CompletionConfig, Duration, InvokeConfig, JitterStrategy, MapConfig,
                      NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics, WaitForCallbackConfig,
                      WaitForConditionConfig, WaitForConditionDecision)
 from .context import DurableContext, StepContext, durable_step, durable_with_child_context
@@ -17,7 +17,8 @@ from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError
                      ValidationError, WaitForConditionError)
 from .handler import durable_handler
 from .logs import JsonFormatter
-from .retry import RetryDecision, RetryPolicy, RetryPresets, create_wait_strategy
+from .retry import (RetryDecision, RetryPolicy, RetryPresets, RetryStrategyConfig, WaitStrategyConfig,
+                    create_retry_strategy, create_wait_strategy)
 from .serdes import SerDes, SerDesContext
 
 __version__ = "0.1.0"
@@ -27,7 +28,8 @@ __all__ = [
     "Duration", "StepConfig", "StepSemantics", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
     "WaitForConditionConfig", "WaitForConditionDecision", "InvokeConfig", "ParallelConfig", "MapConfig",
     "CompletionConfig", "NestingType", "ParallelBranch",
-    "RetryPolicy", "RetryPresets", "RetryDecision", "create_wait_strategy",
+    "RetryPolicy", "RetryPresets", "RetryDecision", "create_wait_strategy", "JitterStrategy",
+    "RetryStrategyConfig", "create_retry_strategy", "WaitStrategyConfig",
     "SerDes", "SerDesContext", "JsonFormatter", "errors", "serdes",
     "DurableError", "ValidationError", "SerDesError", "NonDeterminismError", "NestedOperationError",
     "CheckpointError", "DurableOperationError", "StepError", "StepInterruptedError", "ChildContextError",

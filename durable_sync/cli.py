@@ -24,7 +24,10 @@ import argparse
 import datetime as _dt
 import json
 import os
+import re
 import shlex
+import signal
+import threading
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -40,39 +43,13 @@ class CliError(Exception):
 
 # -- handlers ------------------------------------------------------------------------------------
 def load_handler(spec: str) -> Callable:
-    """Import ``FILE[:HANDLER]`` (HANDLER defaults to ``handler``)."""
-    from .local.isolation import load_file_handler
+    """Import the durable handler ``FILE[:HANDLER]`` (HANDLER defaults to ``handler``)."""
+    from .local.handlers import HandlerLoadError, load_durable
 
-    path, _, attr = spec.partition(":")
-    if len(path) == 1 and attr and attr[:1] in "\\/":  # a Windows drive letter, not FILE:HANDLER
-        path, _, attr = spec[2:].partition(":")
-        path = spec[:2] + path
-    attr = attr or "handler"
-    if not os.path.isfile(path):
-        raise CliError(f"handler file {path!r} does not exist")
     try:
-        handler = load_file_handler(path, attr, fresh=True)
-    except ImportError as exc:
-        if "has no attribute" not in str(exc):
-            raise CliError(f"could not import {path}: {exc}") from None
-        handler = None
-    except BaseException as exc:  # noqa: BLE001 - any import failure (even sys.exit) is the user's file
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise CliError(f"could not import {path}: {type(exc).__name__}: {exc}") from None
-    if handler is None or not callable(handler):
-        module = sys.modules.get("durable_user_" + "".join(
-            ch if ch.isalnum() else "_" for ch in os.path.splitext(os.path.basename(path))[0]))
-        names = sorted(n for n, v in vars(module).items() if hasattr(v, "__durable_function__")) if module else []
-        hint = f"; durable handlers in it: {', '.join(names)}" if names else ""
-        raise CliError(f"{path} has no callable {attr!r}{hint} (use FILE:HANDLER)")
-    if not hasattr(handler, "__durable_function__"):
-        raise CliError(f"{path}:{attr} is not decorated with @durable_sync.durable_handler")
-    handler.__durable_ref__ = f"{os.path.abspath(path)}:{attr}"
-    if not hasattr(handler, "__durable_function_name__"):
-        base = os.path.splitext(os.path.basename(path))[0]
-        handler.__durable_function_name__ = base if attr == "handler" else f"{base}-{attr}"
-    return handler
+        return load_durable(spec, fresh=True)
+    except HandlerLoadError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _parse_json(text: Optional[str], what: str) -> Any:
@@ -203,36 +180,6 @@ def _find_execution(reader: Any, ref: str) -> Any:
 
 
 # -- waiting -------------------------------------------------------------------------------------------
-def _waits_on_outside(engine: Any, arn: str) -> bool:
-    """Real time: nothing inside the engine can move ``arn`` any more (only a callback answer can)."""
-    ex = engine._executions.get(arn)  # the engine's own bookkeeping, read under its locks
-    if ex is None:
-        return True
-    with ex.lock:
-        if ex.status != "RUNNING":
-            return True
-        if ex.invoking:
-            return False
-        if _pause_status(ex) == "PAUSED":
-            return True  # no invocation until it is resumed (`durable-sync resume REF`)
-        if ex.needs_invoke:
-            return False
-        if any(op["Type"] == "CHAINED_INVOKE" and op["Status"] == "STARTED" for op in ex.ops.values()):
-            return False  # the engine runs the target
-    with engine._lock:
-        if arn in engine._ready:
-            return False
-        return not any(t.arn == arn and t.kind != "execution_timeout" for t in engine._timers)
-
-
-def _pause_status(ex: Any) -> Optional[str]:
-    """PAUSING / PAUSED while a pause holds the engine's execution ``ex`` (called with ``ex.lock``)."""
-    from .local.control import pause_of
-
-    pause = pause_of(ex)
-    return pause["Status"] if pause else None
-
-
 def _settle(engine: Any, arn: str) -> Any:
     """Until ``arn`` is terminal or waits on the outside; virtual time fast-forwards."""
     if engine.skip_time:
@@ -242,30 +189,9 @@ def _settle(engine: Any, arn: str) -> Any:
         result = engine.wait(arn, timeout=0.1)
         if result.status != "RUNNING":
             return result
-        quiet = quiet + 1 if _waits_on_outside(engine, arn) else 0
+        quiet = quiet + 1 if engine.snapshot(arn).waits_on_outside else 0
         if quiet >= 3:  # stable over ~0.3 s: not a completion in the middle of being applied
             return result
-
-
-def _open_callbacks(engine: Any, arn: str) -> list[tuple[str, str]]:
-    ex = engine._executions.get(arn)
-    if ex is None:
-        return []
-    with ex.lock:
-        return [((op.get("CallbackDetails") or {}).get("CallbackId", "?"), op.get("Name") or op["Id"][:12])
-                for op in ex.ops.values() if op["Type"] == "CALLBACK" and op["Status"] == "STARTED"]
-
-
-def _pending_timers(engine: Any, arn: str) -> list[tuple[int, str, Optional[str]]]:
-    ex = engine._executions.get(arn)
-    with engine._lock:
-        timers = sorted((t.due_ms, t.kind, t.op_id) for t in engine._timers
-                        if t.arn == arn and t.kind != "execution_timeout")
-    out = []
-    for due, kind, op_id in timers:
-        op = ex.ops.get(op_id) if ex is not None and op_id else None
-        out.append((due, kind, (op or {}).get("Name") or (op_id or "")[:12]))
-    return out
 
 
 def _report_waiting(engine: Any, arn: str, db: str) -> None:
@@ -273,25 +199,23 @@ def _report_waiting(engine: Any, arn: str, db: str) -> None:
     if paused:
         _err(f"  {paused.lower()}: the engine does not invoke it until it is resumed; resume it with\n"
              f"    durable-sync resume {shlex.quote(_exec_name(arn))} --db {db}")
-    callbacks = _open_callbacks(engine, arn)
-    for callback_id, label in callbacks:
-        _err(f"  waiting for callback {label}: answer it with\n"
-             f"    durable-sync callback succeed {callback_id} 'JSON' --db {db}")
-    timers = _pending_timers(engine, arn)
+    snapshot = engine.snapshot(arn)
+    for callback in snapshot.open_callbacks:
+        _err(f"  waiting for callback {callback.operation_name or callback.operation_id[:12]}: answer it with\n"
+             f"    durable-sync callback succeed {callback.callback_id} 'JSON' --db {db}")
+    timers = [t for t in snapshot.pending_timers if t.kind != "execution_timeout"]
     if timers:
-        due, kind, label = timers[0]
-        left = max(0, due - engine.clock.now_ms())
-        _err(f"  next: {kind} {label} due in {_ms(left)}; continue with `durable-sync resume --db {db}`"
-             " (add --skip-time to fast-forward)")
+        timer = timers[0]
+        left = max(0, timer.due_ms - engine.clock.now_ms())
+        _err(f"  next: {timer.kind} {timer.operation_name or (timer.operation_id or '')[:12]} due in {_ms(left)}; "
+             f"continue with `durable-sync resume --db {db}` (add --skip-time to fast-forward)")
 
 
 def _summary(engine: Any, arn: str, db: str, result: Any) -> None:
-    ex = engine._executions.get(arn)
-    with ex.lock:
-        invocations = sum(1 for e in ex.events if e["EventType"] == "InvocationCompleted")
-        operations = len(ex.ops) - 1
-        end = ex.end_ms if ex.end_ms is not None else engine.clock.now_ms()
-        took = end - ex.start_ms
+    ex = engine.snapshot(arn)
+    invocations = ex.invocations
+    operations = len(ex.operations) - 1
+    took = (ex.end_ms if ex.end_ms is not None else engine.clock.now_ms()) - ex.start_ms
     _err(f"status {result.status}")
     _err(f"  execution  {ex.function_name} / {ex.name}")
     _err(f"  arn        {arn}")
@@ -305,19 +229,13 @@ def _summary(engine: Any, arn: str, db: str, result: Any) -> None:
 
 # -- commands ----------------------------------------------------------------------------------------------
 def _module_functions(handler: Callable, path: str) -> dict[str, Callable]:
-    """The handler file's ``FUNCTIONS = {"name": handler}``: the functions ``ctx.invoke`` can call by name."""
-    module = sys.modules.get(getattr(handler, "__module__", None) or "")
-    table = getattr(module, "FUNCTIONS", None) if module is not None else None
-    if table is None:
-        return {}
-    if not isinstance(table, dict) or not all(isinstance(k, str) and callable(v) for k, v in table.items()):
-        raise CliError(f"{path}: FUNCTIONS must be a dict of function name -> handler (a callable)")
-    file = os.path.abspath(getattr(module, "__file__", None) or path)
-    for fn in table.values():
-        attr = next((a for a, v in vars(module).items() if v is fn and a != "FUNCTIONS"), None)
-        if attr and hasattr(fn, "__durable_function__") and not hasattr(fn, "__durable_ref__"):
-            fn.__durable_ref__ = f"{file}:{attr}"  # a restarted engine imports the target from the file
-    return dict(table)
+    """The handler file's ``FUNCTIONS = {"name": handler}`` (see durable_sync.local.handlers.module_functions)."""
+    from .local.handlers import HandlerLoadError, module_functions
+
+    try:
+        return module_functions(handler, path)
+    except HandlerLoadError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _live_progress(printer: "_Printer") -> Any:
@@ -521,7 +439,7 @@ def _write_timeline(ex: Any, path: str) -> None:
 
 def _resolve_handlers(executions: list) -> tuple[dict[str, Callable], dict[str, str]]:
     """Import the handler of each execution from its reference: (function -> handler, arn -> problem)."""
-    from .local.isolation import load_handler_ref
+    from .local.handlers import load as load_handler_ref
 
     functions: dict[str, Callable] = {}
     problems: dict[str, str] = {}
@@ -870,6 +788,85 @@ def cmd_callback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- serve: the Lambda API over HTTP (durable_sync.local.http) ------------------------------------------
+_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    from .local.http import DEFAULT_HOST, DEFAULT_INVOKE_TIMEOUT, DEFAULT_PORT
+
+    p = sub.add_parser(
+        "serve", help="serve the Lambda API (durable operations + Invoke) over HTTP for boto3 and the AWS CLI",
+        description="Serve the Lambda REST API for durable executions on the embedded engine. Point boto3 or the "
+                    "AWS CLI at it with AWS_ENDPOINT_URL_LAMBDA=http://HOST:PORT (or --endpoint-url).")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; there is no auth)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
+    p.add_argument("--db", default="durable.db", help="SQLite database (default durable.db; ':memory:' for none)")
+    p.add_argument("--skip-time", action="store_true", help="virtual time: waits and retries take no real time")
+    p.add_argument("--function", "-f", action="append", default=[], metavar="[NAME=]FILE[:HANDLER]",
+                   help="a durable handler to serve as function NAME (default: the file's name); repeatable")
+    p.add_argument("--invoke-timeout", type=float, default=DEFAULT_INVOKE_TIMEOUT,
+                   help="seconds a RequestResponse Invoke waits for the execution (default 900)")
+    p.set_defaults(func=cmd_serve)
+    return p
+
+
+def _load_functions(specs: list[str]) -> dict[str, Callable]:
+    """``serve -f [NAME=]FILE[:HANDLER]``: the functions to serve, by name."""
+    from .local.http import named_function
+
+    functions: dict[str, Callable] = {}
+    for spec in specs:
+        name, sep, target = spec.partition("=")
+        if not sep or "/" in name or "\\" in name or name.endswith((".py", ".py:")):
+            name, target = "", spec
+        handler = load_handler(target)
+        name = name or handler.__durable_function_name__
+        if not _FUNCTION_NAME_RE.match(name):
+            raise CliError(f"function name {name!r} must be 1-64 characters of [A-Za-z0-9_-] (use NAME=FILE:HANDLER)")
+        if name in functions:
+            raise CliError(f"function {name!r} is given twice")
+        functions[name] = named_function(name, handler)
+    return functions
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .local import LocalEngine
+    from .local.http import make_server
+
+    functions = _load_functions(args.function)
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions)
+    try:
+        try:
+            server = make_server(engine, args.host, args.port, functions=functions,
+                                 invoke_timeout=args.invoke_timeout)
+        except OSError as exc:
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"durable-sync: warning: listening on {args.host} with no authentication", file=sys.stderr)
+        names = ", ".join(sorted(functions)) or "none (add --function NAME=FILE:HANDLER)"
+        print(f"durable-sync: Lambda API on {server.url} (db {args.db}, "
+              f"{'virtual' if args.skip_time else 'real'} time)\n"
+              f"  functions: {names}\n"
+              f"  export AWS_ENDPOINT_URL_LAMBDA={server.url}   # boto3 and the AWS CLI then use it", file=sys.stderr,
+              flush=True)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            print("durable-sync: stopping", file=sys.stderr)
+        finally:
+            server.close()
+    finally:
+        engine.close()
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="durable-sync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -959,12 +956,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait_option(cb, "answer")
     cb.set_defaults(func=cmd_callback)
 
-    try:
-        from .local.http import add_serve_parser
-    except ImportError:  # the HTTP façade is optional
-        pass
-    else:
-        add_serve_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

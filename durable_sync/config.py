@@ -1,7 +1,12 @@
 """Configuration values of durable operations (frozen dataclasses).
 
-These are plain data: behaviour lives with the operations in ``context`` and
-``retry``. Durations accept ``Duration``, ``datetime.timedelta`` or whole seconds.
+These are plain data, checked when built (a wrong field is a ValidationError naming the
+field and what to pass); behaviour lives with the operations and in ``retry``.
+
+Durations (SPEC §2) are whole seconds: a ``Duration``, a ``datetime.timedelta`` or a number
+of seconds, a fraction rounded UP (``1.2`` -> 2 s, ``0.5`` -> 1 s). Zero, negative, NaN/inf
+and non-numbers are refused by ``Duration(...)`` and by every operation taking a duration
+(:func:`checked_delay`).
 """
 from __future__ import annotations
 
@@ -17,63 +22,111 @@ MIN_DELAY_SECONDS = 1
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 
 
+def seconds_of(value: Any, what: str) -> float:
+    """The seconds in a Duration, timedelta or real number; ValidationError for anything else.
+
+    The one place that decides what counts as a duration (SPEC §2): numbers must be finite,
+    ``bool`` and strings are refused. The sign is checked by the callers.
+    """
+    if isinstance(value, Duration):
+        return float(value.seconds)
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    return _number(value, what, "a Duration, datetime.timedelta or a number of seconds",
+                   "e.g. ds.Duration.from_seconds(5), timedelta(minutes=1) or 5")
+
+
+def _number(value: Any, what: str, expected: str = "a number", hint: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{what} must be {expected}, got {type(value).__name__} {value!r}"
+                              + (f"; {hint}" if hint else ""))
+    if not math.isfinite(value):
+        raise ValidationError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _ceil(seconds: float) -> int:
+    """Whole seconds, rounded up; sub-microsecond float noise (``0.1 * 60``) is not a second more."""
+    return math.ceil(round(seconds, 6))
+
+
+def _positive_seconds(value: Any, what: str) -> int:
+    seconds = seconds_of(value, what)
+    if seconds <= 0:
+        raise ValidationError(
+            f"{what} must be more than 0 seconds, got {value!r}; fractions round up to whole seconds "
+            "(0.5 -> 1 s)")
+    return _ceil(seconds)
+
+
 @dataclass(frozen=True)
 class Duration:
-    """A whole number of seconds; build with ``from_seconds/minutes/hours/days``."""
+    """A positive whole number of seconds.
+
+    ``Duration(seconds)`` or ``from_seconds/minutes/hours/days``; a fraction of a second rounds UP
+    (``Duration(1.2).seconds == 2``); zero, negative, NaN/inf and non-numbers are a ValidationError.
+    """
 
     seconds: int
 
+    def __post_init__(self) -> None:
+        hint = "pass it as it is where a duration is expected" if isinstance(self.seconds, _dt.timedelta) \
+            else "e.g. Duration(5) or Duration.from_minutes(2)"
+        seconds = _number(self.seconds, "Duration(seconds)", "a number of seconds", hint)
+        object.__setattr__(self, "seconds", _positive_seconds(seconds, "a Duration"))
+
     @classmethod
     def from_seconds(cls, seconds: float) -> "Duration":
-        return cls(_whole_seconds(seconds))
+        return cls(seconds)
 
     @classmethod
     def from_minutes(cls, minutes: float) -> "Duration":
-        return cls(_whole_seconds(minutes * 60))
+        return cls(_number(minutes, "Duration.from_minutes()") * 60)
 
     @classmethod
     def from_hours(cls, hours: float) -> "Duration":
-        return cls(_whole_seconds(hours * 3600))
+        return cls(_number(hours, "Duration.from_hours()") * 3600)
 
     @classmethod
     def from_days(cls, days: float) -> "Duration":
-        return cls(_whole_seconds(days * 86400))
+        return cls(_number(days, "Duration.from_days()") * 86400)
 
     def to_seconds(self) -> int:
         return self.seconds
 
 
-def _whole_seconds(value: float, what: str = "a duration") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
-        raise ValidationError(f"{what} must be a finite number of seconds, got {value!r}")
-    return int(math.ceil(value))
-
-
 def to_seconds(value: Any, what: str = "duration") -> int:
-    """Whole seconds from a Duration, timedelta or number (rounded up)."""
-    if isinstance(value, Duration):
-        return value.seconds
-    if isinstance(value, _dt.timedelta):
-        return _whole_seconds(value.total_seconds(), what)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _whole_seconds(value, what)
-    raise ValidationError(
-        f"{what} must be a Duration, datetime.timedelta or a number of seconds, got {type(value).__name__}"
-    )
+    """Whole seconds (rounded up, any sign) from a Duration, timedelta or number."""
+    return _ceil(seconds_of(value, what))
+
+
+def clamped_delay(value: Any, what: str = "retry delay") -> int:
+    """A computed delay (retry back-off, jitter): whole seconds rounded up, clamped to 1 s .. 366 days."""
+    return min(max(to_seconds(value, what), MIN_DELAY_SECONDS), MAX_DELAY_SECONDS)
 
 
 def checked_delay(value: Any, what: str = "wait duration") -> int:
-    """Seconds within the service's range (1 s to 366 days), else ValidationError."""
-    seconds = to_seconds(value, what)
-    raw = value.total_seconds() if isinstance(value, _dt.timedelta) else value
-    if isinstance(raw, (int, float)) and raw < MIN_DELAY_SECONDS:
-        seconds = raw  # a fraction of a second is out of range, not rounded up to 1 s
-    if not MIN_DELAY_SECONDS <= seconds <= MAX_DELAY_SECONDS:
+    """Whole seconds of an operation's duration, rounded up: 1 s to 366 days, else ValidationError.
+
+    Every duration an operation takes (wait, callback timeouts, wait_for_condition delays) goes
+    through here: ``wait(1.2)`` waits 2 s, ``wait(0.5)`` 1 s; ``0``, negatives, NaN/inf and
+    non-numbers are refused before anything is checkpointed.
+    """
+    seconds = _positive_seconds(value, what)
+    if seconds > MAX_DELAY_SECONDS:
         raise ValidationError(
             f"{what} must be between 1 second and 366 days, got {seconds} s; "
             "use Duration.from_seconds/minutes/hours/days with a value in that range"
         )
     return seconds
+
+
+def optional_delay(value: Any, what: str) -> Optional[int]:
+    """A timeout that may be off: None (or 0) means "no timeout"; otherwise :func:`checked_delay`."""
+    if value is None or (not isinstance(value, bool) and isinstance(value, (int, float, _dt.timedelta))
+                         and seconds_of(value, what) == 0):
+        return None
+    return checked_delay(value, what)
 
 
 class StepSemantics(enum.Enum):
@@ -90,28 +143,137 @@ class NestingType(enum.Enum):
     FLAT = "FLAT"
 
 
+class JitterStrategy(str, enum.Enum):
+    """Jitter of retry and polling back-off; ``jitter=`` also takes the strings "full", "half", "none"."""
+
+    NONE = "NONE"
+    FULL = "FULL"
+    HALF = "HALF"
+
+
+# --------------------------------------------------------------------------- validation
+# Each config validates itself when built, so a mistake is a ValidationError at the line that
+# made it, naming the field and what to pass, before any operation runs.
+
+
+def _fail(owner: str, name: str, expected: str, value: Any, hint: str = "") -> ValidationError:
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    return ValidationError(f"{owner}.{name} must be {expected}, got {type(value).__name__} {shown}"
+                           + (f"; {hint}" if hint else ""))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_enum(owner: str, name: str, value: Any, cls: type) -> None:
+    if isinstance(value, cls):
+        return
+    members = " or ".join(f"ds.{cls.__name__}.{m.name}" for m in cls)  # type: ignore[attr-defined]
+    hint = f"pass {members}"
+    if isinstance(value, str) and value.upper() in cls.__members__:
+        hint = f"pass ds.{cls.__name__}.{value.upper()}, not the string"
+    raise _fail(owner, name, f"a {cls.__name__}", value, hint)
+
+
+def check_serdes(owner: str, name: str, value: Any) -> None:
+    """None, or an object with ``serialize(value, ctx)`` and ``deserialize(text, ctx)`` methods."""
+    if value is None:
+        return
+    if isinstance(value, type):
+        raise _fail(owner, name, "a SerDes instance", value, f"pass an instance: {value.__name__}()")
+    if not (callable(getattr(value, "serialize", None)) and callable(getattr(value, "deserialize", None))):
+        raise _fail(owner, name, "a SerDes (an object with serialize(value, ctx) and deserialize(text, ctx))",
+                    value)
+
+
+def retry_strategy_problem(value: Any) -> Optional[str]:
+    """Why ``value`` cannot be a retry strategy, or None when it can (checked without importing tenacity)."""
+    if value is None:
+        return None
+    if isinstance(value, type):
+        return f"the class {value.__name__} was passed; pass an instance, e.g. {value.__name__}(...)"
+    if type(value).__name__ == "RetryStrategyConfig" and not callable(value):
+        return "a RetryStrategyConfig is a description; pass create_retry_strategy(config) or ds.RetryPolicy(...)"
+    if not callable(value):
+        return ("use a ds.RetryPolicy(...), a tenacity.Retrying(...) or tenacity stop/wait/retry strategy, "
+                "or a callable (error, attempt) -> RetryDecision")
+    return None
+
+
+def check_retry_strategy(owner: str, name: str, value: Any) -> None:
+    problem = retry_strategy_problem(value)
+    if problem is not None:
+        raise _fail(owner, name, "a supported retry strategy", value, problem)
+
+
+def _check_callable(owner: str, name: str, value: Any, signature: str, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not callable(value):
+        raise _fail(owner, name, f"a callable {signature}", value)
+
+
+def expect(config: Any, cls: type, operation: str, default: Any = None) -> Any:
+    """``config`` when it is a ``cls`` (``default`` when it is None), else a ValidationError.
+
+    For operations: ``cfg = expect(config, StepConfig, "step", DEFAULT)`` refuses a MapConfig or a
+    dict passed to ``step`` with a message that names the operation and the config to build.
+    """
+    if config is None:
+        return default
+    if isinstance(config, cls):
+        return config
+    hint = f"build one: ds.{cls.__name__}(**your_dict)" if isinstance(config, dict) else \
+        f"pass ds.{cls.__name__}(...)"
+    raise ValidationError(f"{operation} takes config=ds.{cls.__name__}(...), got {type(config).__name__}; {hint}")
+
+
+# --------------------------------------------------------------------------- configs
+
+
 @dataclass(frozen=True)
 class StepConfig:
     retry_strategy: Any = None
     step_semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY
     serdes: Any = None
 
+    def __post_init__(self) -> None:
+        check_retry_strategy("StepConfig", "retry_strategy", self.retry_strategy)
+        _check_enum("StepConfig", "step_semantics", self.step_semantics, StepSemantics)
+        check_serdes("StepConfig", "serdes", self.serdes)
+
 
 @dataclass(frozen=True)
 class ChildConfig:
     serdes: Any = None
 
+    def __post_init__(self) -> None:
+        check_serdes("ChildConfig", "serdes", self.serdes)
+
 
 @dataclass(frozen=True)
 class CallbackConfig:
+    """``timeout`` / ``heartbeat_timeout``: None or 0 for none, else 1 s to 366 days."""
+
     timeout: Any = None
     heartbeat_timeout: Any = None
     serdes: Any = None
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        optional_delay(self.timeout, f"{owner}.timeout")
+        optional_delay(self.heartbeat_timeout, f"{owner}.heartbeat_timeout")
+        check_serdes(owner, "serdes", self.serdes)
 
 
 @dataclass(frozen=True)
 class WaitForCallbackConfig(CallbackConfig):
     retry_strategy: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_retry_strategy("WaitForCallbackConfig", "retry_strategy", self.retry_strategy)
 
 
 @dataclass(frozen=True)
@@ -129,6 +291,11 @@ class WaitForConditionDecision:
     def stop_polling(cls) -> "WaitForConditionDecision":
         return cls(False, 0)
 
+    @property
+    def delay(self) -> Optional[Duration]:
+        """The delay as a Duration (None when polling stops), as the official SDK names it."""
+        return Duration(self.delay_seconds) if self.delay_seconds else None
+
 
 @dataclass(frozen=True)
 class WaitForConditionConfig:
@@ -136,12 +303,23 @@ class WaitForConditionConfig:
     initial_state: Any = None
     serdes: Any = None
 
+    def __post_init__(self) -> None:
+        _check_callable("WaitForConditionConfig", "wait_strategy", self.wait_strategy,
+                        "(state, attempt) -> WaitForConditionDecision; see ds.create_wait_strategy()")
+        check_serdes("WaitForConditionConfig", "serdes", self.serdes)
+
 
 @dataclass(frozen=True)
 class InvokeConfig:
     serdes_payload: Any = None
     serdes_result: Any = None
     tenant_id: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_serdes("InvokeConfig", "serdes_payload", self.serdes_payload)
+        check_serdes("InvokeConfig", "serdes_result", self.serdes_result)
+        if self.tenant_id is not None and (not isinstance(self.tenant_id, str) or not self.tenant_id):
+            raise _fail("InvokeConfig", "tenant_id", "a non-empty string (or None)", self.tenant_id)
 
 
 @dataclass(frozen=True)
@@ -151,6 +329,19 @@ class CompletionConfig:
     min_successful: Optional[int] = None
     tolerated_failure_count: Optional[int] = None
     tolerated_failure_percentage: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        value = self.min_successful
+        if value is not None and (not _is_int(value) or value < 1):
+            raise _fail("CompletionConfig", "min_successful", "an integer >= 1 (or None)", value)
+        value = self.tolerated_failure_count
+        if value is not None and (not _is_int(value) or value < 0):
+            raise _fail("CompletionConfig", "tolerated_failure_count", "an integer >= 0 (or None)", value)
+        value = self.tolerated_failure_percentage
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= 100):
+            raise _fail("CompletionConfig", "tolerated_failure_percentage", "a number from 0 to 100 (or None)",
+                        value)
 
     @classmethod
     def all_successful(cls) -> "CompletionConfig":
@@ -173,10 +364,26 @@ class ParallelConfig:
     item_serdes: Any = None
     nesting_type: NestingType = NestingType.NESTED
 
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        value = self.max_concurrency
+        if value is not None and (not _is_int(value) or value < 1):
+            raise _fail(owner, "max_concurrency", "a positive integer (or None for no limit)", value)
+        if self.completion_config is not None and not isinstance(self.completion_config, CompletionConfig):
+            raise _fail(owner, "completion_config", "a CompletionConfig", self.completion_config,
+                        "e.g. ds.CompletionConfig.all_successful()")
+        check_serdes(owner, "serdes", self.serdes)
+        check_serdes(owner, "item_serdes", self.item_serdes)
+        _check_enum(owner, "nesting_type", self.nesting_type, NestingType)
+
 
 @dataclass(frozen=True)
 class MapConfig(ParallelConfig):
     item_namer: Optional[Callable[[Any, int], str]] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_callable("MapConfig", "item_namer", self.item_namer, "(item, index) -> str", optional=True)
 
 
 @dataclass(frozen=True)
@@ -185,3 +392,11 @@ class ParallelBranch:
 
     func: Callable[..., Any]
     name: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check_callable("ParallelBranch", "func", self.func, "func(ctx)")
+        if self.name is not None and not isinstance(self.name, str):
+            raise _fail("ParallelBranch", "name", "a string (or None)", self.name)
+
+    def __call__(self, ctx: Any) -> Any:
+        return self.func(ctx)

@@ -5,7 +5,9 @@ attempt that just failed, it returns a :class:`RetryDecision`. Nothing here
 sleeps; the SDK checkpoints the delay and suspends the invocation.
 
 tenacity strategies are accepted and evaluated against a synthetic
-``RetryCallState`` (see :func:`resolve_retry_strategy`).
+``RetryCallState`` (``durable_sync.retry_tenacity``, imported only when one is
+used). The official SDK's ``RetryStrategyConfig`` / ``create_retry_strategy``
+and ``WaitStrategyConfig`` build the same policies.
 """
 from __future__ import annotations
 
@@ -13,15 +15,12 @@ import datetime as _dt
 import math
 import random
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
-import tenacity
-from tenacity.retry import retry_base
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
-
-from .config import MAX_DELAY_SECONDS, Duration, WaitForConditionDecision, to_seconds
+from .config import (Duration, JitterStrategy, WaitForConditionDecision, clamped_delay, retry_strategy_problem,
+                     seconds_of)
 from .errors import ValidationError, WaitForConditionError
 
 __all__ = [
@@ -29,7 +28,10 @@ __all__ = [
     "RetryPolicy",
     "RetryPresets",
     "RetryStrategy",
+    "RetryStrategyConfig",
+    "WaitStrategyConfig",
     "resolve_retry_strategy",
+    "create_retry_strategy",
     "create_wait_strategy",
     "seed_jitter",
 ]
@@ -43,40 +45,49 @@ def seed_jitter(seed: Any) -> None:
     _default_rng.seed(seed)
 
 
-def _clamp_delay(delay: Any) -> int:
-    """Whole seconds, rounded up, clamped to 1 s .. 366 days."""
-    return min(max(to_seconds(delay, "retry delay"), 1), MAX_DELAY_SECONDS)
-
-
 @dataclass(frozen=True)
 class RetryDecision:
-    """Whether to retry a failed attempt, and after how many seconds."""
+    """Whether to retry a failed attempt, and after how many seconds (1 s .. 366 days, rounded up)."""
 
     should_retry: bool
     delay_seconds: int = 0
 
+    def __post_init__(self) -> None:
+        if self.should_retry:
+            object.__setattr__(self, "delay_seconds", clamped_delay(self.delay_seconds))
+
     @classmethod
     def retry(cls, delay: Union[int, float, _dt.timedelta, Duration]) -> "RetryDecision":
         """Retry after ``delay`` (rounded up to whole seconds, at least 1, at most 366 days)."""
-        return cls(True, _clamp_delay(delay))
+        return cls(True, delay)
 
     @classmethod
     def no_retry(cls) -> "RetryDecision":
         return cls(False, 0)
+
+    @property
+    def delay(self) -> Optional[Duration]:
+        """The delay as a Duration (None when not retrying), as the official SDK names it."""
+        return Duration(self.delay_seconds) if self.should_retry else None
 
 
 RetryStrategy = Callable[[BaseException, int], RetryDecision]
 
 
 def _seconds(value: Any, what: str) -> float:
-    """Non-negative seconds (fractions kept) from a number, timedelta or Duration."""
-    if isinstance(value, Duration):
-        value = value.seconds
-    elif isinstance(value, _dt.timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValidationError(f"{what} must be a finite number of seconds >= 0 (or a timedelta/Duration), got {value!r}")
-    return float(value)
+    """Non-negative seconds (fractions kept for the back-off arithmetic)."""
+    seconds = seconds_of(value, what)
+    if seconds < 0:
+        raise ValidationError(f"{what} must be >= 0 seconds, got {value!r}")
+    return seconds
+
+
+def _jitter(value: Any) -> str:
+    """"full", "half" or "none" from those strings (any case) or a JitterStrategy."""
+    if isinstance(value, str) and value.lower() in _JITTERS:
+        return str(value.lower())
+    raise ValidationError(f"jitter must be one of {', '.join(map(repr, _JITTERS))} or a ds.JitterStrategy, "
+                          f"got {value!r}")
 
 
 def _check_backoff(max_attempts: Any, initial_delay: Any, max_delay: Any, backoff_rate: Any, jitter: Any) -> tuple:
@@ -88,9 +99,7 @@ def _check_backoff(max_attempts: Any, initial_delay: Any, max_delay: Any, backof
         raise ValidationError(f"backoff_rate must be a number >= 1, got {backoff_rate!r}")
     if backoff_rate == math.inf:
         raise ValidationError("backoff_rate must be finite")
-    if jitter not in _JITTERS:
-        raise ValidationError(f"jitter must be one of {', '.join(map(repr, _JITTERS))}, got {jitter!r}")
-    return initial, maximum, float(backoff_rate)
+    return initial, maximum, float(backoff_rate), _jitter(jitter)
 
 
 def _backoff_delay(attempt: int, initial: float, maximum: float, rate: float, jitter: str,
@@ -105,7 +114,7 @@ def _backoff_delay(attempt: int, initial: float, maximum: float, rate: float, ji
         delay = rng.uniform(0, delay)
     elif jitter == "half":
         delay = delay / 2 + rng.uniform(0, delay / 2)
-    return _clamp_delay(delay)
+    return clamped_delay(delay)
 
 
 @dataclass(frozen=True)
@@ -122,14 +131,16 @@ class RetryPolicy:
     initial_delay: Union[int, float, _dt.timedelta, Duration] = 5
     max_delay: Union[int, float, _dt.timedelta, Duration] = 60
     backoff_rate: float = 2.0
-    jitter: str = "full"
+    jitter: Union[str, JitterStrategy] = "full"
     retryable_errors: Optional[Sequence[Union[str, "re.Pattern[str]"]]] = None
     retryable_error_types: Optional[Sequence[type]] = None
     rng: Optional[random.Random] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        backoff = _check_backoff(self.max_attempts, self.initial_delay, self.max_delay, self.backoff_rate, self.jitter)
-        object.__setattr__(self, "_backoff", backoff)  # (initial, max, rate) in float seconds
+        *backoff, jitter = _check_backoff(self.max_attempts, self.initial_delay, self.max_delay, self.backoff_rate,
+                                          self.jitter)
+        object.__setattr__(self, "_backoff", tuple(backoff))  # (initial, max, rate) in float seconds
+        object.__setattr__(self, "jitter", jitter)
         if self.retryable_errors is not None:
             patterns = (self.retryable_errors,) if isinstance(self.retryable_errors, (str, re.Pattern)) \
                 else tuple(self.retryable_errors)
@@ -167,7 +178,7 @@ class RetryPolicy:
 
 
 class RetryPresets:
-    """Ready-made policies."""
+    """Ready-made policies (the official SDK's presets, same numbers)."""
 
     @staticmethod
     def none() -> RetryPolicy:
@@ -179,82 +190,85 @@ class RetryPresets:
         """6 attempts, 5 s initial delay, x2 per attempt, at most 60 s, full jitter."""
         return RetryPolicy(max_attempts=6, initial_delay=5, max_delay=60, backoff_rate=2.0, jitter="full")
 
+    @staticmethod
+    def transient() -> RetryPolicy:
+        """Quick retries: 3 attempts, 5 s initial delay, x2, at most 5 min, half jitter."""
+        return RetryPolicy(max_attempts=3, initial_delay=5, max_delay=300, backoff_rate=2.0, jitter="half")
 
-# --------------------------------------------------------------------------- tenacity
+    @staticmethod
+    def resource_availability() -> RetryPolicy:
+        """Longer retries: 5 attempts, 5 s initial delay, x2, at most 5 min, full jitter."""
+        return RetryPolicy(max_attempts=5, initial_delay=5, max_delay=300, backoff_rate=2.0, jitter="full")
 
-_DEFAULT_TENACITY_ATTEMPTS = 6
+    @staticmethod
+    def critical() -> RetryPolicy:
+        """Many quick retries: 10 attempts, 1 s initial delay, x1.5, at most 60 s, no jitter."""
+        return RetryPolicy(max_attempts=10, initial_delay=1, max_delay=60, backoff_rate=1.5, jitter="none")
+
+    @staticmethod
+    def fixed(interval: Union[int, float, _dt.timedelta, Duration, None] = None) -> RetryPolicy:
+        """5 attempts, ``interval`` (default 5 s) between them, no jitter."""
+        delay = 5 if interval is None else interval
+        return RetryPolicy(max_attempts=5, initial_delay=delay, max_delay=delay, backoff_rate=1.0, jitter="none")
 
 
-class _PolicyWait(wait_base):
-    """A tenacity wait giving the default preset's back-off (for bare stop/retry strategies)."""
+@dataclass(frozen=True)
+class RetryStrategyConfig:
+    """The official SDK's description of a back-off policy; :func:`create_retry_strategy` builds it.
 
-    def __init__(self, policy: RetryPolicy):
-        self.policy = policy
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return self.policy.delay_for(retry_state.attempt_number)
-
-
-class _DurableCallState(tenacity.RetryCallState):
-    """The RetryCallState of a failed attempt, on the durable clock.
-
-    The clock starts at 0 and the attempt ends at ``idle_for``: the sum of the
-    (whole-second) delays the wait strategy gives for the earlier attempts,
-    computed lazily since only time-based stops need it (the current error
-    stands in for the earlier ones). Exact for deterministic waits, an estimate
-    for random ones. Time spent running the attempts is not counted (it is not
-    known across invocations).
+    Same fields and defaults as there (note ``max_attempts=3`` and ``max_delay`` 5 min, unlike
+    :meth:`RetryPresets.default`); ``RetryPolicy`` takes the same values under ``jitter=``.
     """
 
-    def __init__(self, retrying: tenacity.BaseRetrying, error: BaseException, attempt: int):
-        super().__init__(retrying, None, (), {})
-        self.start_time = 0.0
-        self.attempt_number = attempt
-        self.outcome = tenacity.Future(attempt)
-        self.outcome.set_exception(error)
-        self._error = error
-        self._idle: Optional[float] = None
+    max_attempts: int = 3
+    initial_delay: Union[int, float, _dt.timedelta, Duration] = Duration(5)
+    max_delay: Union[int, float, _dt.timedelta, Duration] = Duration(300)
+    backoff_rate: float = 2.0
+    jitter_strategy: Union[str, JitterStrategy] = JitterStrategy.FULL
+    retryable_errors: Optional[Sequence[Union[str, "re.Pattern[str]"]]] = None
+    retryable_error_types: Optional[Sequence[type]] = None
+
+    def __post_init__(self) -> None:
+        create_retry_strategy(self)  # the same checks as RetryPolicy, when the config is built
 
     @property
-    def idle_for(self) -> float:
-        if self._idle is None:
-            wait = self.retry_object.wait
-            earlier = (_DurableCallState(self.retry_object, self._error, n) for n in range(1, self.attempt_number))
-            self._idle = float(sum(_clamp_delay(wait(state)) for state in earlier))
-        return self._idle
-
-    @idle_for.setter
-    def idle_for(self, value: float) -> None:
-        self._idle = None  # only RetryCallState.__init__ writes it (0.0): keep it derived
+    def initial_delay_seconds(self) -> int:
+        return math.ceil(_seconds(self.initial_delay, "initial_delay"))
 
     @property
-    def outcome_timestamp(self) -> float:
-        return self.start_time + self.idle_for
-
-    @outcome_timestamp.setter
-    def outcome_timestamp(self, value: Any) -> None:
-        pass  # only RetryCallState.__init__ writes it (None): keep it derived
-
-    @property
-    def seconds_since_start(self) -> float:
-        return self.idle_for
+    def max_delay_seconds(self) -> int:
+        return math.ceil(_seconds(self.max_delay, "max_delay"))
 
 
-def _tenacity_strategy(retrying: tenacity.BaseRetrying) -> RetryStrategy:
-    """Evaluate tenacity's retry, wait and stop in the order tenacity does, without sleeping."""
+def create_retry_strategy(config: Optional[RetryStrategyConfig] = None) -> RetryPolicy:
+    """The :class:`RetryPolicy` described by an official-SDK ``RetryStrategyConfig`` (its defaults if None)."""
+    if config is None:
+        config = RetryStrategyConfig()
+    if not isinstance(config, RetryStrategyConfig):
+        raise ValidationError(f"create_retry_strategy takes a RetryStrategyConfig, got {type(config).__name__}")
+    return RetryPolicy(max_attempts=config.max_attempts, initial_delay=config.initial_delay,
+                       max_delay=config.max_delay, backoff_rate=config.backoff_rate, jitter=config.jitter_strategy,
+                       retryable_errors=config.retryable_errors, retryable_error_types=config.retryable_error_types)
+
+
+def _tenacity_strategy(strategy: Any) -> RetryStrategy:
+    from . import retry_tenacity  # tenacity is imported only by users of tenacity strategies
+
+    retrying = retry_tenacity.as_retrying(strategy, RetryPresets.default().delay_for)
 
     def decide(error: BaseException, attempt: int) -> RetryDecision:
-        if not getattr(retrying, "enabled", True):
-            return RetryDecision.no_retry()
-        state = _DurableCallState(retrying, error, attempt)
-        if not (isinstance(error, tenacity.TryAgain) or retrying.retry(state)):
-            return RetryDecision.no_retry()
-        state.upcoming_sleep = retrying.wait(state)
-        if retrying.stop(state):
-            return RetryDecision.no_retry()
-        return RetryDecision.retry(state.upcoming_sleep)
+        delay = retry_tenacity.decide(retrying, error, attempt)
+        return RetryDecision.no_retry() if delay is None else RetryDecision.retry(delay)
 
     return decide
+
+
+def _is_tenacity_strategy(strategy: Any) -> bool:
+    if "tenacity" not in sys.modules:
+        return False  # a tenacity object cannot exist before tenacity is imported
+    from . import retry_tenacity
+
+    return retry_tenacity.is_tenacity_strategy(strategy)
 
 
 def _checked_callable(fn: Callable[[BaseException, int], Any]) -> RetryStrategy:
@@ -286,41 +300,36 @@ def resolve_retry_strategy(strategy: Any) -> RetryStrategy:
         return RetryPresets.default()
     if isinstance(strategy, RetryPolicy):
         return strategy
-    if isinstance(strategy, tenacity.BaseRetrying):
+    if _is_tenacity_strategy(strategy):
         return _tenacity_strategy(strategy)
-    if isinstance(strategy, (stop_base, wait_base, retry_base)):
-        default_wait = _PolicyWait(RetryPresets.default())
-        parts: dict[str, Any] = {
-            "stop": tenacity.stop_after_attempt(_DEFAULT_TENACITY_ATTEMPTS),
-            "wait": default_wait,
-            "retry": tenacity.retry_if_exception_type(),  # tenacity's default: any Exception
-        }
-        if isinstance(strategy, stop_base):
-            parts["stop"] = strategy
-        elif isinstance(strategy, wait_base):
-            parts["wait"] = strategy
-        else:
-            parts["retry"] = strategy
-        return _tenacity_strategy(tenacity.Retrying(**parts))
-    if callable(strategy):
-        return _checked_callable(strategy)
-    raise ValidationError(
-        f"retry_strategy of type {type(strategy).__name__} is not supported; use a ds.RetryPolicy, "
-        "a tenacity.Retrying(...) or tenacity stop/wait/retry strategy, or a callable "
-        "(error, attempt) -> RetryDecision"
-    )
+    problem = retry_strategy_problem(strategy)
+    if problem is not None:
+        raise ValidationError(f"retry_strategy of type {type(strategy).__name__} is not supported; {problem}")
+    return _checked_callable(strategy)
 
 
 # --------------------------------------------------------------------------- wait_for_condition
 
 
+@dataclass(frozen=True)
+class WaitStrategyConfig:
+    """The official SDK's description of a polling back-off; pass it to :func:`create_wait_strategy`."""
+
+    should_continue_polling: Callable[[Any], bool]
+    max_attempts: int = 60
+    initial_delay: Union[int, float, _dt.timedelta, Duration] = Duration(5)
+    max_delay: Union[int, float, _dt.timedelta, Duration] = Duration(300)
+    backoff_rate: float = 1.5
+    jitter_strategy: Union[str, JitterStrategy] = JitterStrategy.FULL
+
+
 def create_wait_strategy(
-    should_continue_polling: Callable[[Any], bool],
+    should_continue_polling: Union[Callable[[Any], bool], WaitStrategyConfig],
     max_attempts: int = 60,
     initial_delay: Union[int, float, _dt.timedelta, Duration] = 5,
     max_delay: Union[int, float, _dt.timedelta, Duration] = 300,
     backoff_rate: float = 1.5,
-    jitter: str = "full",
+    jitter: Union[str, JitterStrategy] = "full",
     rng: Optional[random.Random] = None,
 ) -> Callable[[Any, int], WaitForConditionDecision]:
     """A wait_for_condition strategy ``(state, attempt) -> WaitForConditionDecision``.
@@ -328,10 +337,15 @@ def create_wait_strategy(
     Stops polling once ``should_continue_polling(state)`` is false; otherwise
     waits with the same back-off as :class:`RetryPolicy`. When the condition is
     still unmet after ``max_attempts`` checks it raises WaitForConditionError.
+    An official-SDK ``WaitStrategyConfig`` may be passed instead of the arguments.
     """
+    if isinstance(should_continue_polling, WaitStrategyConfig):
+        cfg = should_continue_polling
+        return create_wait_strategy(cfg.should_continue_polling, cfg.max_attempts, cfg.initial_delay, cfg.max_delay,
+                                    cfg.backoff_rate, cfg.jitter_strategy, rng)
     if not callable(should_continue_polling):
         raise ValidationError(f"should_continue_polling must be a callable (state) -> bool, got {should_continue_polling!r}")
-    initial, maximum, rate = _check_backoff(max_attempts, initial_delay, max_delay, backoff_rate, jitter)
+    initial, maximum, rate, jitter = _check_backoff(max_attempts, initial_delay, max_delay, backoff_rate, jitter)
 
     def wait_strategy(state: Any, attempt: int) -> WaitForConditionDecision:
         if not should_continue_polling(state):

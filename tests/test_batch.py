@@ -395,16 +395,13 @@ def test_uncaught_validation_error_fails_the_execution_with_nothing_checkpointed
         "ExecutionStarted", "InvocationCompleted", "ExecutionFailed"]
 
 
-@pytest.mark.parametrize("config", [
-    ds.ParallelConfig(completion_config=ds.CompletionConfig(min_successful=0)),
-    ds.ParallelConfig(completion_config=ds.CompletionConfig(tolerated_failure_count=-1)),
-    ds.ParallelConfig(completion_config=ds.CompletionConfig(tolerated_failure_percentage=101)),
-])
-def test_invalid_completion_config_is_refused(engine, config):
+@pytest.mark.parametrize("completion", [dict(min_successful=0), dict(tolerated_failure_count=-1),
+                                        dict(tolerated_failure_percentage=101)])
+def test_invalid_completion_config_is_refused(engine, completion):
     @ds.durable_handler
     def handler(event, ctx):
         with pytest.raises(ds.ValidationError):
-            ctx.parallel([returns(1)], config=config)
+            ctx.parallel([returns(1)], config=ds.ParallelConfig(completion_config=ds.CompletionConfig(**completion)))
         with pytest.raises(ds.ValidationError):
             ctx.parallel([1, 2])  # not callables
         with pytest.raises(ds.ValidationError):

@@ -90,7 +90,7 @@ def test_one_hour_wait_with_run_finishes_instantly(engine):
 
 
 BAD_DURATIONS = [0, -1, 366 * 86400 + 1, dt.timedelta(0), dt.timedelta(seconds=-5), dt.timedelta(days=367),
-                 ds.Duration(0), ds.Duration.from_days(367), "5", None, True, float("nan"), float("inf"), [1]]
+                 ds.Duration.from_days(367), "5", None, True, float("nan"), float("inf"), [1]]
 
 
 @pytest.mark.parametrize("bad", BAD_DURATIONS, ids=[repr(b) for b in BAD_DURATIONS])
@@ -531,10 +531,15 @@ def test_failed_run_in_child_context_fails_execution(engine):
     assert op_named(engine, res.arn, "div")["Status"] == "FAILED"
 
 
-@pytest.mark.parametrize("duration", [0.2, 0.999, dt.timedelta(milliseconds=500)])
-def test_a_wait_under_one_second_is_refused_not_rounded_up(duration):
-    from durable_sync.config import checked_delay
+@pytest.mark.parametrize("duration, seconds", [(0.2, 1), (0.5, 1), (0.999, 1), (1.2, 2), (1.5, 2),
+                                               (dt.timedelta(milliseconds=500), 1), (ds.Duration(1.2), 2)])
+def test_a_fractional_wait_rounds_up_to_whole_seconds(engine, duration, seconds):
+    @ds.durable_handler
+    def handler(event, ctx):
+        ctx.wait(duration, name="w")
+        return "done"
 
-    with pytest.raises(ds.ValidationError, match="between 1 second and 366 days"):
-        checked_delay(duration)
-    assert checked_delay(1.5) == 2  # above the floor, fractions round up to whole seconds
+    res = engine.run(handler)
+    assert res.status == "SUCCEEDED" and res.result == "done"
+    [started] = events(engine, res.arn, "WaitStarted")
+    assert started["WaitStartedDetails"]["Duration"] == seconds

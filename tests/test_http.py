@@ -37,7 +37,8 @@ from durable_sync.aws import BotoCheckpointClient, make_boto_client
 from durable_sync.cli import build_parser, load_handler
 from durable_sync.errors import CheckpointError
 from durable_sync.local import LocalEngine
-from durable_sync.local.http import cmd_serve, make_server, service_model
+from durable_sync.cli import cmd_serve
+from durable_sync.local.http import make_server, service_model
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_TIMEOUT = 20.0

@@ -13,7 +13,6 @@ import pytest
 import durable_sync as ds
 from durable_sync.local import LocalEngine
 from durable_sync.local.engine import MAX_INVOCATION_ATTEMPTS
-from durable_sync.local.isolation import handler_reference, load_handler_ref
 
 STATE = "DURABLE_ISOLATION_TEST_DIR"
 
@@ -168,20 +167,6 @@ def test_isolation_in_real_time():
         arn = engine.start(crashes_once, None)
         result = engine.wait(arn, timeout=60)
         assert result.status == "SUCCEEDED"
-
-
-def test_handler_references():
-    assert handler_reference(pids) == f"{__name__}:pids"
-    assert load_handler_ref(f"{__name__}:pids") is pids
-
-    def inner(event, ctx):
-        return None
-
-    assert handler_reference(inner) is None
-    with pytest.raises(ImportError):
-        load_handler_ref("no_such_module_anywhere:handler")
-    with pytest.raises(ImportError):
-        load_handler_ref("/no/such/file.py:handler")
 
 
 def test_bad_isolation_value():

@@ -348,3 +348,75 @@ def test_wait_strategy_validates_arguments(kwargs):
 
 def test_default_rng_is_module_level():
     assert isinstance(retry_mod._default_rng, random.Random)
+
+
+# ----------------------------------------------------------------------------- the official SDK's names
+
+
+def test_retry_strategy_config_builds_the_same_policy_as_the_official_sdk():
+    from aws_durable_execution_sdk_python.config import Duration as OfficialDuration, JitterStrategy as OJ
+    from aws_durable_execution_sdk_python.retries import (RetryStrategyConfig as OfficialConfig,
+                                                          create_retry_strategy as official_create)
+
+    from durable_sync import JitterStrategy, RetryStrategyConfig, create_retry_strategy
+
+    ours = create_retry_strategy(RetryStrategyConfig(max_attempts=5, initial_delay=Duration(2), max_delay=Duration(20),
+                                                     backoff_rate=3, jitter_strategy=JitterStrategy.NONE,
+                                                     retryable_error_types=[KeyError]))
+    theirs = official_create(OfficialConfig(max_attempts=5, initial_delay=OfficialDuration(2),
+                                            max_delay=OfficialDuration(20), backoff_rate=3, jitter_strategy=OJ.NONE,
+                                            retryable_error_types=[KeyError]))
+    for error in (KeyError("k"), ValueError("v")):
+        for attempt in range(1, 7):
+            a, b = ours(error, attempt), theirs(error, attempt)
+            assert (a.should_retry, a.delay_seconds if a.should_retry else 0) == \
+                (b.should_retry, b.delay_seconds if b.should_retry else 0), (error, attempt)
+    defaults = create_retry_strategy()
+    assert (defaults.max_attempts, defaults.initial_delay, defaults.max_delay, defaults.jitter) == \
+        (3, Duration(5), Duration(300), "full")
+
+
+def test_official_presets_have_the_official_numbers():
+    from aws_durable_execution_sdk_python.retries import RetryPresets as Official
+
+    for name in ("none", "default", "transient", "resource_availability", "critical"):
+        ours, theirs = getattr(RetryPresets, name)(), getattr(Official, name)()
+        for attempt in range(1, 12):
+            a, b = ours(ERR, attempt), theirs(ERR, attempt)
+            assert a.should_retry == b.should_retry, (name, attempt)
+    assert delays(RetryPresets.critical(), 4) == [1, 2, 3, 4]  # 1 * 1.5**n rounded up, no jitter
+    assert delays(RetryPresets.fixed(Duration(7)), 6) == [7, 7, 7, 7, None, None]
+    assert delays(RetryPresets.fixed(), 2) == [5, 5]
+
+
+@pytest.mark.parametrize("jitter", ["FULL", "Full", "full"])
+def test_jitter_takes_the_enum_and_strings_in_any_case(jitter):
+    from durable_sync import JitterStrategy
+
+    assert RetryPolicy(jitter=jitter) == RetryPolicy(jitter=JitterStrategy.FULL) == RetryPolicy(jitter="full")
+
+
+def test_retry_strategy_config_is_checked_when_built():
+    from durable_sync import RetryStrategyConfig
+
+    with pytest.raises(ValidationError, match="max_attempts"):
+        RetryStrategyConfig(max_attempts=0)
+    with pytest.raises(ValidationError, match="jitter"):
+        RetryStrategyConfig(jitter_strategy="random")
+
+
+def test_wait_strategy_config_of_the_official_sdk_is_accepted():
+    from durable_sync import JitterStrategy, WaitStrategyConfig
+
+    wait = create_wait_strategy(WaitStrategyConfig(should_continue_polling=lambda s: s < 10, max_attempts=3,
+                                                   initial_delay=Duration(2), jitter_strategy=JitterStrategy.NONE))
+    assert wait(1, 1) == WaitForConditionDecision.continue_waiting(2)
+    assert wait(1, 2) == WaitForConditionDecision.continue_waiting(3)  # 2 * 1.5
+    assert wait(10, 1) == WaitForConditionDecision.stop_polling()
+    with pytest.raises(WaitForConditionError):
+        wait(1, 3)
+
+
+def test_decisions_expose_their_delay_as_a_duration():
+    assert RetryDecision.retry(1.2).delay == Duration(2) and RetryDecision.no_retry().delay is None
+    assert RetryDecision(True, 0.5).delay_seconds == 1  # built directly: the same rounding as retry()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,10 +96,10 @@ def test_a_failed_lookup_lists_what_exists(durable_runner):
     message = str(info.value)
     assert "no step named 'refund' in the execution (SUCCEEDED)" in message
     assert "steps that exist: 'charge', 'fetch-user', 'price'" in message
-    assert "CONTEXT 'payment' SUCCEEDED" in message  # the operation tree
+    assert re.search(r"├─ payment +child +SUCCEEDED", message)  # the operation tree
     # usable as a plain assertion failure and as a lookup error
     assert isinstance(info.value, AssertionError) and isinstance(info.value, LookupError)
-    with pytest.raises(OperationNotFoundError, match="operations with that name but another type: WAIT 'settle'"):
+    with pytest.raises(OperationNotFoundError, match="operations with that name but another type: settle  wait  SUCCEEDED"):
         result.get_step("settle")
     with pytest.raises(LookupError, match="no child context named 'shipping' in child context 'billing'"):
         result.get_context("billing").get_context("shipping")
@@ -122,8 +123,11 @@ def test_failed_execution_and_assertion_helpers(durable_runner):
         result.assert_succeeded()
     message = str(info.value)
     assert "expected the execution to succeed, but it is FAILED" in message
-    assert "STEP 'charge' FAILED, 1 attempt, error ValueError: card declined" in message
+    assert re.search(r"charge +step +FAILED +1 attempt .*ValueError: card declined", message), message
     assert "error stack trace:" in message
+    trace = message.split("error stack trace:")[1]
+    assert f'File "{__file__}"' in trace and "library frame" in trace  # the test's frame; the SDK's folded
+    assert "durable_sync/context.py" not in trace
     with pytest.raises(AssertionError, match="expected error type 'KeyError', got 'ValueError'"):
         result.assert_failed(error_type="KeyError")
 
@@ -270,7 +274,7 @@ def test_wait_for_callback_fails_clearly_when_no_such_callback_comes(durable_run
         runner.wait_for_callback("approval")
     message = str(info.value)
     assert "no callback named 'approval' waiting for an answer" in message
-    assert "CALLBACK 'other' STARTED" in message
+    assert "other  callback  STARTED" in message
 
     done = durable_runner(order_workflow)
     done.start({"user": "u"})
@@ -339,10 +343,59 @@ def test_plugin_fixture_and_assertion_messages(tmp_path):
     # `assert result.status == "SUCCEEDED"` shows the execution and its tree
     assert "assert 'FAILED' == 'SUCCEEDED'" in out, out
     assert "execution FAILED, error ValueError: card declined" in out
-    assert "`-- CONTEXT 'pay' FAILED" in out
-    assert "STEP 'charge' FAILED, 1 attempt, error ValueError: card declined" in out
+    assert re.search(r"└─ pay +child +FAILED", out), out
+    assert re.search(r"└─ charge +step +FAILED +1 attempt \(1 failed\) +\S+ ms +ValueError: card declined", out), out
     # `assert step.status == ...` shows the step and its attempts
     assert "attempt 1: FAILED" in out, out
+
+
+TOOLKIT_FAILURES = '''
+import durable_sync as ds
+from durable_sync.testing import DurableTestRunner, replay
+
+
+@ds.durable_handler
+def handler(event, ctx):
+    return ctx.step("fetch", lambda s: 1)
+
+
+@ds.durable_handler
+def renamed(event, ctx):
+    return ctx.step("fetch-v2", lambda s: 1)
+
+
+def test_missing_step():
+    result = DurableTestRunner(handler).run()
+    result.get_step("charge")  # LINE-MISSING
+
+
+def test_wrong_outcome():
+    result = DurableTestRunner(handler).run()
+    result.assert_failed()  # LINE-OUTCOME
+
+
+def test_changed_code():
+    result = DurableTestRunner(handler).run()
+    replay(result, renamed)  # LINE-REPLAY
+'''
+
+
+def test_toolkit_failures_show_the_test_line_and_message_not_library_frames(tmp_path):
+    (tmp_path / "test_toolkit_failures.py").write_text(TOOLKIT_FAILURES)
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert "3 failed" in out, out
+    for marker in ("LINE-MISSING", "LINE-OUTCOME", "LINE-REPLAY"):
+        assert f"# {marker}" in out, out  # the user's own line is shown
+    assert "no step named 'charge' in the execution (SUCCEEDED)" in out
+    assert "expected the execution to fail, but it is SUCCEEDED" in out
+    assert "the code asks for STEP 'fetch-v2', but the record has STEP 'fetch'" in out
+    for library in ("inspection/model.py", "testing/results.py", "testing/replay_check.py", "def get_operation",
+                    "def assert_failed", "def replay("):
+        assert library not in out, f"{library} is shown:\n{out}"
 
 
 def test_plugin_is_registered_for_this_test_session(request):
@@ -405,7 +458,7 @@ def test_plugin_works_when_installed_in_a_fresh_virtualenv(tmp_path):
     out = proc.stdout + proc.stderr
     print(out)
     assert "1 failed, 1 passed" in out, out
-    assert "'SUCCEEDED' == 'FAILED'" in out and "STEP 'flaky' SUCCEEDED, 3 attempts, back-off 2s/4s" in out, out
+    assert "'SUCCEEDED' == 'FAILED'" in out and "flaky  step  SUCCEEDED  3 attempts (2 failed)  back-off 2 s, 4 s" in out, out
     where = subprocess.run([str(py), "-c", "import durable_sync; print(durable_sync.__file__)"], cwd=check,
                            env=env, capture_output=True, text=True, check=True).stdout
     assert str(venv) in where, where  # the installed copy, not the repo

@@ -1,5 +1,5 @@
-"""durable_sync.views: the text tree, the HTML timeline (parsed, and rendered in headless Chromium),
-`durable-sync history --html`, and the live progress line of `durable-sync run`."""
+"""durable_sync.inspection: the read model, the text tree, the HTML timeline (parsed, and rendered in
+headless Chromium), `durable-sync history --html`, and the live progress line of `durable-sync run`."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 import pytest
 
 import durable_sync as ds
-from durable_sync import cli, views
+from durable_sync import cli, inspection, views
 from durable_sync.local import LocalEngine
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -66,14 +66,14 @@ def finished(engine):
 # ---------------------------------------------------------------------------------------- text tree
 def test_render_tree_shows_nesting_status_attempts_and_durations(finished):
     _, ops, history = finished
-    tree = views.render_tree(ops, history)
+    tree = inspection.render_tree(ops, history)
     lines = tree.splitlines()
     assert len(lines) == len(ops) - 1  # one line per operation, the EXECUTION excluded
     by_name = {re.sub(r"^[\s│├└─]+", "", line).split()[0]: line for line in lines}
     assert by_name["call-api"].startswith("├─ call-api")
     assert re.search(r"step\s+SUCCEEDED\s+3 attempts \(2 failed\)\s+back-off 2 s, 4 s\s+6 s$", by_name["call-api"])
     assert re.search(r"wait\s+SUCCEEDED\s+5 s$", by_name["cool-down"])
-    assert "│  ├─ (map item 0)" in tree and "│  │  └─ score-1" in tree  # children under their parents
+    assert "│  ├─ score-all[0]" in tree and "│  │  └─ score-1" in tree  # children under their parents
     assert by_name["charge"].startswith("│  ├─ charge")
     assert "└─ notify" in by_name["notify"] and "FAILED" in by_name["notify"]
     assert 'ValueError: smtp <refused> & "quoted"' in by_name["notify"]
@@ -87,14 +87,14 @@ def test_render_tree_of_the_order_example_without_history():
         sys.path.remove(EXAMPLES)
     with LocalEngine(db=":memory:", skip_time=True) as eng:
         result = eng.run(order_workflow.handler, input=ORDER)
-        tree = views.render_tree(eng.operations(result.arn))
+        tree = inspection.render_tree(eng.operations(result.arn))
     assert "├─ reserve" in tree and "2 attempts" in tree  # without a history: the latest attempt number
     assert "└─ payment" in tree and "   ├─ authorize" in tree and "   └─ capture" in tree
-    assert views.render_tree([]) == "(no operations)"
+    assert inspection.render_tree([]) == "(no operations)"
 
 
 def test_format_duration():
-    assert [views.format_duration(ms) for ms in (None, 0, 340, 1000, 1250, 12_500, 65_000, 3_600_000, 90_000_000,
+    assert [inspection.format_duration(ms) for ms in (None, 0, 340, 1000, 1250, 12_500, 65_000, 3_600_000, 90_000_000,
                                                   200_000_000)] == \
         ["", "0 ms", "340 ms", "1 s", "1.25 s", "12.5 s", "1 min 5 s", "1 h", "25 h", "2 d 7 h"]
 
@@ -143,14 +143,14 @@ def parse(page: str) -> Page:
 
 def test_html_has_a_row_and_a_table_line_for_every_operation(finished):
     result, ops, history = finished
-    page = views.render_html(result, ops, history)
+    page = inspection.render_html(result, ops, history)
     parsed = parse(page)
     expected = [op["Id"] for op in ops if op["Type"] != "EXECUTION"]
     assert sorted(r["id"] for r in parsed.rows) == sorted(expected)
     assert sorted(parsed.table_ids) == sorted(expected)
     names = {op.get("Name") for op in ops if op.get("Name")}
     assert names <= set(parsed.text)  # every named operation is visible text
-    assert "(map item 0)" in parsed.text  # unnamed branches get a label
+    assert "score-all[0]" in parsed.text  # unnamed map items get a label: the map's name and the index
     for row in parsed.rows:
         assert row["bars"], f"operation {row['name'] or row['id']} has no bar"
         for _, left, width, _ in row["bars"]:
@@ -159,7 +159,7 @@ def test_html_has_a_row_and_a_table_line_for_every_operation(finished):
 
 def test_html_bars_are_placed_on_the_time_axis_and_colored_by_outcome(finished):
     result, ops, history = finished
-    rows = {r["name"]: r for r in parse(views.render_html(result, ops, history)).rows}
+    rows = {r["name"]: r for r in parse(inspection.render_html(result, ops, history)).rows}
     total = 14  # seconds: back-offs 2 + 4, the 5 s cool-down and the 3 s settle
     kinds = [b[0] for b in rows["call-api"]["bars"]]
     assert kinds == ["failed", "backoff", "failed", "backoff", "ok"]  # retries visible as segments
@@ -179,7 +179,7 @@ def test_html_bars_are_placed_on_the_time_axis_and_colored_by_outcome(finished):
 
 def test_html_is_self_contained_and_escapes_user_text(finished):
     result, ops, history = finished
-    page = views.render_html(result, ops, history)
+    page = inspection.render_html(result, ops, history)
     assert page.startswith("<!DOCTYPE html>")
     lowered = page.lower()
     assert "<script" not in lowered and "<link" not in lowered and "@import" not in lowered
@@ -197,7 +197,7 @@ def test_html_of_a_running_execution_shows_what_it_waits_for(engine):
     engine.advance(600)
     assert engine.get_execution(arn).status == "RUNNING"
     ops, history = engine.operations(arn), engine.history(arn)
-    page = views.render_html(engine.get_execution(arn), ops, history, now=engine.clock.now_ms())
+    page = inspection.render_html(engine.get_execution(arn), ops, history, now=engine.clock.now_ms())
     parsed = parse(page)
     [callback] = [r for r in parsed.rows if r["name"] == "approval"]
     assert callback["status"] == "STARTED" and callback["bars"][0][0] == "waiting"
@@ -211,15 +211,108 @@ def test_html_accepts_a_boto3_shaped_execution_or_nothing(finished):
     described = {"DurableExecutionArn": result.arn, "DurableExecutionName": "order-7", "Status": "SUCCEEDED",
                  "StartTimestamp": ops[0]["StartTimestamp"], "EndTimestamp": ops[0]["EndTimestamp"],
                  "Result": '{"ok": true}'}
-    texts = parse(views.render_html(described, ops, history)).text
+    texts = parse(inspection.render_html(described, ops, history)).text
     assert "showcase / order-7" in texts and 'result {"ok": true}' in texts
-    bare = parse(views.render_html(None, ops, history))
+    bare = parse(inspection.render_html(None, ops, history))
     assert len(bare.rows) == len(ops) - 1
     assert "execution" in bare.text  # no ARN known: a plain heading
-    named = parse(views.render_html({"DurableExecutionArn": result.arn}, ops, history))
+    named = parse(inspection.render_html({"DurableExecutionArn": result.arn}, ops, history))
     assert any(t.startswith("showcase /") for t in named.text)  # function and name from the ARN
-    empty = parse(views.render_html(None, [], []))
+    empty = parse(inspection.render_html(None, [], []))
     assert empty.rows == []
+
+
+def test_each_failed_attempt_has_a_collapsible_stack_with_the_users_frames_open(finished):
+    result, ops, history = finished
+    page = inspection.render_html(result, ops, history)
+    traces = re.findall(r'<details class="trace"><summary>(.*?)</summary>(.*?)</details>(?=<details class="trace"|</td>)',
+                        page, flags=re.S)
+    assert [title for title, _ in traces] == [
+        "attempt 1: ConnectionError: upstream 503", "attempt 2: ConnectionError: upstream 503",
+        "attempt 1: ValueError: smtp &lt;refused&gt; &amp; &quot;quoted&quot;"]
+    for _, body in traces:
+        folded = "".join(re.findall(r'<details class="lib">.*?</details>', body, flags=re.S))
+        shown = re.sub(r'<details class="lib">.*?</details>', "", body, flags=re.S)
+        assert f"File &quot;{__file__}&quot;" in shown  # the user's frame is open
+        assert "durable_sync" not in shown and "durable_sync/context.py" in folded  # the SDK's frames are folded
+        assert "library frames (" in folded
+
+
+def test_the_timeline_markup_is_a_template_file_shipped_with_the_package():
+    import inspect as pyinspect
+    from importlib import resources
+
+    from durable_sync.inspection import timeline
+
+    template = resources.files("durable_sync.inspection").joinpath("timeline.html").read_text(encoding="utf-8")
+    assert "<!-- fragment: page -->" in template and ".bar.backoff" in template  # markup and CSS
+    code = pyinspect.getsource(timeline)
+    assert not re.search(r"<(div|tr|td|span|style|details|p)\b", code)  # no markup in Python strings
+    setup_py = open(os.path.join(os.path.dirname(EXAMPLES), "setup.py"), encoding="utf-8").read()
+    assert '"durable_sync.inspection": ["timeline.html"]' in setup_py
+
+
+@ds.durable_handler
+def unnamed(event, ctx):
+    ctx.step(lambda s: 1)
+    ctx.wait(1)
+    ctx.map([10, 20], lambda c, item, i, items: c.step(lambda s: item))
+    ctx.parallel([lambda c: 1, lambda c: 2], name="both")
+    return "ok"
+
+
+def test_unnamed_operations_get_readable_labels_never_hash_fragments(engine):
+    result = engine.run(unnamed, input={})
+    assert result.status == "SUCCEEDED", result.error
+    ops, history = engine.operations(result.arn), engine.history(result.arn)
+    tree = inspection.render_tree(ops, history)
+    labels = [re.sub(r"^[\s│├└─]+", "", line).split("  ")[0] for line in tree.splitlines()]
+    assert labels == ["step #1", "wait #2", "map #3", "map #3[0]", "step #1", "map #3[1]", "step #1", "both",
+                      "both[0]", "both[1]"]
+    ids = {op["Id"][:k] for op in ops if op["Type"] != "EXECUTION" for k in (6, 8, 12)}
+    page = inspection.render_html(result, ops, history)
+    visible = " ".join(parse(page).text)
+    assert not any(fragment in tree or fragment in visible for fragment in ids)
+
+
+def test_one_model_serves_the_tree_the_timeline_and_test_results(finished, engine):
+    from durable_sync.testing import TestResult
+
+    result, ops, history = finished
+    model = inspection.read_execution(result, ops, history)
+    assert (model.status, model.function_name, model.result_payload) == ("SUCCEEDED", "showcase", result.raw_result)
+    assert len(model.invocations) == sum(1 for e in history if e["EventType"] == "InvocationCompleted")
+    assert model.duration_ms == 14_000  # virtual time: back-offs 2 + 4 s, waits 5 + 3 s
+    assert model.get_step("call-api").retry_delays == [2, 4]
+    assert model.get_wait("cool-down").duration_ms == 5000
+    same = inspection.read_execution(None, ops, history)  # derived from the records alone
+    assert (same.status, same.start_ms, same.end_ms, same.result_payload) == (
+        model.status, model.start_ms, model.end_ms, model.result_payload)
+    tested = TestResult.from_records(ops, history, arn=result.arn)
+    assert tested.execution == model
+    assert tested.tree().split("\n", 1)[1] == "\n".join(
+        "  " + line for line in inspection.render_tree(model.roots, results=True).splitlines())
+
+
+def test_format_trace_folds_library_frames_and_keeps_the_users():
+    from durable_sync.errors import error_object
+
+    def users_code():
+        return {"a": 1}["b"]
+
+    try:
+        engine_like = __import__("json").loads  # a library frame between the user's frames
+        engine_like("[1]", object_hook=None, parse_int=lambda text: users_code())
+    except KeyError as exc:
+        stack = error_object(exc)["StackTrace"]
+    text = inspection.format_trace(stack)
+    lines = text.splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and lines[-1] == "KeyError: 'b'"
+    assert any(line.startswith(f'  File "{__file__}"') and "in test_format_trace" in line for line in lines)
+    assert any(f'File "{__file__}"' in line and "in users_code" in line for line in lines)
+    assert any(line.strip().startswith("[") and "library frames folded" in line for line in lines)
+    assert "json" not in "\n".join(line for line in lines if "folded" not in line)
+    assert inspection.format_trace(None) == "" and inspection.format_trace([]) == ""
 
 
 # ---------------------------------------------------------------------------------------- HTML in Chromium
@@ -242,7 +335,7 @@ def _chrome_args(tmp_path) -> list[str]:
 def test_timeline_renders_in_headless_chromium(finished, tmp_path):
     result, ops, history = finished
     page_path = tmp_path / "timeline.html"
-    page_path.write_text(views.render_html(result, ops, history), encoding="utf-8")
+    page_path.write_text(inspection.render_html(result, ops, history), encoding="utf-8")
     browser = _chromium()
     dom = subprocess.run([browser, *_chrome_args(tmp_path), "--dump-dom", page_path.as_uri()],
                          capture_output=True, text=True, timeout=120)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
+
+from ..errors import ValidationError
 
 
 class RealClock:
@@ -55,3 +58,26 @@ class VirtualClock:
         if factory is not None:
             import datetime
             factory.tick(datetime.timedelta(milliseconds=delta))
+
+
+def check_clock(clock: Any, skip_time: bool) -> None:
+    """Refuse a clock that cannot serve the engine's time mode (``LocalEngine(clock=...)``).
+
+    Every clock has ``now_ms() -> int`` (epoch milliseconds). With ``skip_time=True`` the engine moves
+    time itself: the clock must be virtual (``virtual = True``) with ``advance_to(ms)``. Without it a
+    scheduler thread sleeps until items fall due: the clock must be real (``virtual = False``) with
+    ``wait(condition, until_ms)``, since a virtual clock would never reach a due time and the engine
+    would hang.
+    """
+    if not callable(getattr(clock, "now_ms", None)):
+        raise ValidationError(f"clock {clock!r} has no now_ms() method; pass a durable_sync.local.clock "
+                              "RealClock or VirtualClock, or None for the default")
+    virtual = getattr(clock, "virtual", None)
+    if skip_time:
+        if virtual is not True or not callable(getattr(clock, "advance_to", None)):
+            raise ValidationError(f"skip_time=True drives a virtual clock, and {type(clock).__name__} is not one "
+                                  "(it needs virtual = True and advance_to(ms)); pass a VirtualClock, or None")
+    elif virtual is not False or not callable(getattr(clock, "wait", None)):
+        raise ValidationError(f"real time (skip_time=False) needs a real clock, and {type(clock).__name__} is not one "
+                              "(it needs virtual = False and wait(condition, until_ms)): a virtual clock never "
+                              "reaches a due time there. Pass skip_time=True to use a virtual clock")

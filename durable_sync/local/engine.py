@@ -26,40 +26,45 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .. import wire
+from ..errors import ValidationError
 from . import chained, control, runner, scheduler
 from . import history as h
-from .clock import RealClock, VirtualClock
+from .clock import RealClock, VirtualClock, check_clock
 from .control import MAX_REASON_CHARS  # noqa: F401 - re-exported
-from .isolation import handler_reference
+from .handlers import reference as handler_reference
+from .handlers import resolve as resolve_handler
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, RUNNING, Execution,
                       ServiceError, Timer, apply_batch, public_op, visible_operations)
+from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer
 from .store import open_store
 
 SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
 _ERROR_OBJECT_KEYS = ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace")
+#: Invocations that run at once in real time (``LocalEngine(max_concurrent_invocations=...)``).
+DEFAULT_MAX_CONCURRENT_INVOCATIONS = 64
+MAX_CONCURRENT_INVOCATIONS_LIMIT = 4096
 
 
-@dataclass(frozen=True)
-class ExecutionResult:
-    """Where an execution stands: status, decoded result, wire error."""
+#: The operation (type, status) each kind of timer acts on: a timer whose operation left it is stale.
+_TIMER_STATES = {"wait": (wire.WAIT, wire.STARTED), "retry": (wire.STEP, wire.PENDING),
+                 "callback_timeout": (wire.CALLBACK, wire.STARTED), "callback_heartbeat": (wire.CALLBACK, wire.STARTED),
+                 "invoke": (wire.CHAINED_INVOKE, wire.STARTED)}
 
-    arn: str
-    status: str
-    result: Any = None
-    error: Optional[dict] = None
-    raw_result: Optional[str] = None
-    #: "PAUSING" or "PAUSED" while a pause is in force (``status`` stays RUNNING: the execution is not over).
-    pause_status: Optional[str] = None
-    #: The service's PauseDetails while paused: PauseRequestTimestamp, ExecutionTimeoutPaused, Reason (if given).
-    pause_details: Optional[dict] = None
-    #: When a RUNNING execution times out (ExpectedExecutionTimeoutTimestamp, pauses included); None once ended.
-    timeout_at: Any = None
+
+def _timer_is_live(ex: Execution, timer: Timer) -> bool:
+    """Called with ex.lock: whether ``timer`` will still do something when it fires."""
+    if timer.kind == "execution_timeout":
+        return timer.due_ms == control.timeout_due(ex)
+    op = ex.ops.get(timer.op_id)
+    if op is None or (op["Type"], op["Status"]) != _TIMER_STATES.get(timer.kind):
+        return False
+    return timer.kind != "callback_heartbeat" or op.get("_heartbeat_due") == timer.due_ms
 
 
 def _function_name(handler: Any) -> str:
@@ -72,12 +77,40 @@ class LocalEngine:
 
     def __init__(self, db: str = "durable.db", skip_time: bool = False, functions: Optional[dict] = None,
                  isolation: Optional[str] = None, clock: Any = None,
-                 listeners: Optional[list[Callable[[str, dict], None]]] = None):
+                 listeners: Optional[list[Callable[[str, dict], None]]] = None, *,
+                 max_concurrent_invocations: int = DEFAULT_MAX_CONCURRENT_INVOCATIONS,
+                 resume_unfinished: bool = True):
+        """Open the engine on ``db`` (a SQLite file, or ":memory:").
+
+        - ``skip_time``: virtual time, driven by the caller (see the module docstring).
+        - ``functions``: name -> handler, the functions chained invokes (and the HTTP façade) call by name;
+          a handler may be given as a reference, e.g. ``"path/handler.js:handler"`` for a Node.js one.
+        - ``isolation``: None (invocations run on the engine's threads) or "process" (a fresh child
+          process per invocation).
+        - ``clock``: the engine's clock (default: ``VirtualClock()`` with ``skip_time``, else
+          ``RealClock()``); one that cannot serve the time mode is refused here (ValidationError).
+        - ``listeners``: ``listener(arn, event)`` for every history event as it is recorded.
+        - ``max_concurrent_invocations``: real time: how many invocations run at once (default
+          DEFAULT_MAX_CONCURRENT_INVOCATIONS); more wait their turn in the order they were asked for.
+          Virtual time runs one at a time on the caller's thread.
+        - ``resume_unfinished``: run the unfinished executions found in ``db`` onward (default). With
+          False they are loaded (readable, listed) but left alone until ``start()`` attaches to one by
+          its name or a callback answer or resume reaches it.
+        """
         if isolation not in (None, "process"):
-            raise ValueError(f"isolation must be None or 'process', got {isolation!r}")
+            raise ValidationError(f"isolation must be None or 'process', got {isolation!r}")
+        if isinstance(max_concurrent_invocations, bool) or not isinstance(max_concurrent_invocations, int) or \
+                not 1 <= max_concurrent_invocations <= MAX_CONCURRENT_INVOCATIONS_LIMIT:
+            raise ValidationError(f"max_concurrent_invocations must be an integer from 1 to "
+                                  f"{MAX_CONCURRENT_INVOCATIONS_LIMIT}, got {max_concurrent_invocations!r}")
+        if clock is not None:
+            check_clock(clock, skip_time)
         self.skip_time = skip_time
         self.isolation = isolation
+        self.max_concurrent_invocations = max_concurrent_invocations
+        self.resume_unfinished = bool(resume_unfinished)
         self.clock = clock or (VirtualClock() if skip_time else RealClock())
+        self._dormant: set[str] = set()  # unfinished executions loaded with resume_unfinished=False, left alone
         self._lock = threading.RLock()  # executions, timers, ready queue; never held while taking ex.lock
         self._cond = threading.Condition(self._lock)
         self._executions: dict[str, Execution] = {}
@@ -86,7 +119,7 @@ class LocalEngine:
         # (function name, execution name) of a chained invoke's durable target -> (caller ARN, op id)
         self._invoke_links: dict[tuple[str, str], tuple[str, str]] = {}
         self._tls = threading.local()  # per-thread: a scheduler.drain() loop is running
-        self._functions: dict[str, Callable] = dict(functions or {})
+        self._functions: dict[str, Callable] = {name: resolve_handler(fn) for name, fn in (functions or {}).items()}
         self._missing: dict[str, str] = {}  # ARN -> why its handler is unknown (adopted executions only)
         # (operation, ARN, ClientToken) -> (arguments, expiry ms) of recent pause / resume calls
         self._control_tokens: dict[tuple, tuple] = {}
@@ -123,7 +156,7 @@ class LocalEngine:
             finally:
                 self._tls.draining = False
         if not skip_time:
-            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="durable-invoke")
+            self._pool = ThreadPoolExecutor(max_workers=max_concurrent_invocations, thread_name_prefix="durable-invoke")
             self._scheduler = threading.Thread(target=scheduler.schedule_loop, args=(self,), name="durable-scheduler",
                                                daemon=True)
             self._scheduler.start()
@@ -141,8 +174,10 @@ class LocalEngine:
             for listener in self._listeners:
                 listener(ex.arn, boto_event)
 
-    def register_function(self, name: str, handler: Callable) -> None:
-        """Make ``handler`` invokable by name (chained invoke, CLI, HTTP)."""
+    def register_function(self, name: str, handler: Callable | str) -> None:
+        """Make ``handler`` invokable by name (chained invoke, CLI, HTTP); a reference
+        (``"path/handler.js:handler"``, ``"path/file.py:handler"``) is loaded first."""
+        handler = resolve_handler(handler)
         with self._lock:
             self._functions[name] = handler
             waiting = [self._executions[arn] for arn in self._missing if self._executions[arn].function_name == name]
@@ -187,7 +222,8 @@ class LocalEngine:
                 ex = self._executions[existing]
                 if ex.input_payload != payload:
                     raise ServiceError(CONFLICT, f"execution {name!r} of {fn_name} already exists with another input")
-                if ex.status == RUNNING:
+                wake = ex.arn in self._dormant  # woken below: its ex.lock is never taken under self._lock
+                if ex.status == RUNNING and not wake:
                     scheduler.mark_ready(self, ex)
             else:
                 exec_id = uuid.uuid4().hex
@@ -212,6 +248,9 @@ class LocalEngine:
                 self._by_name[(fn_name, name)] = arn
                 scheduler.push_timer(self, now + timeout * 1000, "execution_timeout", arn)
                 scheduler.mark_ready(self, ex)
+                wake = False
+        if wake:
+            self._wake(ex)
         scheduler.after_change(self)
         return ex.arn
 
@@ -277,27 +316,72 @@ class LocalEngine:
             return [h.to_boto(public_op(op)) for op in ex.ops.values()]
 
     def list_executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
-                        status: Optional[str] = None) -> list[dict]:
-        """Executions as ListDurableExecutionsByFunction lists them: ``Status`` is the service's status
-        (PAUSING / PAUSED for a paused execution, which get_execution() reports as RUNNING with
-        ``pause_status``); ``status`` filters on it."""
+                        status: Optional[str | Iterable[str]] = None, *, started_after: Any = None,
+                        started_before: Any = None, reverse: bool = False, offset: int = 0,
+                        limit: Optional[int] = None) -> list[dict]:
+        """Executions as ListDurableExecutionsByFunction lists them, oldest first (``reverse``: newest first).
+
+        ``Status`` is the service's status: PAUSING / PAUSED for a paused execution (which get_execution()
+        reports as RUNNING with ``pause_status``). Filters: ``function_name``, ``name``, ``status`` (one
+        status or several), ``started_after`` / ``started_before`` (datetimes, exclusive). Paging:
+        ``offset`` items skipped, at most ``limit`` returned (ask for one more than a page to learn
+        whether another page follows).
+        """
+        statuses = {status} if isinstance(status, str) else set(status) if status is not None else set()
+        after = None if started_after is None else wire.to_epoch_ms(started_after)
+        before = None if started_before is None else wire.to_epoch_ms(started_before)
         with self._lock:
             items = list(self._executions.values())
-        out = []
+        selected = []
         for ex in items:
-            if function_name and ex.function_name != function_name:
+            if (function_name and ex.function_name != function_name) or (name and ex.name != name):
                 continue
-            if name and ex.name != name:
+            if (after is not None and ex.start_ms <= after) or (before is not None and ex.start_ms >= before):
                 continue
-            pause = control.pause_of(ex)
-            reported = pause["Status"] if pause else ex.status  # PAUSING / PAUSED, as the service lists them
-            if status and reported != status:
+            with ex.lock:
+                pause = control.pause_of(ex)
+                reported = pause["Status"] if pause else ex.status  # PAUSING / PAUSED, as the service lists them
+                end_ms = ex.end_ms
+            if statuses and reported not in statuses:
                 continue
-            out.append({"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name,
-                        "FunctionName": ex.function_name, "Status": reported,
-                        "StartTimestamp": wire.ms_to_datetime(ex.start_ms),
-                        **({"EndTimestamp": wire.ms_to_datetime(ex.end_ms)} if ex.end_ms else {})})
-        return out
+            selected.append((ex.start_ms, ex, reported, end_ms))
+        selected.sort(key=lambda item: item[0], reverse=reverse)  # stable: creation order among equal starts
+        stop = None if limit is None else max(0, offset) + max(0, limit)
+        return [{"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name, "FunctionName": ex.function_name,
+                 "Status": reported, "StartTimestamp": wire.ms_to_datetime(start_ms),
+                 **({"EndTimestamp": wire.ms_to_datetime(end_ms)} if end_ms else {})}
+                for start_ms, ex, reported, end_ms in selected[max(0, offset):stop]]
+
+    @property
+    def functions(self) -> Mapping[str, Callable]:
+        """The function registry (name -> handler), read-only: what chained invokes and the HTTP façade
+        call by name. Change it with ``register_function``."""
+        with self._lock:
+            return MappingProxyType(dict(self._functions))
+
+    def snapshot(self, arn: str) -> ExecutionSnapshot:
+        """Execution ``arn`` as the engine holds it now (ResourceNotFoundException if unknown): its
+        status and result, operations and history (boto3 shape), pending timers, open callbacks, and
+        whether an invocation runs or is queued. A consistent copy; it does not change afterwards."""
+        ex = self._get(arn)
+        with ex.lock:
+            execution = self.get_execution(arn)
+            operations = tuple(h.to_boto(public_op(op)) for op in ex.ops.values())
+            history = tuple(h.to_boto(e) for e in ex.events)
+            callbacks = tuple(OpenCallback((op.get("CallbackDetails") or {}).get("CallbackId", ""), op["Id"],
+                                           op.get("Name"))
+                              for op in ex.ops.values() if op["Type"] == wire.CALLBACK and op["Status"] == wire.STARTED)
+            in_flight, needs_invoke = ex.invoking, ex.needs_invoke
+            with self._lock:
+                timers = sorted(t for t in self._timers if t.arn == arn)
+                queued = arn in self._ready
+            pending = tuple(PendingTimer(t.kind, t.due_ms, t.op_id, (ex.ops.get(t.op_id) or {}).get("Name"))
+                            for t in timers if ex.status == RUNNING and _timer_is_live(ex, t))
+            return ExecutionSnapshot(arn=ex.arn, function_name=ex.function_name, name=ex.name, execution=execution,
+                                     start_ms=ex.start_ms, end_ms=ex.end_ms, operations=operations, history=history,
+                                     pending_timers=pending, open_callbacks=callbacks if ex.status == RUNNING else (),
+                                     invocation_in_flight=in_flight,
+                                     invocation_queued=ex.status == RUNNING and (needs_invoke or queued))
 
     def stop(self, arn: str, error: Optional[dict] = None) -> ExecutionResult:
         ex = self._get(arn)
@@ -341,6 +425,8 @@ class LocalEngine:
         an execution that is not paused raises ResourceConflictException.
         """
         control.resume_execution(self, arn, reason, client_token)
+        self._wake(self._get(arn))
+        scheduler.after_change(self)
         return self.get_execution(arn)
 
     def delete(self, arn: str) -> Any:
@@ -536,11 +622,28 @@ class LocalEngine:
             pause = control.pause_of(ex)
             if pause is not None and pause["Status"] == control.PAUSING:  # its invocation ended with the process
                 control.pause_takes_effect(self, ex, {**pause, "Interrupted": True})
-            scheduler.push_timer(self, control.timeout_due(ex), "execution_timeout", ex.arn)
-            for op in ex.ops.values():
-                scheduler.rearm(self, ex, op)
-            if runner.needs_invocation(ex):
-                scheduler.mark_ready(self, ex)
+            if self.resume_unfinished:
+                self._run_onward(ex)
+            else:
+                self._dormant.add(ex.arn)
+
+    def _run_onward(self, ex: Execution) -> None:
+        """An unfinished execution loaded from the store: arm its timers, invoke it if it needs it."""
+        scheduler.push_timer(self, control.timeout_due(ex), "execution_timeout", ex.arn)
+        for op in ex.ops.values():
+            scheduler.rearm(self, ex, op)
+        if runner.needs_invocation(ex):
+            scheduler.mark_ready(self, ex)
+
+    def _wake(self, ex: Execution) -> None:
+        """Run onward an execution left alone (resume_unfinished=False) once something reaches it."""
+        with self._lock:
+            if ex.arn not in self._dormant:
+                return
+            self._dormant.discard(ex.arn)
+        with ex.lock:
+            if ex.status == RUNNING:
+                self._run_onward(ex)
 
     def _next_timer(self, skip_execution_timeouts: bool = False) -> Optional[Timer]:
         """The next timer of a RUNNING execution (see scheduler.next_timer); the testing runner asks it."""
@@ -614,6 +717,7 @@ class LocalEngine:
     def _complete_callback(self, callback_id: str, status: str, event_type: str, result: Any = None,
                            error: Optional[dict] = None) -> None:
         ex, op = self._callback_op(callback_id)
+        self._wake(ex)
         with ex.lock:
             op = ex.ops[op["Id"]]
             if op["Status"] != wire.STARTED or ex.status != RUNNING:

@@ -15,8 +15,8 @@ of the moment it started. A plain fresh interpreter costs one Python start plus
 isolation is for: emulating crashes (``os._exit``), leaks and process-global state.
 
 The child gets the engine's ``sys.path`` and current environment, imports the
-handler (``__durable_ref__`` "FILE:ATTR" from the CLI, else "module:qualname",
-else the handler pickled by reference), and runs it with a ``PipeClient`` as its
+handler from its reference (``handlers.reference``: "FILE:ATTR" or "module:qualname"),
+else the handler pickled by reference, and runs it with a ``PipeClient`` as its
 checkpoint client: ``checkpoint`` and ``get_state`` are calls answered by the
 engine in the parent while the child runs. Log records the child emits are sent to
 the parent and handled there by the logger of the same name, so log capture works
@@ -27,8 +27,6 @@ killed (``Sandbox.Timedout``).
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import os
 import pickle
@@ -38,7 +36,9 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+
+from .handlers import load, reference
 
 INVOCATION_TIMEOUT_SECONDS = 15 * 60  # the Lambda maximum
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,93 +46,8 @@ _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
          "from durable_sync.local.isolation import child_main; child_main(int(sys.argv[1]))")
 
 
-# -- handler references -----------------------------------------------------------------------
-def handler_reference(handler: Any) -> Optional[str]:
-    """A text reference another process can import ``handler`` from, or None.
-
-    "ABS_FILE:ATTR" when the CLI loaded it from a file (``__durable_ref__``), a
-    script's handler ("ABS_FILE:qualname" for ``__main__``), else "module:qualname"
-    when importing it gives back this very object.
-    """
-    ref = getattr(handler, "__durable_ref__", None)
-    if ref:
-        return ref
-    module_name = getattr(handler, "__module__", None)
-    qualname = getattr(handler, "__qualname__", None)
-    if not module_name or not qualname or "<" in qualname:
-        return None
-    module = sys.modules.get(module_name)
-    if module is None or _lookup(module, qualname) is not handler:
-        return None
-    if module_name == "__main__":
-        path = getattr(module, "__file__", None)
-        return f"{os.path.abspath(path)}:{qualname}" if path else None
-    return f"{module_name}:{qualname}"
-
-
-def _lookup(obj: Any, qualname: str) -> Any:
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
-
-
-def load_file_handler(path: str, attr: str, fresh: bool = False) -> Any:
-    """Import the module at ``path`` (its directory goes on sys.path) and return its ``attr``.
-
-    The module is cached under a ``durable_user_<name>`` name; ``fresh`` executes it again
-    (the CLI does, so that each command sees the file as a new process would).
-    """
-    base = os.path.splitext(os.path.basename(path))[0]
-    module_name = "durable_user_" + "".join(ch if ch.isalnum() else "_" for ch in base)
-    module = sys.modules.get(module_name)
-    if fresh or module is None or os.path.abspath(getattr(module, "__file__", "") or "") != os.path.abspath(path):
-        directory = os.path.dirname(os.path.abspath(path))
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{path} is not a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(module_name, None)
-            raise
-    handler = _lookup(module, attr)
-    if handler is None:
-        raise ImportError(f"{path} has no attribute {attr!r}")
-    return handler
-
-
-def load_handler_ref(ref: str) -> Callable:
-    """Import the handler a reference names: "ABS_FILE:ATTR" or "module:qualname"."""
-    target, sep, attr = ref.rpartition(":")
-    if not sep or not target or not attr:
-        raise ImportError(f"handler reference {ref!r} is not FILE:ATTR or module:qualname")
-    if os.path.isabs(target) or target.endswith(".py"):
-        if not os.path.isfile(target):
-            raise ImportError(f"handler file {target} does not exist any more")
-        handler = load_file_handler(target, attr)
-        if getattr(handler, "__durable_ref__", None) is None:
-            try:
-                handler.__durable_ref__ = ref
-            except AttributeError:
-                pass
-    else:
-        module = importlib.import_module(target)
-        handler = _lookup(module, attr)
-        if handler is None:
-            raise ImportError(f"module {target} has no attribute {attr!r}")
-    if not callable(handler):
-        raise ImportError(f"{ref} is not callable")
-    return handler
-
-
 def _handler_spec(handler: Any) -> tuple[str, Any]:
-    ref = handler_reference(handler)
+    ref = reference(handler)
     if ref is not None:
         return "ref", ref
     try:
@@ -346,7 +261,7 @@ def child_main(fd: int) -> None:
     code = 0
     try:
         kind, value = boot["handler"]
-        handler = load_handler_ref(value) if kind == "ref" else pickle.loads(value)
+        handler = load(value) if kind == "ref" else pickle.loads(value)
         client = PipeClient(channel)
         output = handler(boot["envelope"], ChildLambdaContext(client, boot["function_name"], boot["deadline_ms"]))
         try:

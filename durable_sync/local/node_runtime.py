@@ -22,9 +22,9 @@ The process:
   for a Python handler under process isolation; one that runs past the Lambda maximum of 15 minutes
   is killed (``Sandbox.Timedout``).
 
-Loading problems are found when the function is registered (:func:`load_node_handler` runs the
-bootstrap in check mode): no ``node`` on PATH, a module that does not load, a missing export each
-raise :class:`NodeHandlerError` with one line naming the problem. A handler that is not a durable one
+Loading problems are found when the function is loaded (``handlers.load("path/handler.js:handler")``
+runs the bootstrap in check mode): no ``node`` on PATH, a module that does not load, a missing export
+each raise ``HandlerLoadError`` with one line naming the problem. A handler that is not a durable one
 (not wrapped with ``withDurableExecution``) is reported at its first invocation, by the engine's rule
 for a handler output that is not a durable one.
 """
@@ -40,6 +40,8 @@ import time
 import uuid
 from typing import Any, Optional
 
+from .handlers import HandlerLoadError, function_name as default_function_name
+
 #: File names a Node.js handler may have.
 NODE_SUFFIXES = (".js", ".mjs", ".cjs")
 #: The bootstrap Node runs for every invocation (package data).
@@ -54,20 +56,16 @@ _SCRUBBED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", 
              "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
 
 
-class NodeHandlerError(ImportError):
-    """A Node.js handler that cannot be run: no ``node``, a module that does not load, a missing export."""
-
-
 def is_node_file(path: str) -> bool:
     """Whether ``path`` names a Node.js module (``.js``, ``.mjs``, ``.cjs``)."""
     return path.lower().endswith(NODE_SUFFIXES)
 
 
 def find_node() -> str:
-    """The ``node`` executable on PATH; :class:`NodeHandlerError` when there is none."""
+    """The ``node`` executable on PATH; :class:`HandlerLoadError` when there is none."""
     node = shutil.which("node")
     if node is None:
-        raise NodeHandlerError("no `node` on PATH: install Node.js 18 or later (https://nodejs.org) to run "
+        raise HandlerLoadError("no `node` on PATH: install Node.js 18 or later (https://nodejs.org) to run "
                                "JavaScript handlers, or put it on PATH")
     return node
 
@@ -75,7 +73,7 @@ def find_node() -> str:
 def load_node_handler(path: str, export: str = "handler") -> "NodeHandler":
     """The handler ``export`` of the Node.js module at ``path``, checked by loading it once in Node."""
     if not os.path.isfile(path):
-        raise NodeHandlerError(f"handler file {path!r} does not exist")
+        raise HandlerLoadError(f"handler file {path!r} does not exist")
     handler = NodeHandler(os.path.abspath(path), export or "handler", find_node())
     handler.check()
     return handler
@@ -89,22 +87,26 @@ class NodeHandler:
         self.export = export
         self.node = node
         self.__durable_ref__ = f"{path}:{export}"  # a restarted engine (and the CLI) load it from here
-        base = os.path.splitext(os.path.basename(path))[0]
-        self.__durable_function_name__ = base if export == "handler" else f"{base}-{export}"
+        self.__durable_function_name__ = default_function_name(path, export)
         self.__name__ = self.__qualname__ = export
+        # A durable function (withDurableExecution) as far as the engine can tell: chained invoke starts
+        # it as its own execution. Whether it really is one shows at its first invocation.
+        self.__durable_function__ = self
+        # Runs in a process of its own already: the engine never wraps it in process isolation.
+        self.__durable_own_process__ = True
 
     def __repr__(self) -> str:
         return f"NodeHandler({self.path}:{self.export})"
 
     def check(self) -> None:
-        """Load the module in Node and find the export; :class:`NodeHandlerError` names what is wrong."""
+        """Load the module in Node and find the export; :class:`HandlerLoadError` names what is wrong."""
         request = {"module": self.path, "export": self.export, "check": True}
         answer, exit_status = _run_node(self.node, request, dict(os.environ), CHECK_TIMEOUT_SECONDS)
         if answer is None:
-            raise NodeHandlerError(f"{self.path}: node {_how(exit_status)} while loading the module "
+            raise HandlerLoadError(f"{self.path}: node {_how(exit_status)} while loading the module "
                                    "(its output above says why)")
         if "loadError" in answer:
-            raise NodeHandlerError(_one_line(answer["loadError"].get("errorMessage")))
+            raise HandlerLoadError(_one_line(answer["loadError"].get("errorMessage")))
 
     def __call__(self, event: Any, lambda_context: Any = None) -> Any:
         from .runner import InvocationFailed  # runner loads handlers: imported here to keep imports one-way
@@ -187,7 +189,7 @@ def _run_node(node: str, request: dict, env: dict, timeout: float) -> tuple[Opti
                                 pass_fds=(write_fd,), env={**env, "DURABLE_SYNC_ANSWER_FD": str(write_fd)})
     except OSError as exc:
         os.close(read_fd)
-        raise NodeHandlerError(f"cannot start {node}: {exc.strerror or exc}") from None
+        raise HandlerLoadError(f"cannot start {node}: {exc.strerror or exc}") from None
     finally:
         os.close(write_fd)
     stdin = proc.stdin

@@ -15,7 +15,8 @@ from .. import wire
 from ..errors import CheckpointError
 from . import control, scheduler
 from . import history as h
-from .isolation import load_handler_ref, run_in_child
+from .handlers import load as load_handler
+from .isolation import run_in_child
 from .service import RUNNING, Execution, ServiceError, visible_operations
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     client = engine._client if engine.client_factory is None else engine.client_factory()
     lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock)
     output, failure = None, None
-    if engine.isolation == "process":
+    if engine.isolation == "process" and not getattr(handler, "__durable_own_process__", False):
         output, failure = run_in_child(engine, handler, envelope, ex.function_name)
     else:
         try:
@@ -136,7 +137,7 @@ def import_handler(engine: "LocalEngine", ex: Execution) -> Optional[Callable]:
     """The handler of an execution loaded from the database that nobody registered: from its handler_ref."""
     if ex.handler_ref:
         try:
-            handler = load_handler_ref(ex.handler_ref)
+            handler = load_handler(ex.handler_ref)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported by missing_handlers()
             reason = f"its handler {ex.handler_ref} could not be imported ({type(exc).__name__}: {exc})"
         else:

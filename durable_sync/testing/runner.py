@@ -143,6 +143,7 @@ class DurableTestRunner:
         (virtual seconds with skip_time, real ones otherwise). Callbacks created by
         ``wait_for_callback(name=...)`` are found by that name too.
         """
+        __tracebackhide__ = True  # pytest: the test's line and the message, not the toolkit's frames
         arn = self._current()
         engine = self.engine
         if not self.skip_time:
@@ -205,6 +206,7 @@ class DurableTestRunner:
         runner (default: the current execution). Raises NonDeterminismError with a diff
         when the code asks for different operations than the record holds.
         """
+        __tracebackhide__ = True
         if recorded is None:
             recorded = self._current()
         engine = self._engine if isinstance(recorded, str) else None

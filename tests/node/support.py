@@ -7,15 +7,18 @@ import os
 from typing import Any, Iterator
 
 from durable_sync.local import LocalEngine
-from durable_sync.local.http import make_server
-from durable_sync.local.node_runtime import NodeHandler, load_node_handler
+from durable_sync.local.handlers import load
+from durable_sync.local.http import start_server
+from durable_sync.local.node_runtime import NodeHandler
 
 HANDLERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "handlers")
 
 
 def js(name: str, export: str = "handler") -> NodeHandler:
     """The handler ``export`` of tests/node/handlers/``name``, loaded (checked) in Node."""
-    return load_node_handler(os.path.join(HANDLERS, name), export)
+    handler = load(f"{os.path.join(HANDLERS, name)}:{export}")
+    assert isinstance(handler, NodeHandler)
+    return handler
 
 
 def lambda_client(url: str) -> Any:
@@ -30,11 +33,8 @@ def served(functions: dict, db: str = ":memory:", skip_time: bool = True) -> Ite
     """An engine with ``functions``, its Lambda API on a loopback port; yields (engine, boto3 client)."""
     engine = LocalEngine(db=db, skip_time=skip_time)
     try:
-        server = make_server(engine, "127.0.0.1", 0, functions=functions).start()
-        try:
-            yield engine, lambda_client(server.url)
-        finally:
-            server.close()
+        with start_server(engine, functions=functions) as running:
+            yield engine, lambda_client(running.url)
     finally:
         engine.close()
 

@@ -15,7 +15,7 @@ import pytest
 
 from conformance import harness
 from durable_sync.local import LocalEngine
-from durable_sync.local.http import make_server
+from durable_sync.local.http import start_server
 
 from .support import js
 
@@ -60,7 +60,7 @@ def test_requirement(js_sdk, test_id, tmp_path, monkeypatch):
     monkeypatch.setenv("DURABLE_CONFORMANCE_STATE_DIR", str(tmp_path))
     engine = LocalEngine(db=":memory:", skip_time=True)
     try:
-        with make_server(engine, "127.0.0.1", 0).start():
+        with start_server(engine):
             name = f"js-{req.suite}-{req.rid}-{uuid.uuid4().hex[:8]}".replace("_", "-")
             outcome = harness.run_requirement(data, handler, engine, name=name, bindings=bindings)
     finally:

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from durable_sync.local.node_runtime import NodeHandlerError, load_node_handler
+from durable_sync.local.handlers import HandlerLoadError, load
 from durable_sync.local.runner import InvocationFailed
 
 from .support import HANDLERS, js
@@ -84,8 +84,8 @@ def test_a_process_that_ends_without_answering_is_runtime_exit_error(js_sdk, exp
 # -- errors at registration: one line naming the problem ------------------------------------------------
 def test_no_node_on_path_is_a_one_line_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(NodeHandlerError) as raised:
-        load_node_handler(os.path.join(HANDLERS, "step_wait.mjs"))
+    with pytest.raises(HandlerLoadError) as raised:
+        load(os.path.join(HANDLERS, "step_wait.mjs"))
     assert str(raised.value).startswith("no `node` on PATH: install Node.js 18 or later")
     assert "\n" not in str(raised.value)
 
@@ -99,8 +99,8 @@ def test_no_node_on_path_is_a_one_line_error(monkeypatch, tmp_path):
     ("no_such_file.mjs", "handler", "does not exist"),
 ])
 def test_a_module_that_cannot_run_is_refused_at_registration(js_sdk, file, export, expected):
-    with pytest.raises(NodeHandlerError) as raised:
-        load_node_handler(os.path.join(HANDLERS, file), export)
+    with pytest.raises(HandlerLoadError) as raised:
+        load(f"{os.path.join(HANDLERS, file)}:{export}")
     message = str(raised.value)
     assert expected in message
     assert file in message

@@ -1,0 +1,261 @@
+"""The HTTP server of the façade: ``http.server`` plumbing around ``protocol`` and ``LambdaApi``.
+
+``start_server(engine)`` serves the Lambda API for an engine on a thread (127.0.0.1, a free port by
+default) and returns its URL and a stop handle; ``make_server`` / ``serve`` give more control.
+While it serves, handlers run by the engine talk back to this server over HTTP through boto3
+(``BotoCheckpointClient``), exactly as on Lambda: the engine's ``client_factory`` is pointed at the
+server's URL.
+
+Binds 127.0.0.1 by default. There is no authentication: anything that can reach the port can run
+the registered functions.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import socket
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, NamedTuple, Optional
+from urllib.parse import urlsplit
+
+from ..service import TOO_LARGE
+from .api import DEFAULT_INVOKE_TIMEOUT, REGION, LambdaApi
+from .protocol import BAD_CONTENT, SERVICE_ERROR, ApiError, Router, parse_request, render_output
+
+log = logging.getLogger("durable_sync.local.http")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9014
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "durable-sync"
+    sys_version = ""
+    timeout = 120  # seconds a client may idle mid-request
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
+
+    server: "LambdaHttpServer"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._handle()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _handle(self) -> None:
+        request_id = str(uuid.uuid4())
+        route_name = "?"
+        try:
+            if self.headers.get("Origin") is not None:
+                raise ApiError("AccessDeniedException", "requests from web pages (with an Origin header) are refused: "
+                               "durable-sync serve has no authentication; call it from boto3 or the AWS CLI", 403)
+            body = self._read_body()
+            if body is None:
+                return  # the client went away mid-body
+            split = urlsplit(self.path)
+            route, path_params = self.server.router.match(self.command, split.path)
+            route_name = route.name
+            self.server.count(route.name)
+            params = parse_request(route, path_params, split.query, self.headers, body)
+            output = self.server.api.call(route.name, params)
+            status, headers, payload = render_output(route, output)
+        except ApiError as exc:
+            status, headers, payload = self._error(exc.code, exc.message, exc.status)
+        except Exception as exc:  # noqa: BLE001 - a bug: answer 500 and keep serving
+            log.exception("%s failed", route_name)
+            status, headers, payload = self._error(SERVICE_ERROR, f"internal error in {route_name}: "
+                                                   f"{type(exc).__name__}: {exc}", 500)
+        self._send(status, headers, payload, request_id)
+
+    def _read_body(self) -> Optional[bytes]:
+        encoding = (self.headers.get("Transfer-Encoding") or "").lower()
+        if encoding and encoding != "identity":
+            self.close_connection = True
+            raise ApiError(BAD_CONTENT, "chunked request bodies are not supported; send a Content-Length", 411)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        try:
+            n = int(length)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise ApiError(BAD_CONTENT, f"invalid Content-Length {length!r}") from None
+        limit = self.server.max_body_bytes
+        if n > limit:
+            # Read and drop a moderately oversized body so the client sees the 413, not a reset.
+            if n <= 4 * limit:
+                remaining = n
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+            self.close_connection = True
+            raise ApiError(TOO_LARGE, f"the request body of {n} bytes exceeds this server's limit of {limit} bytes",
+                           413)
+        body = self.rfile.read(n)
+        if len(body) < n:
+            self.close_connection = True
+            return None
+        return body
+
+    @staticmethod
+    def _error(code: str, message: str, status: int) -> tuple[int, dict, bytes]:
+        body = json.dumps({"Type": "User" if status < 500 else "Service", "message": message}).encode("utf-8")
+        return status, {"Content-Type": "application/json", "X-Amzn-ErrorType": code}, body
+
+    def _send(self, status: int, headers: dict, payload: bytes, request_id: str) -> None:
+        try:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("x-amzn-RequestId", request_id)
+            self.send_header("Content-Length", str(len(payload)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if payload and self.command != "HEAD":
+                self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class LambdaHttpServer(ThreadingHTTPServer):
+    """The façade server; ``start()`` runs it on a thread, ``close()`` stops it."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                 functions: Optional[dict] = None, max_body_bytes: int = MAX_BODY_BYTES,
+                 invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None):
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
+        self.engine = engine
+        self.router = Router()
+        self.api = LambdaApi(engine, functions, invoke_timeout)
+        self.max_body_bytes = max_body_bytes
+        self.requests: collections.Counter = collections.Counter()  # operation name -> requests routed
+        self._count_lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+        self._previous_factory = getattr(engine, "client_factory", None)
+        self._installed_factory = None
+        if self._previous_factory is None:
+            from ...aws import BotoCheckpointClient, make_boto_client
+
+            client = BotoCheckpointClient(make_boto_client(
+                endpoint_url=checkpoint_endpoint or self.url, region_name=REGION,
+                aws_access_key_id="durable-sync-local", aws_secret_access_key="durable-sync-local"))
+            self._installed_factory = lambda: client
+            engine.client_factory = self._installed_factory
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self.server_address[0]
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended: %s", client_address, exc)  # a client went away
+        else:
+            log.exception("error while serving %s", client_address)
+
+    def count(self, operation: str) -> None:
+        with self._count_lock:
+            self.requests[operation] += 1
+
+    def register_function(self, name: str, handler: Callable) -> None:
+        self.api.register(name, handler)
+
+    def start(self) -> "LambdaHttpServer":
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="durable-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.api.close()
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join()
+        self.server_close()
+        if self._installed_factory is not None and getattr(self.engine, "client_factory", None) is \
+                self._installed_factory:
+            self.engine.client_factory = self._previous_factory
+
+    def __enter__(self) -> "LambdaHttpServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def make_server(engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any) -> LambdaHttpServer:
+    """A bound, not yet serving, server (``port=0`` picks a free port)."""
+    return LambdaHttpServer(engine, host, port, **kwargs)
+
+
+def serve(engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, background: bool = False,
+          **kwargs: Any) -> LambdaHttpServer:
+    """Serve the Lambda API for ``engine``. Blocks until interrupted, or runs on a thread with ``background``."""
+    server = make_server(engine, host, port, **kwargs)
+    if background:
+        return server.start()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return server
+
+
+class RunningServer(NamedTuple):
+    """A façade serving on a thread: its ``url`` and ``stop()`` (idempotent). Also a context manager."""
+
+    url: str
+    stop: Callable[[], None]
+    server: LambdaHttpServer
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_server(engine: Any, host: str = DEFAULT_HOST, port: int = 0, **kwargs: Any) -> RunningServer:
+    """Serve the Lambda API for ``engine`` on a background thread; ``port=0`` picks a free port.
+
+    ``url, stop, _ = start_server(engine)`` (or ``with start_server(engine) as running: running.url``).
+    Keyword arguments go to ``LambdaHttpServer`` (``functions``, ``invoke_timeout``, ``max_body_bytes``).
+    """
+    server = make_server(engine, host, port, **kwargs).start()
+    return RunningServer(server.url, server.close, server)
