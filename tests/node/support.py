@@ -30,10 +30,11 @@ def lambda_client(url: str) -> Any:
 
 @contextlib.contextmanager
 def served(functions: dict, db: str = ":memory:", skip_time: bool = True) -> Iterator[tuple[LocalEngine, Any]]:
-    """An engine with ``functions``, its Lambda API on a loopback port; yields (engine, boto3 client)."""
-    engine = LocalEngine(db=db, skip_time=skip_time)
+    """An engine with ``functions`` (handlers or references), its Lambda API on a loopback port; yields
+    (engine, boto3 client)."""
+    engine = LocalEngine(db=db, skip_time=skip_time, functions=functions)
     try:
-        with start_server(engine, functions=functions) as running:
+        with start_server(engine) as running:
             yield engine, lambda_client(running.url)
     finally:
         engine.close()
