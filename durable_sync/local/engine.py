@@ -594,6 +594,10 @@ class LocalEngine:
             self._scheduler.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        for handler in list(self._functions.values()):  # e.g. a Node.js handler's warm processes
+            release = getattr(handler, "__durable_release__", None)
+            if release is not None:
+                release()
         self._store.close()
 
     def __enter__(self) -> "LocalEngine":

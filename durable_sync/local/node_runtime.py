@@ -1,26 +1,31 @@
-"""Node.js handlers on the local engine: each invocation runs in a fresh ``node`` process.
+"""Node.js handlers on the local engine: invocations run in Node processes, as on Lambda's Node.js runtime.
 
 A function given as ``path/handler.js:handler`` (``.mjs`` and ``.cjs`` too) is a :class:`NodeHandler`:
 a Lambda handler ``(event, lambda_context)`` for the engine, which it runs as Lambda's Node.js runtime
-would. For every invocation it starts ``node`` with the bootstrap shipped in this package
-(``durable_sync/local/node/bootstrap.mjs``), which imports the module, calls the exported function with
-the event and a Lambda context object (``awsRequestId``, ``functionName``, ``invokedFunctionArn``,
-``getRemainingTimeInMillis()``, ...) and answers with the result or the error.
+would. A Node process started with the bootstrap shipped in this package
+(``durable_sync/local/node/bootstrap.mjs``) imports the module once (Lambda's init phase), then runs
+invocations one at a time: it calls the exported function with the event and a Lambda context object
+(``awsRequestId``, ``functionName``, ``invokedFunctionArn``, ``getRemainingTimeInMillis()``, ...) and
+answers with the result or the error. As on Lambda, a process that answered is kept warm and runs the
+function's next invocation (module-level state survives between invocations; at most
+``MAX_WARM_PROCESSES`` idle ones per function); one that crashed or timed out is gone, and the next
+invocation starts a new one (a cold start). ``release()`` (called by ``LocalEngine.close()``) ends the
+idle ones.
 
 Handlers written with ``@aws/durable-execution-sdk-js`` reach the engine the way they reach AWS: through
 the AWS SDK's Lambda client. The process gets the engine's endpoint (``AWS_ENDPOINT_URL_LAMBDA`` and
-``AWS_ENDPOINT_URL``), the engine's region and dummy credentials in its environment, so nothing the
-handler sends through an AWS SDK leaves the machine.
+``AWS_ENDPOINT_URL``), the engine's region and dummy credentials in its environment (real credentials
+and profiles are removed), so nothing the handler sends through an AWS SDK leaves the machine.
 
 The process:
-- the request (module, export, event, context) is one JSON object on its stdin; the answer one JSON
-  object on a pipe of its own (its file descriptor is in ``DURABLE_SYNC_ANSWER_FD``);
+- a request (event, context) is one JSON line on its stdin; an answer one JSON line on a pipe of its
+  own (its file descriptor is in ``DURABLE_SYNC_ANSWER_FD``);
 - what the handler prints (``console.log``, stdout and stderr) goes to the engine's stderr, as Lambda
   sends it to the function's log;
 - a process that ends without answering (``process.exit()``, an uncaught exception, an unhandled
   rejection, a signal) is the invocation error ``Runtime.ExitError``, and the engine invokes again, as
-  for a Python handler under process isolation; one that runs past the Lambda maximum of 15 minutes
-  is killed (``Sandbox.Timedout``).
+  for a Python handler under process isolation; one that runs past the invocation's deadline (at most
+  the Lambda maximum of 15 minutes) is killed (``Sandbox.Timedout``).
 
 Loading problems are found when the function is loaded (``handlers.load("path/handler.js:handler")``
 runs the bootstrap in check mode): no ``node`` on PATH, a module that does not load, a missing export
@@ -36,33 +41,31 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
+import weakref
 from typing import Any, Optional
 
 from .handlers import HandlerLoadError, function_name as default_function_name
 
-#: File names a Node.js handler may have.
-NODE_SUFFIXES = (".js", ".mjs", ".cjs")
-#: The bootstrap Node runs for every invocation (package data).
+#: The bootstrap each Node process runs (package data).
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bootstrap.mjs")
 INVOCATION_TIMEOUT_SECONDS = 15 * 60  # the Lambda maximum
-CHECK_TIMEOUT_SECONDS = 60.0  # loading a module at registration
+CHECK_TIMEOUT_SECONDS = 60.0  # loading a module when it is registered
+#: Idle warm processes kept per function and endpoint; more are ended when they finish.
+MAX_WARM_PROCESSES = 4
 REGION = "us-east-1"
 ACCOUNT_ID = "000000000000"
+ANSWER_FD_ENV = "DURABLE_SYNC_ANSWER_FD"
 #: Environment the engine never passes on: real credentials and profiles must not reach the handler.
 _SCRUBBED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
              "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
              "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
 
 
-def is_node_file(path: str) -> bool:
-    """Whether ``path`` names a Node.js module (``.js``, ``.mjs``, ``.cjs``)."""
-    return path.lower().endswith(NODE_SUFFIXES)
-
-
 def find_node() -> str:
-    """The ``node`` executable on PATH; :class:`HandlerLoadError` when there is none."""
+    """The ``node`` executable on PATH; ``HandlerLoadError`` when there is none."""
     node = shutil.which("node")
     if node is None:
         raise HandlerLoadError("no `node` on PATH: install Node.js 18 or later (https://nodejs.org) to run "
@@ -94,14 +97,21 @@ class NodeHandler:
         self.__durable_function__ = self
         # Runs in a process of its own already: the engine never wraps it in process isolation.
         self.__durable_own_process__ = True
+        self.__durable_release__ = self.release  # LocalEngine.close() ends the warm processes
+        self._lock = threading.Lock()
+        self._warm: list[_NodeProcess] = []  # idle processes that answered, newest last
+        weakref.finalize(self, _end_all, self._warm)  # and so does garbage collection or the interpreter's exit
 
     def __repr__(self) -> str:
         return f"NodeHandler({self.path}:{self.export})"
 
     def check(self) -> None:
-        """Load the module in Node and find the export; :class:`HandlerLoadError` names what is wrong."""
-        request = {"module": self.path, "export": self.export, "check": True}
-        answer, exit_status = _run_node(self.node, request, dict(os.environ), CHECK_TIMEOUT_SECONDS)
+        """Load the module in Node and find the export; ``HandlerLoadError`` names what is wrong."""
+        process = _NodeProcess(self.node, "check", self.path, self.export, dict(os.environ), key=None)
+        try:
+            answer, exit_status = process.exchange(None, CHECK_TIMEOUT_SECONDS)
+        finally:
+            process.end()
         if answer is None:
             raise HandlerLoadError(f"{self.path}: node {_how(exit_status)} while loading the module "
                                    "(its output above says why)")
@@ -120,11 +130,16 @@ class NodeHandler:
             raise InvocationFailed({"ErrorType": "Runtime.NoEndpoint", "ErrorMessage":
                                     "a Node.js handler reaches the engine over HTTP, and this invocation has no "
                                     "endpoint for it: serve the engine (durable_sync.local.http)"})
-        request = {"module": self.path, "export": self.export, "event": event,
-                   "context": lambda_context_fields(function_name, request_id, remaining_ms)}
+        request = {"event": event, "context": lambda_context_fields(function_name, request_id, remaining_ms)}
         timeout = min(INVOCATION_TIMEOUT_SECONDS, max(1.0, remaining_ms / 1000))
-        answer, exit_status = _run_node(self.node, request, lambda_environment(endpoint, function_name), timeout)
+        process = self._take((endpoint, function_name))
+        try:
+            answer, exit_status = process.exchange(request, timeout)
+        except BaseException:
+            process.end()
+            raise
         if answer is None:
+            process.end()
             if exit_status is None:
                 raise InvocationFailed({"ErrorType": "Sandbox.Timedout", "ErrorMessage":
                                         f"RequestId: {request_id} the invocation ran longer than {timeout:.0f} s; "
@@ -132,11 +147,46 @@ class NodeHandler:
             raise InvocationFailed({"ErrorType": "Runtime.ExitError", "ErrorMessage":
                                     f"RequestId: {request_id} Error: Runtime exited: the Node.js process "
                                     f"{_how(exit_status)} before answering"})
-        if "loadError" in answer:
+        if "loadError" in answer:  # the module loaded when it was registered, but not now
+            process.end()
             raise InvocationFailed(_wire_error(answer["loadError"]))
+        self._keep(process)
         if "error" in answer:
             raise InvocationFailed(_wire_error(answer["error"]))
         return answer.get("result")
+
+    # -- warm processes --------------------------------------------------------------------------------
+    def _take(self, key: tuple) -> "_NodeProcess":
+        """A warm process for ``key`` (endpoint, function name), else a new one (a cold start)."""
+        dead = []
+        found = None
+        with self._lock:
+            for process in reversed(self._warm):
+                if process.key == key:
+                    self._warm.remove(process)
+                    if process.running():
+                        found = process
+                        break
+                    dead.append(process)
+        _end_all(dead)
+        if found is not None:
+            return found
+        endpoint, function_name = key
+        return _NodeProcess(self.node, "serve", self.path, self.export, lambda_environment(endpoint, function_name),
+                            key=key)
+
+    def _keep(self, process: "_NodeProcess") -> None:
+        with self._lock:
+            if sum(1 for p in self._warm if p.key == process.key) < MAX_WARM_PROCESSES:
+                self._warm.append(process)
+                return
+        process.end()
+
+    def release(self) -> None:
+        """End the idle warm processes (the next invocation starts a new one)."""
+        with self._lock:
+            idle, self._warm[:] = list(self._warm), []
+        _end_all(idle)
 
 
 def endpoint_of(lambda_context: Any) -> Optional[str]:
@@ -174,81 +224,98 @@ def lambda_environment(endpoint: str, function_name: str) -> dict[str, str]:
 
 
 # -- the process ---------------------------------------------------------------------------------------
-def _run_node(node: str, request: dict, env: dict, timeout: float) -> tuple[Optional[dict], Optional[int]]:
-    """Run the bootstrap on ``request``: (its answer or None, its exit status or None if it was killed).
+class _NodeProcess:
+    """One Node process running the bootstrap: requests in on stdin, answers out on a pipe of its own."""
 
-    One thread does it all with ``select``: it feeds the request to stdin as the process reads it and
-    collects the answer until the process closes its end. A process still running at ``timeout`` is
-    killed. Something the handler started and left running (holding the answer pipe open) does not
-    keep the invocation waiting once the process itself has ended.
-    """
-    data = memoryview(json.dumps(request).encode("utf-8"))
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = subprocess.Popen([node, BOOTSTRAP], stdin=subprocess.PIPE, stdout=2, stderr=2,
-                                pass_fds=(write_fd,), env={**env, "DURABLE_SYNC_ANSWER_FD": str(write_fd)})
-    except OSError as exc:
-        os.close(read_fd)
-        raise HandlerLoadError(f"cannot start {node}: {exc.strerror or exc}") from None
-    finally:
-        os.close(write_fd)
-    stdin = proc.stdin
-    assert stdin is not None
-    os.set_blocking(stdin.fileno(), False)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    killed = False
-    try:
+    def __init__(self, node: str, mode: str, path: str, export: str, env: dict, key: Optional[tuple]):
+        self.key = key
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen([node, BOOTSTRAP, mode, path, export], stdin=subprocess.PIPE, stdout=2,
+                                         stderr=2, pass_fds=(write_fd,), env={**env, ANSWER_FD_ENV: str(write_fd)})
+        except OSError as exc:
+            os.close(read_fd)
+            raise HandlerLoadError(f"cannot start {node}: {exc.strerror or exc}") from None
+        finally:
+            os.close(write_fd)
+        self._answers = read_fd
+        self._ended = False
+        self._pending = b""  # answer bytes read past the last complete line
+        assert self.proc.stdin is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def exchange(self, request: Optional[dict], timeout: float) -> tuple[Optional[dict], Optional[int]]:
+        """Send ``request`` (None: none) and read one answer: (the answer or None, the exit status when the
+        process ended without one; None when it ran past ``timeout`` and was killed).
+
+        One thread does it all with ``select``: it feeds the request as the process reads it and collects
+        the answer. Something the handler started and left running (holding the answer pipe open) does not
+        keep the invocation waiting once the process itself has ended.
+        """
+        data = memoryview(json.dumps(request).encode("utf-8") + b"\n" if request is not None else b"")
+        stdin = self.proc.stdin
+        assert stdin is not None
+        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
-            selector.register(read_fd, selectors.EVENT_READ)
-            selector.register(stdin.fileno(), selectors.EVENT_WRITE)
-            while True:
+            selector.register(self._answers, selectors.EVENT_READ)
+            if data:
+                selector.register(stdin.fileno(), selectors.EVENT_WRITE)
+            while b"\n" not in self._pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    proc.kill()
-                    killed = True
-                    break
+                    self.end()
+                    return None, None
                 events = selector.select(min(remaining, 0.05))
-                if not events and proc.poll() is not None:
-                    break  # ended; whatever it answered is in
-                done = False
+                if not events and not self.running():
+                    return None, self.proc.wait()  # ended, and no answer came
                 for key, _ in events:
-                    if key.fd == read_fd:
-                        chunk = os.read(read_fd, 1 << 16)
-                        if chunk:
-                            chunks.append(chunk)
-                        else:
-                            done = True
-                    else:
-                        try:
-                            data = data[os.write(key.fd, data):]
-                        except BlockingIOError:
-                            continue
-                        except BrokenPipeError:  # it stopped reading: it is ending, and its exit says why
-                            data = data[:0]
-                        if not data:
-                            selector.unregister(key.fd)
-                            stdin.close()
-                if done:
-                    break
-    except BaseException:
-        proc.kill()
-        raise
-    finally:
-        os.close(read_fd)
-        if not stdin.closed:
-            try:
-                stdin.close()
-            except OSError:
-                pass
-        proc.wait()
-    exit_status = None if killed else proc.returncode
-    raw = b"".join(chunks)
-    try:
-        answer = json.loads(raw) if raw else None
-    except ValueError:
-        answer = None
-    return (answer if isinstance(answer, dict) else None), exit_status
+                    if key.fd == self._answers:
+                        chunk = os.read(self._answers, 1 << 16)
+                        if not chunk:
+                            return None, self.proc.wait()
+                        self._pending += chunk
+                        continue
+                    try:
+                        data = data[os.write(key.fd, data):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # it stopped reading: it is ending, and its exit says why
+                        data = data[:0]
+                    if not data:
+                        selector.unregister(key.fd)
+        line, _, self._pending = self._pending.partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):  # the bootstrap writes JSON objects: something else wrote here
+            answer = {"error": {"errorType": "Runtime.InvalidOutput",
+                                "errorMessage": f"the Node.js process answered {line[:200]!r}, not a JSON object"}}
+        return answer, None
+
+    def end(self) -> None:
+        """Stop the process if it still runs and free its pipes (idempotent)."""
+        if self._ended:
+            return
+        self._ended = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        os.close(self._answers)
+
+
+def _end_all(processes: list) -> None:
+    for process in processes:
+        process.end()
+    processes.clear()
 
 
 def _how(exit_status: Optional[int]) -> str:

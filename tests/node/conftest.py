@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from typing import Iterator
 
 import pytest
 
@@ -39,6 +40,11 @@ def js_sdk() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_node(monkeypatch: pytest.MonkeyPatch) -> None:
+def _node_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The AWS SDK for JavaScript warns on every start under Node < 22; the tests run on Node 20 too.
     monkeypatch.setenv("AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED", "true")
+    yield
+    from .support import LOADED
+
+    while LOADED:  # no Node process outlives its test
+        LOADED.pop().release()

@@ -12,12 +12,15 @@ from durable_sync.local.http import start_server
 from durable_sync.local.node_runtime import NodeHandler
 
 HANDLERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "handlers")
+#: Handlers the current test loaded; conftest ends their warm processes after it.
+LOADED: list[NodeHandler] = []
 
 
 def js(name: str, export: str = "handler") -> NodeHandler:
     """The handler ``export`` of tests/node/handlers/``name``, loaded (checked) in Node."""
     handler = load(f"{os.path.join(HANDLERS, name)}:{export}")
     assert isinstance(handler, NodeHandler)
+    LOADED.append(handler)
     return handler
 
 

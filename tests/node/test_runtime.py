@@ -105,3 +105,54 @@ def test_a_module_that_cannot_run_is_refused_at_registration(js_sdk, file, expor
     assert expected in message
     assert file in message
     assert "\n" not in message
+
+
+# -- warm processes ---------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_process_that_answered_runs_the_next_invocation_as_on_a_warm_lambda(js_sdk):
+    counter = js("context_echo.mjs", "counter")
+    try:
+        first = counter({}, FakeLambdaContext())
+        second = counter({}, FakeLambdaContext())
+        other = FakeLambdaContext()
+        other.endpoint_url = "http://127.0.0.1:10"  # another engine: another process
+        elsewhere = counter({}, other)
+    finally:
+        counter.release()
+    assert (first["calls"], second["calls"], second["pid"]) == (1, 2, first["pid"])
+    assert elsewhere["calls"] == 1 and elsewhere["pid"] != first["pid"]
+    assert not _alive(first["pid"]) and not _alive(elsewhere["pid"])
+
+
+def test_a_crashed_process_is_never_reused(js_sdk):
+    counter, crashes = js("context_echo.mjs", "counter"), js("context_echo.mjs", "crashes")
+    try:
+        before = counter({}, FakeLambdaContext())
+        with pytest.raises(InvocationFailed):
+            crashes({}, FakeLambdaContext())
+        with pytest.raises(InvocationFailed):
+            crashes({}, FakeLambdaContext())
+        after = counter({}, FakeLambdaContext())
+    finally:
+        counter.release()
+        crashes.release()
+    assert after == {"calls": 2, "pid": before["pid"]}  # each handler has its own processes
+    assert crashes._warm == []
+
+
+def test_closing_the_engine_ends_its_functions_warm_processes(js_sdk):
+    from .support import invoke, served
+
+    handler = js("step_wait.mjs")
+    with served({"greet": handler}) as (engine, client):
+        invoke(client, "greet", {"name": "x"})
+        pids = [p.proc.pid for p in handler._warm]
+        assert len(pids) == 1 and _alive(pids[0])
+    assert handler._warm == [] and not _alive(pids[0])

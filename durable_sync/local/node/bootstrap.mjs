@@ -1,26 +1,29 @@
 // The Node.js side of durable_sync's Node runtime (durable_sync/local/node_runtime.py).
 //
-// Like Lambda's Node.js runtime, for one invocation: read the request, load the handler's module,
-// call the exported handler with the event and a Lambda context object, and report the result or the
-// error. The request is one JSON object on stdin; the answer is one JSON object written to the file
-// descriptor named by DURABLE_SYNC_ANSWER_FD, so that whatever the handler prints never mixes with it:
+//   node bootstrap.mjs check MODULE EXPORT   load the module, find the export, answer, exit
+//   node bootstrap.mjs serve MODULE EXPORT   load it, then run one invocation per request
 //
-//   request  {"module": ABS_PATH, "export": "handler", "event": ..., "context": {...}, "check": false}
-//   answer   {"result": VALUE} | {"error": {errorType, errorMessage, trace}} | {"loadError": {...}}
+// Like Lambda's Node.js runtime: the module is loaded once when the process starts (the init phase), then
+// each request is one invocation: the exported handler is called with the event and a Lambda context
+// object, and its result or error is the answer. A request is one JSON line on stdin
+// ({"event": ..., "context": {...}}); an answer is one JSON line on the file descriptor named by
+// DURABLE_SYNC_ANSWER_FD, so that whatever the handler prints never mixes with it:
 //
-// With "check": true the handler is only loaded and verified (registration), not called.
-// A crash (process.exit, an uncaught exception, an unhandled rejection) writes no answer: the engine
-// sees the process end without one and records Runtime.ExitError, as Lambda does.
+//   {"result": VALUE} | {"error": {errorType, errorMessage, trace}} | {"loadError": {...}} | {"ready": true}
+//
+// A crash (process.exit, an uncaught exception, an unhandled rejection) writes no answer: the engine sees
+// the process end without one and records Runtime.ExitError, as Lambda does. The process ends when stdin
+// closes.
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeSync } from "node:fs";
+import { writeSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 
 const ANSWER_FD = Number(process.env.DURABLE_SYNC_ANSWER_FD);
 delete process.env.DURABLE_SYNC_ANSWER_FD;
 
 function answer(message) {
-  const text = JSON.stringify(message);
-  const buffer = Buffer.from(text, "utf8");
+  const buffer = Buffer.from(`${JSON.stringify(message)}\n`, "utf8");
   let offset = 0;
   while (offset < buffer.length) {
     offset += writeSync(ANSWER_FD, buffer, offset, buffer.length - offset);
@@ -44,7 +47,7 @@ function errorObject(error, fallbackType) {
   return { errorType: fallbackType, errorMessage: String(message), trace: [] };
 }
 
-// Node gives an ES module's SyntaxError no location; `node --check` prints it ("file:///path:LINE").
+// Node gives an ES module's SyntaxError no location; `node --check` prints it ("/path:LINE").
 function syntaxErrorLocation(modulePath) {
   const checked = spawnSync(process.execPath, ["--check", modulePath], { encoding: "utf8" });
   const line = (checked.stderr || "").split("\n").find((text) => /:\d+$/.test(text.trim()));
@@ -127,20 +130,10 @@ function callHandler(handler, event, context) {
   });
 }
 
-async function main() {
-  const request = JSON.parse(readFileSync(0, "utf8"));
-  const loaded = await loadHandler(request.module, request.export);
-  if (loaded.loadError) {
-    answer({ loadError: loaded.loadError });
-    process.exit(0);
-  }
-  if (request.check) {
-    answer({ result: null });
-    process.exit(0);
-  }
+async function invoke(handler, request) {
   let message;
   try {
-    const result = await callHandler(loaded.handler, request.event, lambdaContext(request.context));
+    const result = await callHandler(handler, request.event, lambdaContext(request.context));
     message = { result: result === undefined ? null : result };
   } catch (error) {
     message = { error: errorObject(error, "Error") };
@@ -150,8 +143,15 @@ async function main() {
   } catch (error) {
     answer({ error: errorObject(error, "Runtime.InvalidOutput") });
   }
-  // Lambda freezes the sandbox once the handler has answered: timers the handler left armed never run.
-  process.exit(0);
 }
 
-await main();
+const [mode, modulePath, exportPath] = process.argv.slice(2);
+const loaded = await loadHandler(modulePath, exportPath);
+if (loaded.loadError || mode === "check") {
+  answer(loaded.loadError ? { loadError: loaded.loadError } : { ready: true });
+  process.exit(0);
+}
+for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+  if (line.trim()) await invoke(loaded.handler, JSON.parse(line));
+}
+process.exit(0);

@@ -35,3 +35,8 @@ export const prints = async () => {
 
 export const nested = { inner: { handler: async () => "nested" } };
 export const notAFunction = 42;
+
+// Module-level state: survives between invocations that a warm process runs.
+let calls = 0;
+export const counter = async () => ({ calls: ++calls, pid: process.pid });
+export const crashes = async () => process.exit(3);
