@@ -77,13 +77,7 @@ def _edges() -> dict[str, set[str]]:
     return edges
 
 
-_SERVE_IN_HTTP = pytest.mark.xfail(strict=True, reason="`serve` is still defined in local/http.py, which imports "
-                                   "the CLI's handler loading: fixed when the HTTP façade becomes a library")
-
-
-@pytest.mark.parametrize("group", [pytest.param(g, marks=_SERVE_IN_HTTP) if g in ("durable_sync.cli",
-                                                                                   "durable_sync.local.http") else g
-                                   for g in GROUPS])
+@pytest.mark.parametrize("group", GROUPS)
 def test_no_import_cycle_through(group):
     edges = _edges()
 
