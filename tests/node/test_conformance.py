@@ -3,7 +3,8 @@
 The requirement files (../shared/conformance) come from the JavaScript SDK's own conformance suite;
 each case here is one requirement with its handler in handlers/conformance/. The engine runs in
 virtual time, its Lambda API on a loopback port for the SDK's client; results and histories are
-checked with the same matching rules as the Python suite (tests/conformance/harness.py). Log
+checked with the same matching rules as the Python suite (tests/conformance/harness.py); a few run on
+the SQLite store too. Log
 expectations are not checked: a Node handler's logs go to the engine's stderr.
 """
 from __future__ import annotations
@@ -48,8 +49,16 @@ def _requirement(test_id: str) -> harness.Requirement:
     return harness.Requirement(suite, rid, path)
 
 
-@pytest.mark.parametrize("test_id", sorted(CASES, key=harness._natural_key))
-def test_requirement(js_sdk, test_id, tmp_path, monkeypatch):
+#: Also run on the SQLite store: a retry, a crash, a callback during a wait, a suspended parallel branch.
+ON_SQLITE = ("step/1-11", "step/1-18", "child/3-12", "callback/4-9", "wait_for_condition/6-1", "parallel/8-14")
+
+
+PARAMS = [pytest.param(test_id, ":memory:", id=test_id) for test_id in sorted(CASES, key=harness._natural_key)] + \
+    [pytest.param(test_id, "sqlite", id=f"{test_id}-sqlite") for test_id in ON_SQLITE]
+
+
+@pytest.mark.parametrize("test_id, db", PARAMS)
+def test_requirement(js_sdk, test_id, db, tmp_path, monkeypatch):
     req = _requirement(test_id)
     data = req.load()
     data.pop("ExpectedLogs", None)
@@ -58,7 +67,7 @@ def test_requirement(js_sdk, test_id, tmp_path, monkeypatch):
     file, export = CASES[test_id].split(":")
     handler = js(os.path.join("conformance", file), export)
     monkeypatch.setenv("DURABLE_CONFORMANCE_STATE_DIR", str(tmp_path))
-    engine = LocalEngine(db=":memory:", skip_time=True)
+    engine = LocalEngine(db=db if db == ":memory:" else str(tmp_path / "durable.db"), skip_time=True)
     try:
         with start_server(engine):
             name = f"js-{req.suite}-{req.rid}-{uuid.uuid4().hex[:8]}".replace("_", "-")
