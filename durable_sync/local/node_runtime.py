@@ -107,7 +107,8 @@ class NodeHandler:
 
     def check(self) -> None:
         """Load the module in Node and find the export; ``HandlerLoadError`` names what is wrong."""
-        process = _NodeProcess(self.node, "check", self.path, self.export, dict(os.environ), key=None)
+        env = lambda_environment(None, self.__durable_function_name__)
+        process = _NodeProcess(self.node, "check", self.path, self.export, env, key=None)
         try:
             answer, exit_status = process.exchange(None, CHECK_TIMEOUT_SECONDS)
         finally:
@@ -209,8 +210,13 @@ def lambda_context_fields(function_name: str, request_id: str, remaining_ms: int
             "remainingMs": int(remaining_ms)}
 
 
-def lambda_environment(endpoint: str, function_name: str) -> dict[str, str]:
-    """The Node process's environment: the engine's, pointed at the engine, with Lambda's variables."""
+def lambda_environment(endpoint: Optional[str], function_name: str) -> dict[str, str]:
+    """The Node process's environment: the engine's, pointed at the engine, with Lambda's variables.
+
+    With no endpoint (a module loaded to check it), AWS calls go to a closed loopback port: whatever
+    the module does while it loads, nothing leaves the machine.
+    """
+    endpoint = endpoint or "http://127.0.0.1:9"
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
     env.update({
         "AWS_ENDPOINT_URL_LAMBDA": endpoint, "AWS_ENDPOINT_URL": endpoint,
