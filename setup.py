@@ -18,7 +18,8 @@ setup(
         "Programming Language :: Python :: 3.14",
     ],
     install_requires=[line.strip() for line in open("requirements.txt") if line.strip() and not line.startswith("#")],
-    extras_require={"dev": ["pytest>=7", "freezegun>=1.2", "pyyaml>=6", "hypothesis>=6"]},
+    extras_require={"dev": ["pytest>=7", "freezegun>=1.2", "pyyaml>=6", "hypothesis>=6",
+                            "aws-durable-execution-sdk-python>=3,<4", "aws-durable-execution-sdk-python-testing>=1.4,<2"]},
     entry_points={
         "console_scripts": ["durable-sync=durable_sync.cli:main"],
         "pytest11": ["durable_sync=durable_sync.testing.plugin"],

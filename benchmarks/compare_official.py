@@ -12,7 +12,7 @@ durable_sync side is ``LocalEngine(db=":memory:", skip_time=True)``. Runs
 alternate (official, ours, official, ...) and medians are compared per unit
 (per step / per item), so a smaller official n (``--official-steps``) still
 gives a fair per-step ratio. ``--sqlite`` adds the same pair on each side's SQLite store
-(durable_sync's only when durable_sync/local/sqlite_store.py exists).
+(durable_sync's only when durable_sync/local/store/sqlite.py exists).
 """
 from __future__ import annotations
 
@@ -140,8 +140,8 @@ def run_ours(handler: Callable, expected: Any, store: str) -> dict:
 
 
 def ours_sqlite_available() -> tuple[bool, str]:
-    if importlib.util.find_spec("durable_sync.local.sqlite_store") is None:
-        return False, "durable_sync/local/sqlite_store.py does not exist yet"
+    if importlib.util.find_spec("durable_sync.local.store") is None:
+        return False, "durable_sync/local/store/sqlite.py does not exist yet"
     tmp = tempfile.mkdtemp(prefix="durable-bench-")
     try:
         engine = LocalEngine(db=os.path.join(tmp, "probe.db"), skip_time=True)

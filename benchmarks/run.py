@@ -4,6 +4,7 @@
     python -m benchmarks --quick          # fewer runs (< 20 s)
     python benchmarks/run.py --repeat 7 --json /tmp/bench.json
     python -m benchmarks --profile 3000   # cProfile of 3,000 in-memory steps, top 15 by tottime
+    python -m benchmarks --rtt-ms 0,5,20 [--against PATH]   # checkpoint round trips (benchmarks/rtt.py)
 
 Every workload runs on ``LocalEngine(skip_time=True)`` with the in-memory store
 (``db=":memory:"``) and the SQLite store (``db=<temp file>``); a fresh engine per
@@ -71,8 +72,8 @@ def detect_stores(wanted: list[str]) -> list[Store]:
         if key == "memory":
             stores.append(Store("memory", True))
         elif key == "sqlite":
-            if importlib.util.find_spec("durable_sync.local.sqlite_store") is None:
-                stores.append(Store("sqlite", False, "durable_sync/local/sqlite_store.py does not exist yet, so "
+            if importlib.util.find_spec("durable_sync.local.store") is None:
+                stores.append(Store("sqlite", False, "durable_sync/local/store/sqlite.py does not exist yet, so "
                                     "LocalEngine(db=path) would silently use memory: SQLite rows skipped"))
                 continue
             store = Store("sqlite", True)
@@ -482,6 +483,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--profile", type=int, nargs="?", const=3000, default=None, metavar="STEPS",
                    help="print a cProfile (top 15 by tottime) of STEPS in-memory sequential steps (default 3000)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a check FAILs")
+    p.add_argument("--rtt-ms", default=None, metavar="MS,MS,...",
+                   help="instead of the suite above: the round-trip benchmark (benchmarks/rtt.py), every checkpoint "
+                        "and state call delayed by each of these RTTs in turn, e.g. 0,5,20")
+    p.add_argument("--against", default=None, metavar="PATH",
+                   help="with --rtt-ms: also measure the SDK of this checkout (alternating runs) and report speed-ups")
+    p.add_argument("--markdown", action="store_true", help="with --rtt-ms: print the table as Markdown")
     p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     p.add_argument("--probe-mode", default="tracemalloc", help=argparse.SUPPRESS)
     p.add_argument("--probe-n", type=int, default=MEMORY_STEPS, help=argparse.SUPPRESS)
@@ -490,6 +497,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.probe_mode, args.probe_n)))
         return 0
+
+    if args.rtt_ms is not None:
+        from benchmarks import rtt
+        rtts = [float(x) for x in args.rtt_ms.split(",") if x.strip()]
+        only = {k.strip() for k in args.only.split(",") if k.strip()}
+        return rtt.run_rtt(rtts, args.against, args.repeat or (1 if args.quick else 5), only,
+                           DEFAULT_JSON.with_name("rtt.json") if args.json == str(DEFAULT_JSON) else args.json,
+                           args.markdown)
 
     repeat = args.repeat or (2 if args.quick else 5)
     started = time.perf_counter()

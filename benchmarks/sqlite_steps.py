@@ -34,7 +34,7 @@ if ROOT not in sys.path:
 
 import durable_sync as ds  # noqa: E402
 from durable_sync.local import LocalEngine  # noqa: E402
-from durable_sync.local.sqlite_store import SqliteStore  # noqa: E402
+from durable_sync.local.store import SqliteStore  # noqa: E402
 
 TARGET_US = 100.0
 _STEP_SHAPE = ["BEGIN IMMEDIATE", "INSERT INTO operations", "INSERT INTO events", "COMMIT"]

@@ -1,33 +1,48 @@
 """The checkpoint client protocol and the per-invocation flusher.
 
-Callers enqueue updates. An awaited update blocks its caller until the batch
-holding it is persisted; a waiting caller flushes itself when no flush is in
-progress (leader/follower group commit), so a sequential step pays no thread hop.
+Callers enqueue updates, in one of three ways:
 
-Concurrent callers share one checkpoint call. While a flush is in flight, callers
-queue behind it and the next flush takes all of them. When no flush is in flight
-but other threads of the invocation are running durable code (map, parallel and
-concurrently units, counted by ``activity``; a thread in a step body or blocked
-in a pool wait does not count), the first caller *gathers*: it waits until every
-running thread is waiting too, then the last to arrive sends the batch for all, or
-at most ``GATHER_SECONDS``. Without this a fast service (the in-memory engine
-answers in microseconds and never releases the GIL) would see one call per
-awaited update. Waiters whose updates are persisted are woken one at a time, each
-by the thread that next blocks, so they never queue up on the GIL together.
+* **awaited** (``wait=True``): the caller blocks until the batch holding the update is
+  persisted (an at-most-once START, a wait, a callback, an invoke: something the service must
+  know before the code goes on);
+* **deferred** (``deferred=True``): not awaited now, but persisted before anything could act on
+  it: before the next step body runs (``persist_deferred``), with the next awaited update, and
+  before the invocation ends (``drain``). A step's SUCCEED is deferred, so it rides with the
+  next step's round trip instead of paying its own;
+* **queued** (neither): sent with the next batch, or by the background thread once it has
+  lingered ``ASYNC_LINGER_SECONDS`` with nobody flushing (an at-least-once START; a step's
+  SUCCEED in ``CheckpointMode.PIPELINED``). At most one batch (the service's limits: 250
+  updates, 750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
 
-Updates nobody waits for (e.g. an at-least-once STEP START) are sent by one
-background thread after a short linger (``ASYNC_LINGER_SECONDS``): a caller that
-awaits in the meantime takes them along in its own flush, so fast steps cost one
-call and no thread wake-up (while busy, the thread polls instead of being woken
-per update). An awaited update never waits for that timer. Order is preserved:
-one batch in flight at a time, FIFO.
+Updates are applied in order (FIFO, one batch in flight at a time, each call using the token
+the previous one returned), so an awaited update also persists everything queued before it.
+
+A waiting caller flushes itself when no flush is in progress (leader/follower group commit), so
+a sequential step pays no thread hop. Concurrent callers share one checkpoint call. While a
+flush is in flight, callers queue behind it and the next flush takes all of them. When no flush
+is in flight but other threads of the invocation are running durable code (map, parallel and
+concurrently units, counted by ``activity``; a thread in a step body or blocked in a pool wait
+does not count), the first caller *gathers*: it waits until every running thread is waiting
+too, then the last to arrive sends the batch for all, or at most ``GATHER_SECONDS``. Without
+this a fast service (the in-memory engine answers in microseconds and never releases the GIL)
+would see one call per awaited update. Waiters whose updates are persisted are woken one at a
+time, each by the thread that next blocks, so they never queue up on the GIL together.
+
+A failed call fails the flusher: every waiter, and every later caller, gets the error
+(``CheckpointError``; the updates of the failed batch and everything queued after it are not
+saved, so the invocation must end: the handler fails it, or lets Lambda retry it).
+
+A ``CheckpointDurableExecution`` response's ``NewExecutionState`` is paged: when it carries a
+``NextMarker``, the rest is fetched with ``GetDurableExecutionState`` before anybody uses it.
 """
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import deque
-from typing import Any, Protocol
+from queue import Empty, SimpleQueue
+from typing import Any, Callable, Protocol
 
 from . import wire
 from .errors import CheckpointError, DurableError
@@ -44,10 +59,30 @@ class CheckpointClient(Protocol):
         """GetDurableExecutionState: returns {Operations, NextMarker}."""
 
 
+def read_pages(client: CheckpointClient, arn: str, token: str, marker: Any) -> list[dict[str, Any]]:
+    """The operations of the pages after ``marker`` (GetDurableExecutionState), in order.
+
+    Used for the invocation's initial state and for every paged checkpoint response. A marker
+    the service returns twice would loop forever: it is refused with ``CheckpointError``.
+    """
+    ops: list[dict[str, Any]] = []
+    seen = set()
+    while marker:
+        if marker in seen:
+            raise CheckpointError(f"GetDurableExecutionState returned the marker {marker!r} twice", retryable=True)
+        seen.add(marker)
+        page = client.get_state(arn, token, marker) or {}
+        ops.extend(page.get("Operations") or [])
+        marker = page.get("NextMarker")
+    return ops
+
+
 #: How long queued updates that nobody awaits may wait for a flush to ride along with.
 ASYNC_LINGER_SECONDS = 0.002
 #: Longest a caller waits for the other running threads to reach a checkpoint (see the module doc).
 GATHER_SECONDS = 0.001
+#: A checkpoint call slower than this makes pools that watch slow calls start more workers (``watch_slow_calls``).
+SLOW_CALL_SECONDS = 0.002
 #: A sleeping waiter re-checks this often, in case the thread that should wake it blocked in code the
 #: flusher cannot see (user code outside a step). Rarely needed, so long: against AWS a checkpoint
 #: takes tens of ms, and waking each waiter every few ms would cost real CPU on a small Lambda.
@@ -57,14 +92,27 @@ IDLE_POLLS = 50
 
 
 class _Waiter:
-    """One caller blocked until update ``seq`` is persisted; whoever takes it off the lists releases ``lock``."""
+    """One caller blocked until update ``seq`` is persisted; whoever takes it off the lists wakes it.
 
-    __slots__ = ("seq", "lock")
+    The wake-up is a ``SimpleQueue`` (C, no lock handed between threads): a ``threading.Event``
+    costs ~10 µs to create, and a concurrent map creates one waiter per awaited update.
+    """
+
+    __slots__ = ("seq", "_signal")
 
     def __init__(self, seq: int):
         self.seq = seq
-        self.lock = threading.Lock()
-        self.lock.acquire()
+        self._signal: SimpleQueue = SimpleQueue()
+
+    def wake(self) -> None:
+        self._signal.put(True)
+
+    def wait(self, timeout: float) -> bool:
+        """True when woken, False when ``timeout`` passed first."""
+        try:
+            return self._signal.get(True, timeout)
+        except Empty:
+            return False
 
 
 class Flusher:
@@ -75,11 +123,13 @@ class Flusher:
         self._arn = arn
         self.token = token
         self._state = state
-        self._lock = threading.Lock()  # guards everything below; callers sleep on their own _Waiter lock
+        self._lock = threading.Lock()  # guards everything below; callers sleep on their own _Waiter
         self._work = threading.Condition(self._lock)  # the background thread waiting for work
         self._queue: list[tuple[int, dict[str, Any], int]] = []  # (seq, update, size)
         self._enqueued = 0
         self._persisted = 0
+        self._deferred = 0  # the last deferred update: persisted before the next step body
+        self._unsaved_bytes = 0  # queued or in flight
         self._flushing = False
         self._closed = False
         self._bg_idle = False
@@ -92,13 +142,15 @@ class Flusher:
         self.updates_sent = 0
         self.gather_timeouts = 0  # gatherings that ended by GATHER_SECONDS, not by every runner arriving
         self._thread: threading.Thread | None = None
+        self._slow_call_watchers: list[Callable[[int], None]] = []
         # ClientTokens: unique per batch, stable across the client's own retries of that batch.
         self._token_prefix = uuid.uuid4().hex
         self._batches = 0
 
     # -- callers -------------------------------------------------------------
-    def enqueue(self, update: dict[str, Any], wait: bool, shape_checked: bool = False) -> None:
-        """Queue one update; with ``wait`` return only once it is persisted."""
+    def enqueue(self, update: dict[str, Any], wait: bool, shape_checked: bool = False, *,
+                deferred: bool = False) -> None:
+        """Queue one update: awaited (``wait``), deferred, or queued (see the module doc)."""
         size = wire.validate_update(update, shape_checked)
         with self._lock:
             if self.error is not None:
@@ -108,14 +160,50 @@ class Flusher:
             self._enqueued += 1
             seq = self._enqueued
             self._queue.append((seq, update, size))
-            if not wait:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._background, name="durable-flusher", daemon=True)
-                    self._thread.start()
-                elif self._bg_idle:
-                    self._work.notify()
+            self._unsaved_bytes += size
+            if wait:
+                self._wait_for(seq)
                 return
-            self._wait_for(seq)
+            if seq - self._persisted > wire.MAX_BATCH_UPDATES or self._unsaved_bytes > wire.MAX_BATCH_BYTES:
+                # More than one batch would be unsaved: persist what came before (an update too big
+                # for any batch goes alone, now).
+                self._wait_for(seq if size > wire.MAX_BATCH_BYTES else seq - 1)
+            if deferred:
+                self._deferred = seq  # the next awaited point sends it: no background send needed
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._background, name="durable-flusher", daemon=True)
+                self._thread.start()
+            elif self._bg_idle:
+                self._work.notify()
+
+    def persist_deferred(self) -> None:
+        """Return once every deferred update is persisted (before a step body runs).
+
+        Raises the flusher's failure, if any: nothing more is run whose result could not be saved.
+        """
+        with self._lock:
+            if self.error is not None:
+                raise self._failure()
+            if self._deferred > self._persisted:
+                self._wait_for(self._deferred)
+
+    def watch_slow_calls(self, grow: Callable[[int], None]) -> None:
+        """After each checkpoint call slower than ``SLOW_CALL_SECONDS``, call ``grow(n)`` (n: the threads
+        that waited for it), on the thread that made the call, without the flusher's lock. ``grow`` must
+        not raise.
+
+        A map or parallel without ``max_concurrency`` starts a few workers and lets them grow this way:
+        against a far-away service its threads mostly wait on round trips, and more branches in flight
+        share each one; against a fast one (the local engine), starting threads would cost more than
+        it saves.
+        """
+        with self._lock:
+            self._slow_call_watchers.append(grow)
+
+    def unwatch_slow_calls(self, grow: Callable[[int], None]) -> None:
+        with self._lock:
+            self._slow_call_watchers.remove(grow)
 
     def activity(self, delta: int) -> None:
         """A thread of the invocation starts (+1) or stops (-1) running durable code.
@@ -127,7 +215,7 @@ class Flusher:
             self._runners += delta
             if delta < 0:
                 if self._gathering and self._runners <= len(self._waiting) and self._waiting:
-                    self._waiting.pop(0).lock.release()  # the last runner stopped: the gatherer sends for all
+                    self._waiting.pop(0).wake()  # the last runner stopped: the gatherer sends for all
                 self._pass()
 
     def drain(self) -> None:
@@ -182,8 +270,10 @@ class Flusher:
         self._waiting.append(waiter)
         self._pass()
         self._lock.release()
-        woken = waiter.lock.acquire(True, timeout)
-        self._lock.acquire()
+        try:
+            woken = waiter.wait(timeout)
+        finally:
+            self._lock.acquire()
         if not woken:  # whoever takes a waiter out of the lists wakes it; on a timeout it leaves by itself
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
@@ -194,7 +284,7 @@ class Flusher:
     def _pass(self) -> None:
         """(lock held) Wake one waiter whose update is persisted."""
         if self._ready:
-            self._ready.popleft().lock.release()
+            self._ready.popleft().wake()
 
     def _take_batch(self) -> list[tuple[int, dict[str, Any], int]]:
         batch, total = [], 0
@@ -206,6 +296,18 @@ class Flusher:
         del self._queue[: len(batch)]
         return batch
 
+    def _call(self, updates: list[dict[str, Any]], client_token: str) -> tuple[str, list[dict[str, Any]]]:
+        """(lock released) One checkpoint call: the new token and the new state, every page of it."""
+        response = self._client.checkpoint(self._arn, self.token, updates, client_token) or {}
+        new_state = response.get("NewExecutionState") or {}
+        ops = list(new_state.get("Operations") or [])
+        token = response.get("CheckpointToken")
+        if not token:  # the execution is complete: the token is spent, there is nothing more to read
+            return self.token, ops
+        if new_state.get("NextMarker"):
+            ops.extend(read_pages(self._client, self._arn, token, new_state["NextMarker"]))
+        return token, ops
+
     def _flush_once(self) -> None:
         """Called with the lock held and no flush in progress: send one batch."""
         batch = self._take_batch()
@@ -214,38 +316,45 @@ class Flusher:
         self._flushing = True
         self._batches += 1
         client_token = f"{self._token_prefix}-{self._batches}"
-        self._lock.release()
+        error = None
+        blocked, watchers = len(self._waiting) + 1, list(self._slow_call_watchers)
+        self._lock.release()  # the call runs unlocked: callers keep queueing behind it
         try:
-            response = self._client.checkpoint(self._arn, self.token, [u for _, u, _ in batch], client_token)
-            error = None
-        except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
-            response, error = None, exc
-        self._lock.acquire()
+            started = time.monotonic()
+            try:
+                token, ops = self._call([u for _, u, _ in batch], client_token)
+            except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
+                error = exc
+            if watchers and time.monotonic() - started > SLOW_CALL_SECONDS:
+                for grow in watchers:
+                    grow(blocked)
+        finally:
+            self._lock.acquire()
         self._flushing = False
         if error is not None:
             self.error = error if isinstance(error, CheckpointError) else CheckpointError(
-                f"checkpoint failed: {type(error).__name__}: {error}", retryable=False)
+                f"checkpoint failed: {type(error).__name__}: {error}; the {len(batch)} update(s) of this batch and "
+                "those queued after it were not saved", retryable=False)
         else:
             self.calls += 1
             self.updates_sent += len(batch)
-            new_token = response.get("CheckpointToken")
-            if new_token:
-                self.token = new_token
-            ops = (response.get("NewExecutionState") or {}).get("Operations")
+            self._unsaved_bytes -= sum(size for _, _, size in batch)
+            self.token = token
             if ops:
                 self._state.merge(ops)
             self._persisted = batch[-1][0]
         if self.error is not None:  # every waiter wakes to raise it
             for waiter in self._waiting + list(self._ready):
-                waiter.lock.release()
+                waiter.wake()
             self._waiting, self._ready = [], deque()
+            self._work.notify()  # the background thread ends
         elif self._waiting:  # the persisted ones are woken one at a time (_pass)
             persisted, still = self._persisted, []
             for waiter in self._waiting:
                 (self._ready if waiter.seq <= persisted else still).append(waiter)
+            if still and not self._gathering:
+                still.pop(0).wake()  # queued behind this flush: the first one sends the next batch
             self._waiting = still
-        if self._queue or self.error is not None:
-            self._work.notify()  # the background thread may be waiting for this flush to end
 
     def _background(self) -> None:
         """Send updates nobody awaits once they have lingered one period.

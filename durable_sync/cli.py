@@ -160,7 +160,7 @@ def _need_file_db(db: str, what: str) -> None:
 
 
 def _reader(db: str, what: str) -> Any:
-    from .local.sqlite_store import Reader
+    from .local.store import Reader
 
     _need_file_db(db, what)
     return Reader(db)
@@ -565,7 +565,7 @@ def _request(args: argparse.Namespace, kind: str, ex: Any, payload: Optional[str
 
     Returns (outcome, the owner's pid or None, the engine started here or None: the caller closes it).
     """
-    from .local.sqlite_store import DatabaseInUse, Reader, owner_pid
+    from .local.store import DatabaseInUse, Reader, owner_pid
 
     with Reader(args.db) as reader:
         row = reader.post(kind, ex.arn, payload)
@@ -594,7 +594,7 @@ def _refused(kind: str, ex: Any, outcome: str) -> CliError:
 
 def cmd_pause(args: argparse.Namespace) -> int:
     from .local import LocalEngine
-    from .local.sqlite_store import Reader
+    from .local.store import Reader
 
     _check_reason(args.reason)
     ex, pause, _ = _control_target(args, "pause")
@@ -637,7 +637,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def _resume_one(args: argparse.Namespace) -> int:
     """``resume REF``: end the pause of that execution if it is paused, then run it onward."""
     from .local import LocalEngine
-    from .local.sqlite_store import owner_pid
+    from .local.store import owner_pid
 
     _check_reason(args.reason)
     ex, pause, others = _control_target(args, "resume")
@@ -729,7 +729,7 @@ def _callback_payload(args: argparse.Namespace) -> Optional[str]:
 
 
 def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Optional[int]) -> int:
-    from .local.sqlite_store import Reader
+    from .local.store import Reader
 
     with Reader(args.db) as reader:
         row = reader.post_callback(args.action, args.callback_id, payload)
@@ -742,7 +742,7 @@ def _post_to_owner(args: argparse.Namespace, payload: Optional[str], owner: Opti
 
 def cmd_callback(args: argparse.Namespace) -> int:
     from .local import LocalEngine
-    from .local.sqlite_store import DatabaseInUse, deliver_callback, owner_pid
+    from .local.store import DatabaseInUse, deliver_callback, owner_pid
 
     payload = _callback_payload(args)
     with _reader(args.db, "callback") as reader:
@@ -802,9 +802,12 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; there is no auth)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
     p.add_argument("--db", default="durable.db", help="SQLite database (default durable.db; ':memory:' for none)")
-    p.add_argument("--skip-time", action="store_true", help="virtual time: waits and retries take no real time")
+    p.add_argument("--skip-time", action="store_true",
+                   help="virtual time: waits, retries and polling take no real time; callback timeouts and "
+                        "heartbeat timeouts still take real time, so clients have the time to answer")
     p.add_argument("--function", "-f", action="append", default=[], metavar="[NAME=]FILE[:HANDLER]",
-                   help="a durable handler to serve as function NAME (default: the file's name); repeatable")
+                   help="a handler to serve as function NAME (default: the file's name): durable_sync's, the "
+                        "official AWS SDK's or any Lambda handler reaching the engine through boto3; repeatable")
     p.add_argument("--invoke-timeout", type=float, default=DEFAULT_INVOKE_TIMEOUT,
                    help="seconds a RequestResponse Invoke waits for the execution (default 900)")
     p.set_defaults(func=cmd_serve)
@@ -835,13 +838,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .local.http import make_server
 
     functions = _load_functions(args.function)
-    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions)
+    # --skip-time: waits, retries and polling take no time, but a callback's timeouts keep real time (a client
+    # always has the configured time to answer).
+    engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions,
+                         real_time_callbacks=args.skip_time)
     try:
         try:
             server = make_server(engine, args.host, args.port, functions=functions,
                                  invoke_timeout=args.invoke_timeout)
         except OSError as exc:
             raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        os.environ.update(engine.foreign.environment())  # boto3 in the served handlers reaches this server
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"durable-sync: warning: listening on {args.host} with no authentication", file=sys.stderr)
         names = ", ".join(sorted(functions)) or "none (add --function NAME=FILE:HANDLER)"
@@ -963,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     from .errors import DurableError
     from .local.service import ServiceError
-    from .local.sqlite_store import StoreError
+    from .local.store import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -14,9 +14,13 @@ import datetime as _dt
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from .errors import ValidationError
+
+T = TypeVar("T")
+P = TypeVar("P")  # an invoke's payload type
+R = TypeVar("R")  # an invoke's result type
 
 MIN_DELAY_SECONDS = 1
 MAX_DELAY_SECONDS = 366 * 24 * 3600
@@ -136,6 +140,19 @@ class StepSemantics(enum.Enum):
     AT_MOST_ONCE_PER_RETRY = "AT_MOST_ONCE_PER_RETRY"
 
 
+class CheckpointMode(enum.Enum):
+    """When a step's result is saved (SPEC §3 "When an update must be persisted").
+
+    AWAITED: before anything could act on it (the next step body, an at-most-once START, a wait,
+    the end of the invocation). PIPELINED: an at-least-once step's result is not waited for at
+    all; it rides with the next checkpoint that is, or the last one before the invocation ends.
+    A crash can then re-run steps whose results were not saved yet (docs/performance.md).
+    """
+
+    AWAITED = "AWAITED"
+    PIPELINED = "PIPELINED"
+
+
 class NestingType(enum.Enum):
     """NESTED: every branch is its own CONTEXT; FLAT: branches are not checkpointed as contexts."""
 
@@ -174,6 +191,12 @@ def _check_enum(owner: str, name: str, value: Any, cls: type) -> None:
     if isinstance(value, str) and value.upper() in cls.__members__:
         hint = f"pass ds.{cls.__name__}.{value.upper()}, not the string"
     raise _fail(owner, name, f"a {cls.__name__}", value, hint)
+
+
+def check_checkpoint_mode(owner: str, name: str, value: Any) -> None:
+    """None (use the handler's mode) or a ``CheckpointMode``."""
+    if value is not None:
+        _check_enum(owner, name, value, CheckpointMode)
 
 
 def check_serdes(owner: str, name: str, value: Any) -> None:
@@ -237,15 +260,17 @@ class StepConfig:
     retry_strategy: Any = None
     step_semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY
     serdes: Any = None
+    checkpoint_mode: Optional[CheckpointMode] = None  # None: the handler's mode (durable_handler(checkpoint_mode=))
 
     def __post_init__(self) -> None:
         check_retry_strategy("StepConfig", "retry_strategy", self.retry_strategy)
         _check_enum("StepConfig", "step_semantics", self.step_semantics, StepSemantics)
         check_serdes("StepConfig", "serdes", self.serdes)
+        check_checkpoint_mode("StepConfig", "checkpoint_mode", self.checkpoint_mode)
 
 
 @dataclass(frozen=True)
-class ChildConfig:
+class ChildConfig(Generic[T]):
     serdes: Any = None
 
     def __post_init__(self) -> None:
@@ -283,9 +308,14 @@ class WaitForConditionDecision:
     should_continue: bool
     delay_seconds: int = 0
 
+    def __post_init__(self) -> None:
+        if self.should_continue:
+            object.__setattr__(self, "delay_seconds", checked_delay(self.delay_seconds, "wait_for_condition delay"))
+
     @classmethod
     def continue_waiting(cls, delay: Any) -> "WaitForConditionDecision":
-        return cls(True, checked_delay(delay, "wait_for_condition delay"))
+        """Poll again after ``delay`` (whole seconds rounded up, 1 s .. 366 days)."""
+        return cls(True, delay)
 
     @classmethod
     def stop_polling(cls) -> "WaitForConditionDecision":
@@ -298,7 +328,7 @@ class WaitForConditionDecision:
 
 
 @dataclass(frozen=True)
-class WaitForConditionConfig:
+class WaitForConditionConfig(Generic[T]):
     wait_strategy: Callable[[Any, int], WaitForConditionDecision]
     initial_state: Any = None
     serdes: Any = None
@@ -310,7 +340,7 @@ class WaitForConditionConfig:
 
 
 @dataclass(frozen=True)
-class InvokeConfig:
+class InvokeConfig(Generic[P, R]):
     serdes_payload: Any = None
     serdes_result: Any = None
     tenant_id: Optional[str] = None
@@ -378,7 +408,7 @@ class ParallelConfig:
 
 
 @dataclass(frozen=True)
-class MapConfig(ParallelConfig):
+class MapConfig(ParallelConfig, Generic[T]):
     item_namer: Optional[Callable[[Any, int], str]] = None
 
     def __post_init__(self) -> None:
@@ -387,7 +417,7 @@ class MapConfig(ParallelConfig):
 
 
 @dataclass(frozen=True)
-class ParallelBranch:
+class ParallelBranch(Generic[T]):
     """A parallel branch with an explicit name."""
 
     func: Callable[..., Any]

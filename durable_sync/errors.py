@@ -7,12 +7,12 @@ same way on replay.
 """
 from __future__ import annotations
 
-import traceback
+import re
 from typing import Any
 
 
 class DurableError(Exception):
-    """Base class of every durable_sync error."""
+    """Base class of every durable_sync error (the official SDK's ``DurableExecutionsError``)."""
 
 
 class ValidationError(DurableError, ValueError):
@@ -25,6 +25,11 @@ class SerDesError(DurableError):
 
 class NonDeterminismError(DurableError):
     """Replayed code asked for a different operation than the one recorded."""
+
+
+#: The official SDK's names for the same classes.
+DurableExecutionsError = DurableError
+NonDeterministicExecutionError = NonDeterminismError
 
 
 class NestedOperationError(DurableError):
@@ -79,6 +84,16 @@ class DurableOperationError(DurableError):
     def to_error_object(self) -> dict[str, Any]:
         return error_object(self)
 
+    @property
+    def message(self) -> str:
+        """``error_message`` under the official SDK's name."""
+        return self.error_message
+
+    @property
+    def data(self) -> str | None:
+        """``error_data`` under the official SDK's name."""
+        return self.error_data
+
 
 class StepError(DurableOperationError):
     """A step failed for good (retries exhausted or not retryable)."""
@@ -125,17 +140,51 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with every character UTF-8 cannot encode (lone surrogates, e.g. from
+    ``os.fsdecode`` of a bad file name) replaced by U+FFFD; the same object when there is none.
+
+    The one rule for text the SDK checkpoints: :func:`error_object`, ``serdes.serialize_value``
+    and ``wire.validate_update`` (every update sent, also by the boto3 client) apply it, so a
+    message or payload with such characters is stored, not refused by the store or the service.
+    """
+    if text.isascii() or _NOT_UTF8.search(text) is None:
+        return text
+    return _NOT_UTF8.sub("\ufffd", text)
+
+
+def utf8_safe_error(err: dict[str, Any]) -> dict[str, Any]:
+    """An ErrorObject whose text fields pass :func:`utf8_safe` (``err`` itself when already clean)."""
+    clean = {k: utf8_safe(v) if isinstance(v, str) else v for k, v in err.items()}
+    trace = clean.get("StackTrace")
+    if isinstance(trace, list):
+        clean["StackTrace"] = [utf8_safe(line) if isinstance(line, str) else line for line in trace]
+    return err if clean == err else clean
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001 - a broken __str__ must not lose the failure
+        return f"<{type(exc).__name__} whose str() raised {type(inner).__name__}>"
+
+
 def error_object(exc: BaseException) -> dict[str, Any]:
-    """The wire ErrorObject for an exception (type name, message, stack trace)."""
+    """The wire ErrorObject for an exception (type name, message, stack trace), safe to checkpoint."""
     if isinstance(exc, DurableOperationError):
         obj: dict[str, Any] = {"ErrorType": exc.error_type, "ErrorMessage": _truncate(exc.error_message, 8192)}
         if exc.error_data is not None:
             obj["ErrorData"] = exc.error_data
         if exc.stack_trace:
             obj["StackTrace"] = exc.stack_trace
-        return obj
-    obj = {"ErrorType": type(exc).__name__, "ErrorMessage": _truncate(str(exc), 8192)}
+        return utf8_safe_error(obj)
+    import traceback  # only when an error is recorded: it costs ~20 ms at import
+
+    obj = {"ErrorType": type(exc).__name__, "ErrorMessage": _truncate(_message(exc), 8192)}
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     if tb:
         obj["StackTrace"] = [_truncate(line.rstrip("\n"), 1024) for line in tb[-20:]]
-    return obj
+    return utf8_safe_error(obj)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Callable, Mapping
 
 USER_LOGGER = logging.getLogger("durable_sync.user")
@@ -43,7 +44,10 @@ _FIELDS = (("execution_arn", "executionArn"), ("operation_id", "operationId"),
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: level, message, executionArn, operationId, operationName, attempt."""
+    """One JSON object per line: timestamp (UTC, ISO-8601 ``...Z``), level, message, logger,
+    executionArn, operationId, operationName, attempt."""
+
+    converter = staticmethod(time.gmtime)  # formatTime in UTC, whatever the process's TZ
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {

@@ -17,7 +17,7 @@ import random
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Generic, Optional, Sequence, TypeVar, Union
 
 from .config import (Duration, JitterStrategy, WaitForConditionDecision, clamped_delay, retry_strategy_problem,
                      seconds_of)
@@ -311,8 +311,11 @@ def resolve_retry_strategy(strategy: Any) -> RetryStrategy:
 # --------------------------------------------------------------------------- wait_for_condition
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class WaitStrategyConfig:
+class WaitStrategyConfig(Generic[T]):
     """The official SDK's description of a polling back-off; pass it to :func:`create_wait_strategy`."""
 
     should_continue_polling: Callable[[Any], bool]

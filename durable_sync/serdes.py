@@ -1,7 +1,8 @@
 """Serialization of checkpointed values.
 
 Plain JSON data is stored as compact JSON text (``"x"``, ``42``, ``{"a":1}``).
-Anything else goes through jsonpickle, which is used only from this module.
+Anything else goes through jsonpickle, which is used only from this module and
+imported only when the first such value is met (plain JSON never loads it).
 
 Decoding is safe by default: before jsonpickle sees a payload, every tag in it
 is checked against an allow-list. Reducers, functions, types, modules and
@@ -9,13 +10,16 @@ is checked against an allow-list. Reducers, functions, types, modules and
 already imported (never imported because a payload names it) and that is a
 dataclass, an enum, a named tuple, one of the standard value types, or a class
 registered with :func:`allow`. The standard value types (datetime family,
-Decimal, UUID, frozenset) get their own jsonpickle handlers here so that they
-never need ``py/reduce``. bytes, set and tuple use jsonpickle's plain tags.
+Decimal, UUID, frozenset) and enums get their own handlers here so that they
+never need ``py/reduce``; those handlers live in a private registry consulted
+by this module's Pickler/Unpickler subclasses, so jsonpickle's global handler
+registry (shared with other code in the process) is never changed. bytes, set
+and tuple use jsonpickle's plain tags.
 
-Known limit: a dict whose keys start with ``py/`` or ``json://`` round-trips
-when it is plain data (it is wrapped in an escape tag), but not when nested
-inside a non-plain value (jsonpickle has no escape for such keys); such
-payloads are refused rather than misread in most cases.
+Data is never changed silently. A dict key that jsonpickle would read as a tag
+(any key starting with ``py/`` or ``json://``) is escaped: plain data is wrapped
+whole in ``{"py/durable_sync.plain": ...}``, and inside other values each such
+key is written as ``"py/=" + key`` and restored in place, in its order.
 """
 from __future__ import annotations
 
@@ -25,21 +29,19 @@ import decimal
 import enum
 import json
 import sys
+import threading
 import types
 import uuid
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
-import jsonpickle
-import jsonpickle.handlers
-from jsonpickle.pickler import Pickler
-from jsonpickle.unpickler import Unpickler
-
-from .errors import SerDesError, ValidationError
+from .errors import SerDesError, ValidationError, utf8_safe
 
 __all__ = [
     "SerDesContext",
     "SerDes",
     "DefaultSerDes",
+    "JsonSerDes",
+    "PassThroughSerDes",
     "DEFAULT_SERDES",
     "allow",
     "serialize_value",
@@ -48,21 +50,31 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
+
+
 @dataclasses.dataclass(frozen=True)
 class SerDesContext:
     """Which operation a value belongs to (for custom serdes and error messages)."""
 
-    operation_id: str
-    durable_execution_arn: str
+    operation_id: str = ""
+    durable_execution_arn: str = ""
 
 
 @runtime_checkable
-class SerDes(Protocol):
-    """Turns a value into checkpoint text and back."""
+class SerDes(Protocol[T]):
+    """Turns a value into checkpoint text and back; ``SerDes[T]`` for a serdes of T values.
 
-    def serialize(self, value: Any, ctx: SerDesContext) -> str: ...
+    Implement both methods (subclassing ``SerDes[MyType]`` is optional)::
 
-    def deserialize(self, text: str, ctx: SerDesContext) -> Any: ...
+        class OrderSerDes(ds.SerDes[Order]):
+            def serialize(self, value: Order, ctx: ds.SerDesContext) -> str: ...
+            def deserialize(self, text: str, ctx: ds.SerDesContext) -> Order: ...
+    """
+
+    def serialize(self, value: T, ctx: SerDesContext) -> str: ...
+
+    def deserialize(self, text: str, ctx: SerDesContext) -> T: ...
 
 
 # --------------------------------------------------------------------------- allow-list
@@ -85,7 +97,9 @@ _STD_SET = frozenset(_STD_CLASSES.values())
 _SAFE_TAGS = frozenset({"py/object", "py/tuple", "py/set", "py/b64", "py/b85", "py/id"})
 _OBJECT_TAGS = frozenset({"py/newargs", "py/seq", "py/state"})  # only next to py/object
 _JSON_KEY = "json://"  # jsonpickle's prefix for non-string dict keys (keys=True)
-_ESCAPE = "py/durable_sync.plain"  # wraps plain data whose dicts use "py/..." keys
+_RESERVED = ("py/", _JSON_KEY)  # dict keys jsonpickle would read as tags
+_ESCAPE = "py/durable_sync.plain"  # wraps plain data whose dicts use reserved keys
+_KEY_ESCAPE = "py/="  # prefixes a reserved key inside a jsonpickle-encoded value
 
 _HINT = (
     "Return JSON data (dict/list/str/number/bool/None), a dataclass, enum or named tuple; "
@@ -191,7 +205,9 @@ def _check_tree(node: Any, classes: dict[str, type]) -> bool:
             tagged = _check_tree(item, classes) or tagged
     elif type(node) is dict:
         for key, value in node.items():
-            if key.startswith("py/"):
+            if key.startswith(_KEY_ESCAPE):
+                tagged = True  # user data: the decoder unescapes the key
+            elif key.startswith("py/"):
                 tagged = True
                 if key == "py/object":
                     _check_class(value, classes)
@@ -246,7 +262,17 @@ def _restore_td(data: list[int]) -> _dt.timedelta:
     return _dt.timedelta(days=days, seconds=seconds, microseconds=micros)
 
 
-class _StdHandler(jsonpickle.handlers.BaseHandler):
+class _Handler:
+    """A handler of this module's private registry (jsonpickle's handler protocol).
+
+    ``context`` is the Pickler or Unpickler at work, for nested values.
+    """
+
+    def __init__(self, context: Any):
+        self.context = context
+
+
+class _StdHandler(_Handler):
     """Base for handlers of standard types: always tag with the base class name."""
 
     name = ""
@@ -341,10 +367,11 @@ class _FrozensetHandler(_StdHandler):
         return frozenset(self.context.restore(item, reset=False) for item in data["items"])
 
 
-class _EnumHandler(jsonpickle.handlers.BaseHandler):
+class _EnumHandler(_Handler):
     """Enum members by value, so decoding calls ``cls(value)``, not a reducer."""
 
     def flatten(self, obj: enum.Enum, data: dict) -> dict:
+        data["py/object"] = _class_name(type(obj))
         data["value"] = self.context.flatten(obj.value, reset=False)
         return data
 
@@ -354,10 +381,89 @@ class _EnumHandler(jsonpickle.handlers.BaseHandler):
 
 
 # Order matters for subclasses: datetime is a subclass of date.
-for _handler in (_DatetimeHandler, _DateHandler, _TimeHandler, _TimedeltaHandler, _TimezoneHandler,
-                 _DecimalHandler, _UUIDHandler, _FrozensetHandler):
-    jsonpickle.handlers.register(_STD_CLASSES[_handler.name], _handler, base=True)
-jsonpickle.handlers.register(enum.Enum, _EnumHandler, base=True)
+_HANDLERS: tuple[tuple[type, type[_Handler]], ...] = tuple(
+    (_STD_CLASSES[h.name], h) for h in (_DatetimeHandler, _DateHandler, _TimeHandler, _TimedeltaHandler,
+                                         _TimezoneHandler, _DecimalHandler, _UUIDHandler, _FrozensetHandler)
+) + ((enum.Enum, _EnumHandler),)
+
+
+def _handler_for(cls: Any) -> Optional[type[_Handler]]:
+    if not isinstance(cls, type):
+        return None
+    for base, handler in _HANDLERS:
+        if issubclass(cls, base):
+            return handler
+    return None
+
+
+_codec: Optional[tuple[type, type]] = None
+_codec_lock = threading.Lock()
+
+
+def _jsonpickle() -> tuple[type, type]:
+    """(Pickler, Unpickler) subclasses bound to this module's rules; jsonpickle is imported on first use."""
+    codec = _codec
+    if codec is None:
+        with _codec_lock:
+            codec = _codec or _build_codec()
+    return codec
+
+
+def _build_codec() -> tuple[type, type]:
+    global _codec
+    from jsonpickle.pickler import Pickler
+    from jsonpickle.unpickler import Unpickler, _Proxy
+
+    class StrictPickler(Pickler):
+        """Our handlers first, reserved keys escaped, and no silent ``null`` for what cannot be encoded."""
+
+        def _flatten_obj_instance(self, obj: Any) -> Any:
+            handler = _handler_for(type(obj))
+            if handler is None:
+                return super()._flatten_obj_instance(obj)
+            return handler(self).flatten(obj, {})
+
+        def _flatten_string_key_value_pair(self, k: Any, v: Any, data: dict) -> dict:
+            if isinstance(k, str) and k.startswith(_RESERVED):
+                k = _KEY_ESCAPE + k  # user data, not a tag: unescaped by StrictUnpickler._restore_dict
+            return super()._flatten_string_key_value_pair(k, v, data)
+
+        def _pickle_warning(self, obj: Any) -> None:  # jsonpickle's hook for "replaced with None"
+            raise SerDesError(f"jsonpickle cannot encode a {_type_name(obj)} value")
+
+    class StrictUnpickler(Unpickler):
+        """Our handlers first, escaped keys restored, and no ``py/id`` to an object that does not exist."""
+
+        def _restore_object(self, obj: dict) -> Any:
+            handler = _handler_for(self._classes.get(obj["py/object"]))  # classes checked by _check_tree
+            if handler is None:
+                return super()._restore_object(obj)
+            proxy = _Proxy()  # what jsonpickle does for its own handlers: references resolve to the instance
+            self._mkref(proxy)
+            instance = handler(self).restore(obj)
+            proxy.reset(instance)
+            self._swapref(proxy, instance)
+            return instance
+
+        def _restore_dict(self, obj: dict) -> dict:
+            data = super()._restore_dict(obj)
+            escaped = [k for k in obj if k.startswith(_KEY_ESCAPE)]
+            if escaped:  # rename in place (the dict may be referenced) and keep the keys' order
+                items = list(data.items())
+                data.clear()
+                for key, value in items:
+                    data[key[len(_KEY_ESCAPE):] if type(key) is str and key.startswith(_KEY_ESCAPE) else key] = value
+            return data
+
+        def _restore_id(self, obj: dict) -> Any:
+            # jsonpickle would hand back its internal proxy object (or None) for a reference to nothing.
+            idx, objs = obj["py/id"], self._objs
+            if type(idx) is not int or not 0 <= idx < len(objs):
+                raise SerDesError(f"refused to decode a malformed payload: 'py/id' {idx!r} refers to no earlier object")
+            return objs[idx]
+
+    _codec = (StrictPickler, StrictUnpickler)
+    return _codec
 
 
 # --------------------------------------------------------------------------- default serdes
@@ -415,29 +521,8 @@ def _is_plain(value: Any) -> bool:
 def _has_reserved_key(value: Any) -> bool:
     """True if some dict in plain data has a key jsonpickle would read as a tag."""
     if type(value) is dict:
-        return any(k.startswith(("py/", _JSON_KEY)) or _has_reserved_key(v) for k, v in value.items())
+        return any(k.startswith(_RESERVED) or _has_reserved_key(v) for k, v in value.items())
     return type(value) is list and any(_has_reserved_key(v) for v in value)
-
-
-class _StrictUnpickler(Unpickler):
-    """Refuses ``py/id`` references to objects that do not exist.
-
-    jsonpickle would hand back its internal proxy object (or None) for them: neither is data.
-    Its own output only refers back to objects already restored.
-    """
-
-    def _restore_id(self, obj: dict) -> Any:
-        idx, objs = obj["py/id"], self._objs
-        if type(idx) is not int or not 0 <= idx < len(objs):
-            raise SerDesError(f"refused to decode a malformed payload: 'py/id' {idx!r} refers to no earlier object")
-        return objs[idx]
-
-
-class _StrictPickler(Pickler):
-    """jsonpickle silently writes null for what it cannot encode (e.g. lambdas); raise instead."""
-
-    def _pickle_warning(self, obj: Any) -> None:  # jsonpickle's hook for "replaced with None"
-        raise SerDesError(f"jsonpickle cannot encode a {_type_name(obj)} value")
 
 
 class DefaultSerDes:
@@ -462,7 +547,8 @@ class DefaultSerDes:
             if ('"py/' in text or '"json://' in text) and _has_reserved_key(value):
                 text = _encode_plain({_ESCAPE: value})  # so its keys are not read as tags
             return text
-        tree = _StrictPickler(keys=True).flatten(value)
+        pickler, _ = _jsonpickle()
+        tree = pickler(keys=True).flatten(value)
         _check_tree(tree, {})  # refuse now what decoding would refuse later
         return _ENCODER.encode(tree)
 
@@ -475,10 +561,31 @@ class DefaultSerDes:
         classes: dict[str, type] = {}
         if not _check_tree(data, classes):
             return data  # "py/" only appeared inside strings
-        return _StrictUnpickler(keys=True, safe=True, on_missing="error").restore(data, classes=classes)
+        _, unpickler = _jsonpickle()
+        return unpickler(keys=True, safe=True, on_missing="error").restore(data, classes=classes)
 
 
 DEFAULT_SERDES = DefaultSerDes()
+
+
+class JsonSerDes:
+    """``json.dumps`` / ``json.loads`` only (the official SDK's JsonSerDes): JSON data, nothing else."""
+
+    def serialize(self, value: Any, ctx: Optional[SerDesContext] = None) -> str:
+        return json.dumps(value)
+
+    def deserialize(self, text: str, ctx: Optional[SerDesContext] = None) -> Any:
+        return json.loads(text)
+
+
+class PassThroughSerDes:
+    """Stores a str result as it is and hands the stored text back (the official SDK's PassThroughSerDes)."""
+
+    def serialize(self, value: Any, ctx: Optional[SerDesContext] = None) -> str:
+        return value
+
+    def deserialize(self, text: str, ctx: Optional[SerDesContext] = None) -> Any:
+        return text
 
 
 # --------------------------------------------------------------------------- entry points
@@ -494,7 +601,12 @@ def _op(ctx: Optional[SerDesContext]) -> str:
 
 
 def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) -> str:
-    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation."""
+    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation.
+
+    The default serdes writes ASCII JSON (a lone surrogate in a string is kept as ``\\udcff``
+    and comes back exactly); text a custom serdes returns has characters UTF-8 cannot encode
+    replaced by U+FFFD (``errors.utf8_safe``).
+    """
     try:
         text = (serdes or DEFAULT_SERDES).serialize(value, ctx)
     except Exception as exc:
@@ -506,7 +618,7 @@ def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) ->
             f"the serdes of operation {_op(ctx)} returned {type(text).__name__} for a "
             f"{_type_name(value)} value; SerDes.serialize must return str"
         )
-    return text
+    return utf8_safe(text)  # what is stored is what the first run decodes too
 
 
 def deserialize_value(serdes: Optional[SerDes], text: Optional[str], ctx: SerDesContext) -> Any:

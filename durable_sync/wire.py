@@ -7,12 +7,16 @@ engine both use this module; it is the only SDK module the engine imports.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import re
 from typing import Any
 
-from .errors import ValidationError
+from .errors import ValidationError, utf8_safe, utf8_safe_error
+
+try:  # hashlib.blake2b itself, without hashlib's import of OpenSSL (~4 MB of memory at cold start)
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - other Python implementations
+    from hashlib import blake2b as _blake2b
 
 # Operation types, actions, statuses, sub-types.
 EXECUTION, CONTEXT, STEP, WAIT, CALLBACK, CHAINED_INVOKE = (
@@ -58,12 +62,12 @@ _NAME_RE = re.compile(r"[ -~]{1,256}")
 def operation_id(parent_id: str | None, counter: int) -> str:
     """Id of the ``counter``-th (1-based) operation of a context; same as the official SDK."""
     raw = f"{parent_id}-{counter}" if parent_id else str(counter)
-    return hashlib.blake2b(raw.encode()).hexdigest()[:64]
+    return _blake2b(raw.encode()).hexdigest()[:64]
 
 
 def branch_id(parent_id: str, index: int) -> str:
     """Id of map/parallel branch ``index`` (0-based) of the batch context ``parent_id``."""
-    return hashlib.blake2b(f"{parent_id}-{index}".encode()).hexdigest()[:64]
+    return _blake2b(f"{parent_id}-{index}".encode()).hexdigest()[:64]
 
 
 def validate_name(name: str | None) -> str | None:
@@ -83,6 +87,9 @@ def validate_name(name: str | None) -> str | None:
 def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
     """Check one update against the service's limits; returns its approximate size in bytes.
 
+    Text UTF-8 cannot carry (lone surrogates) in ``Payload`` and ``Error`` is replaced in
+    ``update`` itself (``errors.utf8_safe``), so every store and the service accept it.
+
     ``shape_checked``: the caller built the update from a derived id, a known Type/Action and an
     already validated name (DurableContext does), so only the payload size is left to check.
     """
@@ -97,8 +104,12 @@ def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
         validate_name(update.get("Name"))
     size = 200 + len(update.get("Name") or "")
     payload = update.get("Payload")
-    if payload is not None:
-        nbytes = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
+    if isinstance(payload, str):  # other types are the service rules' to refuse, with their message
+        if payload.isascii():
+            nbytes = len(payload)
+        else:
+            payload = update["Payload"] = utf8_safe(payload)
+            nbytes = len(payload.encode("utf-8"))
         if nbytes > MAX_PAYLOAD_BYTES:
             raise ValidationError(
                 f"operation {op_id} ({update.get('Name') or update['Type']}): payload of {nbytes} bytes "
@@ -107,7 +118,8 @@ def validate_update(update: dict[str, Any], shape_checked: bool = False) -> int:
             )
         size += nbytes
     err = update.get("Error")
-    if err is not None:
+    if isinstance(err, dict):
+        err = update["Error"] = utf8_safe_error(err)
         size += len(json.dumps(err))
     return size
 

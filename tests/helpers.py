@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import sqlite3
 import threading
@@ -79,3 +80,54 @@ class Overlap:
     def __exit__(self, *exc):
         with self._lock:
             self.now -= 1
+
+
+@functools.lru_cache(maxsize=1)
+def lambda_model():
+    """botocore's ``lambda`` service model (loaded once: it is large)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("lambda")
+
+
+def boto_shape_problems(value, shape=None, path="event", present=None):
+    """Where ``value`` (a history event as boto3 returns it, by default) breaks its botocore ``lambda``
+    shape: members the shape lacks, required members missing, values of the wrong type. ``present``
+    (a set) collects the (shape, member) pairs seen."""
+    import datetime as dt
+
+    if shape is None:
+        shape = lambda_model().shape_for("Event")
+    problems = []
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object, got {type(value).__name__}"]
+        problems += [f"{path}.{key}: not a member of {shape.name}" for key in value if key not in shape.members]
+        problems += [f"{path}.{key}: required by {shape.name}, missing" for key in shape.required_members
+                     if key not in value]
+        for key, member in shape.members.items():
+            if key in value:
+                if present is not None:
+                    present.add((shape.name, key))
+                problems += boto_shape_problems(value[key], member, f"{path}.{key}", present)
+    elif kind == "list":
+        if not isinstance(value, list):
+            return [f"{path}: expected a list"]
+        for i, item in enumerate(value):
+            problems += boto_shape_problems(item, shape.member, f"{path}[{i}]", present)
+    elif kind == "string":
+        if not isinstance(value, str):
+            problems.append(f"{path}: expected a string, got {value!r:.60}")
+        elif shape.enum and value not in shape.enum:
+            problems.append(f"{path}: {value!r} is not one of {shape.enum}")
+    elif kind in ("integer", "long"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{path}: expected an integer, got {value!r}")
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            problems.append(f"{path}: expected a boolean, got {value!r}")
+    elif kind == "timestamp":
+        if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            problems.append(f"{path}: expected an aware datetime, got {value!r}")
+    return problems

@@ -83,6 +83,9 @@ def test_wait_for_condition_decisions_round_up_too():
     assert ds.WaitForConditionDecision.continue_waiting(ds.Duration(1.2)).delay == ds.Duration(2)
     with pytest.raises(ds.ValidationError):
         ds.WaitForConditionDecision.continue_waiting(0)
+    assert ds.WaitForConditionDecision(True, 1.5).delay_seconds == 2  # built directly: the same rule
+    with pytest.raises(ds.ValidationError, match="wait_for_condition delay"):
+        ds.WaitForConditionDecision(True, 0)
 
 
 # ----------------------------------------------------------------------------- configs validate themselves
@@ -165,3 +168,12 @@ def test_expect_refuses_another_operations_config_or_a_dict():
         expect(ds.MapConfig(), ds.StepConfig, "step")
     with pytest.raises(ds.ValidationError, match=r"ds.StepConfig\(\*\*your_dict\)"):
         expect({"retry_strategy": None}, ds.StepConfig, "step")
+
+
+def test_configs_are_subscriptable_like_the_official_sdks():
+    assert ds.MapConfig[int](max_concurrency=2) == ds.MapConfig(max_concurrency=2)
+    assert ds.InvokeConfig[dict, dict](tenant_id="t") == ds.InvokeConfig(tenant_id="t")
+    assert ds.ChildConfig[str]() == ds.ChildConfig()
+    assert ds.WaitForConditionConfig[int](wait_strategy=lambda s, a: None).initial_state is None
+    assert ds.ParallelBranch[int](abs, name="b").name == "b"
+    assert ds.WaitStrategyConfig[int](should_continue_polling=bool).max_attempts == 60

@@ -76,6 +76,14 @@ def check_concurrent(result, err):
     assert "retry in 2 s" in err  # the busy orders service was retried durably
 
 
+def check_official_paid(result, err):
+    assert result == {"order_id": "o-1", "status": "paid", "approved_by": "auto", "charged": 40, "attempts": 2}
+
+
+def check_official_expired(result, err):
+    assert result == {"order_id": "o-2", "status": "expired"}  # nobody answered within the 24 h timeout
+
+
 CASES = [
     ("order_workflow.py", ORDER, check_order),
     ("human_approval.py", {"expense_id": "e-1", "amount": 420}, check_approval_expired),
@@ -85,6 +93,8 @@ CASES = [
     ("invoke_workflow.py", {"customer": "c-42", "amount": 120}, check_invoke_charged),
     ("invoke_workflow.py", {"customer": "c-42", "amount": 25000}, check_invoke_rejected),
     ("concurrent_enrichment.py", {"user_id": 42}, check_concurrent),
+    ("official_sdk_approval.py", {"order_id": "o-1", "amount": 40}, check_official_paid),
+    ("official_sdk_approval.py", {"order_id": "o-2", "amount": 250}, check_official_expired),
 ]
 
 

@@ -176,6 +176,73 @@ def test_drain_persists_queued_async_updates():
     flusher.close()
 
 
+# ============================================================================= deferred updates
+
+
+def test_a_deferred_update_rides_with_the_next_awaited_point(no_linger):
+    client = GateClient()
+    flusher = make(client)
+    flusher.enqueue(upd(1, action="SUCCEED"), wait=False, deferred=True)
+    flusher.enqueue(upd(2), wait=False)  # the next step's START
+    assert client.calls == []  # nothing waits for either yet
+    flusher.persist_deferred()  # the next step body is about to run
+    assert [c["ids"] for c in client.calls] == [["op-1", "op-2"]]  # one call, in order
+    flusher.persist_deferred()  # nothing deferred is unsaved: no call
+    assert len(client.calls) == 1
+    flusher.close()
+
+
+def test_an_awaited_update_carries_the_deferred_ones_before_it(no_linger):
+    client = GateClient()
+    flusher = make(client)
+    flusher.enqueue(upd(1, action="SUCCEED"), wait=False, deferred=True)
+    flusher.enqueue(upd(2), wait=True)  # e.g. the next at-most-once START
+    assert [c["ids"] for c in client.calls] == [["op-1", "op-2"]]
+    flusher.close()
+
+
+def test_queued_updates_alone_are_not_forced_out_by_persist_deferred(no_linger):
+    client = GateClient()
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=False)  # an at-least-once START: nothing acts on it
+    flusher.persist_deferred()
+    assert client.calls == []
+    flusher.drain()  # ... but the invocation never ends with it unsaved
+    assert client.ids == ["op-1"]
+    flusher.close()
+
+
+def test_deferred_updates_start_no_background_thread():
+    baseline = threading.active_count()
+    client = GateClient()
+    flusher = make(client)
+    for i in range(5):
+        flusher.enqueue(upd(i, action="SUCCEED"), wait=False, deferred=True)
+    assert threading.active_count() == baseline
+    flusher.close()  # drains them
+    assert client.sizes == [5]
+
+
+def test_a_background_failure_surfaces_before_the_next_step_body():
+    client = GateClient(fail=ds.CheckpointError("ThrottlingException: slow down", retryable=True))
+    flusher = make(client)
+    flusher.enqueue(upd(1), wait=False)  # sent by the background thread, which fails
+    wait_until(lambda: flusher.error is not None, "the background failure")
+    with pytest.raises(ds.CheckpointError, match="slow down") as caught:
+        flusher.persist_deferred()
+    assert caught.value.retryable  # Lambda retries the invocation: the updates were not saved
+    flusher.close()
+
+
+def test_a_generic_failure_says_what_was_not_saved():
+    client = GateClient(fail=OSError("connection reset"))
+    flusher = make(client)
+    flusher.enqueue(upd(1, action="SUCCEED"), wait=False, deferred=True)
+    with pytest.raises(ds.CheckpointError, match=r"connection reset; the 2 update\(s\) of this batch .* not saved"):
+        flusher.enqueue(upd(2), wait=True)
+    flusher.close()
+
+
 # ============================================================================= group commit
 
 
@@ -206,14 +273,29 @@ def test_concurrent_awaited_callers_coalesce():
     flusher.close()
 
 
-def test_batch_limit_of_250_updates():
+@pytest.fixture
+def no_linger(monkeypatch):
+    """The background thread never sends by itself before close: batches are made by callers only."""
+    monkeypatch.setattr("durable_sync.checkpoint.ASYNC_LINGER_SECONDS", TIMEOUT * 100)
+
+
+def enqueue_all(flusher, updates):
+    """Queue ``updates`` (not awaited) from another thread: the unsaved bound may block it."""
+    return start_thread(lambda: [flusher.enqueue(u, wait=False) for u in updates])
+
+
+def test_batch_limit_of_250_updates(no_linger):
     client = GateClient(hold_first=True)
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
-    for i in range(600):
-        flusher.enqueue(upd(i), wait=False)
+    producer = enqueue_all(flusher, [upd(i) for i in range(600)])
+    # at most one batch (250) is unsaved, the update in flight included: the 251st waits for room
+    wait_until(lambda: flusher._enqueued == 251 and len(flusher._waiting) == 1, "the producer to block")
+    assert client.calls == []
     client.release()
     leader.join(TIMEOUT)
+    producer.join(TIMEOUT)
+    assert not producer.is_alive()
     flusher.drain()
     assert client.sizes == [1, 250, 250, 100]
     assert client.ids == ["op-held"] + [f"op-{i}" for i in range(600)]
@@ -221,15 +303,30 @@ def test_batch_limit_of_250_updates():
     flusher.close()
 
 
-def test_batch_byte_limit():
+def test_unsaved_updates_never_exceed_one_batch(no_linger):
+    """Without a background send, the producer itself flushes at the bound."""
+    client = GateClient()
+    flusher = make(client)
+    for i in range(600):
+        flusher.enqueue(upd(i), wait=False)
+        assert flusher._enqueued - flusher._persisted <= wire.MAX_BATCH_UPDATES
+    assert [c["thread"] for c in client.calls] == [threading.current_thread().name] * 2
+    assert client.sizes == [250, 250]
+    flusher.close()
+    assert client.sizes == [250, 250, 100]
+    assert client.ids == [f"op-{i}" for i in range(600)]
+
+
+def test_batch_byte_limit(no_linger):
     payload = "p" * 100_000
     client = GateClient(hold_first=True)
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
-    for i in range(10):
-        flusher.enqueue(upd(i, payload, action="SUCCEED"), wait=False)
+    producer = enqueue_all(flusher, [upd(i, payload, action="SUCCEED") for i in range(10)])
+    wait_until(lambda: flusher._enqueued == 9 and len(flusher._waiting) == 1, "the producer to block")
     client.release()
     leader.join(TIMEOUT)
+    producer.join(TIMEOUT)
     flusher.drain()
     for call in client.calls:
         assert sum(len(u.get("Payload") or "") for u in call["updates"]) <= wire.MAX_BATCH_BYTES
@@ -238,16 +335,15 @@ def test_batch_byte_limit():
     flusher.close()
 
 
-def test_update_bigger_than_the_batch_byte_limit_goes_alone():
+def test_update_bigger_than_the_batch_byte_limit_goes_alone(no_linger):
     big = "B" * (wire.MAX_BATCH_BYTES + 1000)
     client = GateClient(hold_first=True)
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
-    flusher.enqueue(upd("small-1"), wait=False)
-    flusher.enqueue(upd("big", big, action="SUCCEED"), wait=False)
-    flusher.enqueue(upd("small-2"), wait=False)
+    producer = enqueue_all(flusher, [upd("small-1"), upd("big", big, action="SUCCEED"), upd("small-2")])
     client.release()
     leader.join(TIMEOUT)
+    producer.join(TIMEOUT)
     flusher.drain()  # returns: nothing stranded
     assert [c["ids"] for c in client.calls] == [["op-held"], ["op-small-1"], ["op-big"], ["op-small-2"]]
     flusher.close()
@@ -458,4 +554,33 @@ def test_a_failed_gathered_flush_is_raised_to_every_waiter(long_gather):
     a.join(TIMEOUT)
     assert not a.is_alive()
     assert len(errors) == 2 and all("service down" in str(e) for e in errors)
+    flusher.close()
+
+
+# ============================================================================= slow calls
+
+
+class SlowClient(GateClient):
+    """Each call takes ``seconds`` (only the flusher's own clock sees it: the test asserts counts)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def checkpoint(self, arn, token, updates, client_token):
+        time.sleep(self.seconds)
+        return super().checkpoint(arn, token, updates, client_token)
+
+
+@pytest.mark.parametrize("slow", [True, False], ids=["slow", "fast"])
+def test_watchers_hear_of_slow_calls_only(monkeypatch, slow):
+    monkeypatch.setattr("durable_sync.checkpoint.SLOW_CALL_SECONDS", 0.0 if slow else TIMEOUT)
+    client = SlowClient(0.001)
+    flusher = make(client)
+    heard = []
+    flusher.watch_slow_calls(heard.append)
+    flusher.enqueue(upd(1), wait=True)
+    flusher.unwatch_slow_calls(heard.append)
+    flusher.enqueue(upd(2), wait=True)
+    assert heard == ([1] if slow else [])  # one thread (the caller) waited for the first call
     flusher.close()

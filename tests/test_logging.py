@@ -221,3 +221,21 @@ def test_configure_json_logging_keeps_other_handlers_when_asked():
         assert other not in logger.handlers and len(logger.handlers) == 1
     finally:
         logger.handlers.clear()
+
+
+def test_json_timestamps_are_utc_whatever_the_local_zone(monkeypatch):
+    import datetime as _dt
+    import time as _time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    _time.tzset()
+    try:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "hi", None, None)
+        record.created, record.msecs = 1767323045.25, 250.0  # 2026-01-02T03:04:05.250Z
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()
+    assert line["timestamp"] == "2026-01-02T03:04:05.250Z"
+    parsed = _dt.datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+    assert parsed.timestamp() == 1767323045.25

@@ -5,7 +5,8 @@ moments (and at random checkpoints, just before and just after the SQLite commit
 it each time on the same database, and checks the ledger the step bodies append to:
 
 - the execution completes with the right result;
-- no completed step ran again: after a step's success was acknowledged ("ack" in the ledger)
+- no completed step ran again: after a step's success was acknowledged ("ack" in the ledger:
+  logged when the next step body starts, which SPEC §3 allows only once the result is saved)
   its body never runs again, and the result stored for every step is the one of its last run;
 - at-most-once steps ran at most once per attempt;
 - nothing acknowledged was lost: every acknowledged result is the one in the final result.
@@ -62,18 +63,23 @@ WORKFLOW = textwrap.dedent('''
     @ds.durable_handler
     def handler(event, ctx):
         results = []
+        fresh = []  # steps this process ran whose results nothing has acted on yet
         for i in range(event["steps"]):
             ran = []
 
             def body(step, i=i, ran=ran):
+                # A step body acts on the results before it: they must be saved by now (SPEC §3).
+                for j in fresh:
+                    log(f"ack {j} {PID}")
+                fresh.clear()
                 log(f"run {i} {PID} {step.attempt}")
                 ran.append(True)
                 time.sleep(float(os.environ.get("STEP_WORK", "0.002")))  # simulated work, not a durable wait
                 return {"i": i, "pid": PID, "sq": i * i}
 
             value = ctx.step(f"s{i}", body, config=AT_MOST_ONCE if i % 10 == 5 else None)
-            if ran:  # this process ran the body and its success was acknowledged
-                log(f"ack {i} {PID}")
+            if ran:
+                fresh.append(i)
             results.append(value)
         return {"sum": sum(r["sq"] for r in results), "pids": [r["pid"] for r in results]}
 

@@ -8,7 +8,7 @@ import decimal
 import enum
 import json
 import pathlib
-import subprocess  # noqa: F401  (a loaded, non-allowed class for the attack tests)
+import subprocess  # also a loaded, non-allowed class for the attack tests
 import sys
 import threading
 import typing
@@ -134,14 +134,19 @@ def test_plain_json_text(value, text):
     assert back == value and type(back) is type(value)
 
 
-def test_plain_json_never_touches_jsonpickle(monkeypatch):
-    def boom(*a, **k):
-        raise AssertionError("jsonpickle used for plain data")
-
-    monkeypatch.setattr(serdes, "_StrictPickler", boom)
-    monkeypatch.setattr(serdes, "Unpickler", boom)
-    for value in ["s", 3, None, True, 2.5, [1, {"a": "py/not-a-tag"}], {"k": ["v", 1, None]}]:
-        assert roundtrip(value) == value
+def test_plain_json_never_touches_jsonpickle():
+    # A fresh interpreter: plain data round-trips without jsonpickle ever being imported.
+    code = """if True:
+        import sys
+        from durable_sync.serdes import DEFAULT_SERDES as S
+        for value in ["s", 3, None, True, 2.5, [1, {"a": "py/not-a-tag"}], {"k": ["v", 1, None]},
+                      {"py/reduce": [1], "json://x": {"py/b64": "AA=="}}]:
+            assert S.deserialize(S.serialize(value, None), None) == value, value
+        assert "jsonpickle" not in sys.modules
+        assert S.deserialize(S.serialize((1, 2), None), None) == (1, 2)
+        assert "jsonpickle" in sys.modules  # the control: a tuple needs it
+    """
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(serdes.__file__).parent.parent)
 
 
 def test_strings_mentioning_tags_stay_strings():
@@ -403,3 +408,114 @@ def test_jsonpickle_is_used_only_by_serdes():
     package = pathlib.Path(serdes.__file__).parent
     users = [p.name for p in package.rglob("*.py") if "jsonpickle" in p.read_text() and p.name != "serdes.py"]
     assert users == []
+
+
+# ----------------------------------------------------------------------------- keys that look like tags
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@dataclasses.dataclass
+class Envelope:
+    """Outside data kept in a dataclass field (the case that used to be changed silently)."""
+
+    data: typing.Any
+    tag: tuple = (1, "t")
+
+
+TAG_LIKE_KEYS = ["py/reduce", "py/b64", "py/b85", "py/object", "py/tuple", "py/set", "py/id", "py/state",
+                 "py/newargs", "py/seq", "py/function", "py/type", "py/mod", "py/repr", "py/iterator", "py/ref",
+                 "py/", "py/=", "py/=py/reduce", "py/durable_sync.plain", "json://1", 'json://"x"', "json://"]
+KEYS = st.one_of(st.sampled_from(TAG_LIKE_KEYS), st.text(max_size=6),
+                 st.text(max_size=6).map(lambda s: "py/" + s), st.text(max_size=6).map(lambda s: "json://" + s))
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=6),
+                   st.sampled_from(TAG_LIKE_KEYS))
+JSON_DATA = st.recursive(LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4),
+                         max_leaves=25)
+
+
+def shape(value):
+    """``value`` with every dict turned into its ordered item list, so key order is compared too."""
+    if isinstance(value, dict):
+        return ("dict", [(k, shape(v)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [shape(v) for v in value])
+    if dataclasses.is_dataclass(value):
+        return (type(value).__name__, [(f.name, shape(getattr(value, f.name))) for f in dataclasses.fields(value)])
+    return (type(value).__name__, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_DATA)
+def test_plain_data_with_tag_like_keys_round_trips_exactly(data):
+    assert shape(roundtrip(data)) == shape(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_DATA, st.sampled_from(["dataclass", "tuple", "dict-with-tuple", "list-of-dataclasses"]))
+def test_tag_like_keys_round_trip_exactly_inside_rich_values(data, wrapper):
+    value = {"dataclass": lambda: Envelope(data),
+             "tuple": lambda: (data, {"py/reduce": data}),
+             "dict-with-tuple": lambda: {"py/object": data, "t": (1,), "json://k": data},
+             "list-of-dataclasses": lambda: [Envelope(data), Envelope({"py/b64": data}, tag=("py/id",))]}[wrapper]()
+    back = roundtrip(value)
+    assert shape(back) == shape(value)
+    assert CANARY == []
+
+
+@pytest.mark.parametrize("data", [
+    {"py/reduce": [{"py/function": f"{__name__}.canary"}, {"py/tuple": ["x"]}]},
+    {"py/b64": "aGVsbG8="},
+    {"py/object": f"{__name__}.Order", "id": 1},
+    {"py/id": 1},
+    {"py/tuple": [1, 2]},
+    {"a": 1, "py/set": [1], "b": {"json://1": {"py/=x": 2}}},
+])
+def test_outside_data_in_a_dataclass_is_not_read_as_tags(data):
+    # Before: {"py/reduce": ...} came back as {} and {"py/b64": ...} as bytes.
+    text = DEFAULT_SERDES.serialize(Envelope(data), CTX)
+    back = DEFAULT_SERDES.deserialize(text, CTX)
+    assert back == Envelope(data) and shape(back) == shape(Envelope(data))
+
+
+def test_serdes_leaves_jsonpickles_global_handler_registry_alone():
+    code = """if True:
+        import datetime, decimal, enum, uuid
+        import jsonpickle, jsonpickle.handlers as h
+        before = (dict(h.registry._handlers), dict(h.registry._base_handlers))
+        from durable_sync.serdes import DEFAULT_SERDES as S
+
+        class Color(enum.Enum):
+            RED = 1
+
+        values = [datetime.datetime(2024, 1, 2, 3, 4, 5), datetime.date(2024, 1, 2), datetime.timedelta(3),
+                  decimal.Decimal("1.5"), uuid.UUID(int=5), frozenset({1}), Color.RED]
+        for value in values:
+            assert S.deserialize(S.serialize(value, None), None) == value
+        after = (dict(h.registry._handlers), dict(h.registry._base_handlers))
+        assert after == before, set(after[0]) ^ set(before[0])
+        # Another library's use of jsonpickle sees jsonpickle's own behaviour, not ours.
+        assert jsonpickle.decode(jsonpickle.encode(datetime.date(2024, 1, 2))) == datetime.date(2024, 1, 2)
+        assert "durable_sync" not in jsonpickle.encode(Color.RED)
+    """
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(serdes.__file__).parent.parent)
+
+
+def test_serdes_protocol_is_generic_and_subclassable():
+    class Upper(SerDes[str]):
+        def serialize(self, value, ctx):
+            return json.dumps(value.upper())
+
+        def deserialize(self, text, ctx):
+            return json.loads(text)
+
+    assert isinstance(Upper(), SerDes) and SerDes[int] is not None
+    assert deserialize_value(Upper(), serialize_value(Upper(), "ab", CTX), CTX) == "AB"
+    assert SerDesContext() == SerDesContext("", "")  # the official SDK's defaults
+
+
+def test_official_json_and_pass_through_serdes():
+    assert serdes.JsonSerDes().deserialize(serdes.JsonSerDes().serialize({"py/reduce": [1]}, CTX), CTX) == \
+        {"py/reduce": [1]}
+    assert serdes.PassThroughSerDes().serialize("raw text", CTX) == "raw text"
+    assert serdes.PassThroughSerDes().deserialize("raw text", CTX) == "raw text"

@@ -11,7 +11,7 @@ import pytest
 
 import durable_sync as ds
 from durable_sync.local import LocalEngine
-from durable_sync.local.sqlite_store import (APPLICATION_ID, SCHEMA_VERSION, DatabaseInUse, Reader, SqliteStore,
+from durable_sync.local.store import (APPLICATION_ID, SCHEMA_VERSION, DatabaseInUse, Reader, SqliteStore,
                                              StoreError)
 from durable_sync.local.store import MemoryStore
 
@@ -442,3 +442,18 @@ def test_pause_resume_and_delete_posted_while_no_engine_runs_are_applied_at_the_
         assert reader.inbox_outcome(again).startswith(f"error: execution {arn} is SUCCEEDED; only a RUNNING")
         assert reader.inbox_outcome(delete) == "ok"
         assert reader.executions() == []
+
+
+def test_both_stores_implement_the_store_protocol_and_nothing_else_is_taken(tmp_path):
+    from durable_sync.errors import ValidationError
+    from durable_sync.local.store import Store, open_store
+
+    store = open_store(_db(tmp_path))
+    try:
+        assert isinstance(store, SqliteStore) and isinstance(store, Store)
+    finally:
+        store.close()
+    assert isinstance(open_store(":memory:"), Store)
+    for bad in (42, object(), ""):
+        with pytest.raises(ValidationError, match="db"):
+            LocalEngine(db=bad, skip_time=True)

@@ -8,13 +8,14 @@ settles it with its return value or error.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import wire
+from . import foreign, scheduler
 from . import history as h
-from . import scheduler
 from .runner import LocalLambdaContext
-from .service import RUNNING, Execution, ServiceError
+from .service import RUNNING, Execution, ServiceError, execution_arn
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -34,12 +35,33 @@ def resolve_function(engine: "LocalEngine", function_name: str) -> tuple[str, Op
         return name, engine._functions.get(name)
 
 
+def child_name(ex: Execution, op_id: str) -> str:
+    """The name of the execution a chained invoke starts: one per caller and operation, so that a restarted
+    engine attaches to it instead of starting it twice."""
+    return f"invoke-{ex.exec_op_id}-{op_id}"
+
+
+def invoke_target(engine: "LocalEngine", function_name: str, ex: Execution, op_id: str) -> tuple:
+    """When a CHAINED_INVOKE START is applied: (the ARN its durable target will run as, that execution's
+    id), or (None, None) when the function is unknown or not durable. The ChainedInvokeStarted event
+    announces the ARN; ``launch_invoke`` starts the target with that id."""
+    name, target = resolve_function(engine, function_name)
+    if target is None or not foreign.is_durable(target):
+        return None, None
+    with engine._lock:
+        existing = engine._by_name.get((name, child_name(ex, op_id)))  # started before: attached to
+    if existing is not None:
+        return existing, existing.rsplit("/", 1)[-1]
+    execution_id = uuid.uuid4().hex
+    return execution_arn(name, child_name(ex, op_id), execution_id), execution_id
+
+
 def launch_invoke(engine: "LocalEngine", ex: Execution, op_id: str) -> None:
     """Start a chained invoke's target (called without locks, once the START is recorded).
 
-    A durable target (``@durable_handler``) runs as its own execution, named after the caller's
-    execution and operation so that a restarted engine attaches to it instead of starting it
-    twice; it completes the operation when it ends. A plain ``(event, context) -> value``
+    A durable target (``foreign.is_durable``: durable_sync's or the official SDK's) runs as its own
+    execution (``child_name``), with the id its ChainedInvokeStarted event announced; it completes the
+    operation when it ends. A plain ``(event, context) -> value``
     function runs directly. An unknown function fails the operation at once.
     """
     with ex.lock:
@@ -68,22 +90,21 @@ def launch_invoke(engine: "LocalEngine", ex: Execution, op_id: str) -> None:
                                                               "ErrorMessage": str(exc)})
         scheduler.after_change(engine)
         return
-    if getattr(target, "__durable_function__", None) is not None:
-        start_durable_target(engine, ex, op_id, name, target, event)
+    if foreign.is_durable(target):
+        start_durable_target(engine, ex, op_id, name, target, event, spec.get("ExecutionId"))
     else:
         run_plain_target(engine, ex, op_id, name, target, event)
     scheduler.after_change(engine)
 
 
 def start_durable_target(engine: "LocalEngine", ex: Execution, op_id: str, name: str, target: Callable,
-                         event: Any) -> None:
+                         event: Any, execution_id: Optional[str] = None) -> None:
     """Start (or attach to) the execution of a durable target; settle at once if it has ended already."""
-    child_name = f"invoke-{ex.exec_op_id}-{op_id}"
-    key = (name, child_name)
+    key = (name, child_name(ex, op_id))
     with engine._lock:
         engine._invoke_links[key] = (ex.arn, op_id)  # before start(): the target may end inside it
     try:
-        child_arn = engine.start(target, input=event, name=child_name, function_name=name)
+        child_arn = engine.start(target, input=event, name=key[1], function_name=name, execution_id=execution_id)
     except ServiceError as exc:
         with engine._lock:
             engine._invoke_links.pop(key, None)

@@ -18,9 +18,9 @@ Lock order: an execution's ``ex.lock`` may be held while taking ``engine._lock``
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import secrets
 import threading
 import time
 import uuid
@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .. import wire
 from ..errors import ValidationError
-from . import chained, control, runner, scheduler
+from . import chained, control, foreign, runner, scheduler
 from . import history as h
 from .clock import RealClock, VirtualClock, check_clock
 from .control import MAX_REASON_CHARS  # noqa: F401 - re-exported
@@ -39,8 +39,9 @@ from .handlers import reference as handler_reference
 from .handlers import resolve as resolve_handler
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
-from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, RUNNING, Execution,
-                      ServiceError, Timer, apply_batch, public_op, visible_operations)
+from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
+                      RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, check_text,
+                      execution_arn, page, public_op, visible_operations)
 from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer
 from .store import open_store
 
@@ -79,7 +80,7 @@ class LocalEngine:
                  isolation: Optional[str] = None, clock: Any = None,
                  listeners: Optional[list[Callable[[str, dict], None]]] = None, *,
                  max_concurrent_invocations: int = DEFAULT_MAX_CONCURRENT_INVOCATIONS,
-                 resume_unfinished: bool = True):
+                 resume_unfinished: bool = True, real_time_callbacks: bool = False):
         """Open the engine on ``db`` (a SQLite file, or ":memory:").
 
         - ``skip_time``: virtual time, driven by the caller (see the module docstring).
@@ -93,6 +94,10 @@ class LocalEngine:
         - ``max_concurrent_invocations``: real time: how many invocations run at once (default
           DEFAULT_MAX_CONCURRENT_INVOCATIONS); more wait their turn in the order they were asked for.
           Virtual time runs one at a time on the caller's thread.
+        - ``real_time_callbacks``: with ``skip_time``, callback timeouts and heartbeat timeouts still take
+          real time (everything else stays virtual), so an outside client always has the configured time
+          to answer: ``durable-sync serve --skip-time`` runs this way. ``wait``/``run`` then return RUNNING
+          while only a callback can move an execution, and ``advance`` never fires those timers.
         - ``resume_unfinished``: run the unfinished executions found in ``db`` onward (default). With
           False they are loaded (readable, listed) but left alone until ``start()`` attaches to one by
           its name or a callback answer or resume reaches it.
@@ -106,6 +111,7 @@ class LocalEngine:
         if clock is not None:
             check_clock(clock, skip_time)
         self.skip_time = skip_time
+        self.real_time_callbacks = bool(real_time_callbacks) and skip_time
         self.isolation = isolation
         self.max_concurrent_invocations = max_concurrent_invocations
         self.resume_unfinished = bool(resume_unfinished)
@@ -124,10 +130,13 @@ class LocalEngine:
         # (operation, ARN, ClientToken) -> (arguments, expiry ms) of recent pause / resume calls
         self._control_tokens: dict[tuple, tuple] = {}
         self._timers: list[Timer] = []
+        self._real_timers: list[tuple] = []  # real_time_callbacks: (real due ms, seq, Timer) of callback timers
+        self._virtual_lock = threading.RLock()  # one thread at a time moves virtual time (wait, advance)
         self._timer_seq = itertools.count()
         self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
+        self.foreign = foreign.Host(self)  # the endpoint handlers not written with durable_sync reach it by
         # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their
         # lambda_context (None there: the SDK's boto3 default client); None here: the in-process client.
         self.client_factory: Optional[Callable[[], Any]] = None
@@ -145,16 +154,14 @@ class LocalEngine:
         # (durable-sync callback, pause, resume REF, delete). Those posted while no engine ran are applied
         # before anything runs, so that a pause holds its execution from the start; virtual time drains once
         # all of them are applied (the flag makes the drains they ask for leave the work to that one).
-        attach = getattr(self._store, "attach", None)
-        if attach is not None:
-            self._tls.draining = True
-            try:
-                attach(self)
-            except BaseException:
-                self._store.close()
-                raise
-            finally:
-                self._tls.draining = False
+        self._tls.draining = True
+        try:
+            self._store.attach(self)
+        except BaseException:
+            self._store.close()
+            raise
+        finally:
+            self._tls.draining = False
         if not skip_time:
             self._pool = ThreadPoolExecutor(max_workers=max_concurrent_invocations, thread_name_prefix="durable-invoke")
             self._scheduler = threading.Thread(target=scheduler.schedule_loop, args=(self,), name="durable-scheduler",
@@ -162,6 +169,11 @@ class LocalEngine:
             self._scheduler.start()
         else:
             scheduler.drain(self)
+        self._callback_clock: Optional[threading.Thread] = None
+        if self.real_time_callbacks:
+            self._callback_clock = threading.Thread(target=scheduler.callback_clock_loop, args=(self,),
+                                                    name="durable-callback-clock", daemon=True)
+            self._callback_clock.start()
 
     # -- public API ---------------------------------------------------------------
     def add_listener(self, listener: Callable[[str, dict], None]) -> None:
@@ -196,11 +208,13 @@ class LocalEngine:
                     not in self._functions}
 
     def start(self, handler: Callable, input: Any = None, name: Optional[str] = None,
-              execution_timeout: Optional[int] = None, *, function_name: Optional[str] = None) -> str:
+              execution_timeout: Optional[int] = None, *, function_name: Optional[str] = None,
+              execution_id: Optional[str] = None) -> str:
         """Start an execution of ``handler`` with ``input`` (JSON value); returns its ARN.
 
         ``function_name`` names the function in the ARN (default: the handler's name); chained
-        invoke passes the name the target was registered under.
+        invoke passes the name the target was registered under, and the ``execution_id`` its
+        ChainedInvokeStarted event announced.
         """
         fn_name = function_name or getattr(handler, "__durable_function_name__", None) or _function_name(handler)
         if name is not None:
@@ -226,9 +240,8 @@ class LocalEngine:
                 if ex.status == RUNNING and not wake:
                     scheduler.mark_ready(self, ex)
             else:
-                exec_id = uuid.uuid4().hex
-                arn = (f"arn:aws:lambda:us-east-1:000000000000:function:{fn_name}:$LATEST"
-                       f"/durable-execution/{name}/{exec_id}")
+                exec_id = execution_id or uuid.uuid4().hex
+                arn = execution_arn(fn_name, name, exec_id)
                 now = self.clock.now_ms()
                 ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
                                timeout_s=timeout, input_payload=payload)
@@ -263,14 +276,15 @@ class LocalEngine:
         """Until ``arn`` is terminal. Virtual time: fire due items in order; RUNNING when only the outside can help."""
         ex = self._get(arn)
         if self.skip_time:
-            while True:
-                scheduler.drain(self)
-                if ex.status != RUNNING or control.pause_of(ex) is not None:
-                    break  # ended, or paused: only resume_execution() moves it on
-                timer = self._next_timer(skip_execution_timeouts=True)
-                if timer is None:
-                    break
-                scheduler.advance_to(self, timer.due_ms)
+            with self._virtual_lock:
+                while True:
+                    scheduler.drain(self)
+                    if ex.status != RUNNING or control.pause_of(ex) is not None:
+                        break  # ended, or paused: only resume_execution() moves it on
+                    timer = self._next_timer(skip_execution_timeouts=True)
+                    if timer is None:
+                        break
+                    scheduler.advance_to(self, timer.due_ms)
             return self.get_execution(arn)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -287,7 +301,8 @@ class LocalEngine:
             raise ServiceError(INVALID, "advance() needs LocalEngine(skip_time=True)")
         if seconds < 0:
             raise ServiceError(INVALID, "advance() takes a non-negative number of seconds")
-        scheduler.advance_to(self, self.clock.now_ms() + int(round(seconds * 1000)))
+        with self._virtual_lock:
+            scheduler.advance_to(self, self.clock.now_ms() + int(round(seconds * 1000)))
 
     def get_execution(self, arn: str) -> ExecutionResult:
         ex = self._get(arn)
@@ -385,6 +400,7 @@ class LocalEngine:
 
     def stop(self, arn: str, error: Optional[dict] = None) -> ExecutionResult:
         ex = self._get(arn)
+        check_text(error, "the stop error")
         with ex.lock:
             if ex.status != RUNNING:
                 raise ServiceError(INVALID, f"execution {arn} is already {ex.status}")
@@ -410,6 +426,7 @@ class LocalEngine:
         succeeds. Otherwise pausing an execution that is not RUNNING (pausing or paused already, or
         ended) raises ResourceConflictException; an unknown ARN, ResourceNotFoundException.
         """
+        check_text(reason, "the pause reason")
         control.pause_execution(self, arn, reason, execution_timeout_paused, client_token)
         return self.get_execution(arn)
 
@@ -424,6 +441,7 @@ class LocalEngine:
         invocation goes on (no event: it never paused). Same ``client_token`` rule as pause(); resuming
         an execution that is not paused raises ResourceConflictException.
         """
+        check_text(reason, "the resume reason")
         control.resume_execution(self, arn, reason, client_token)
         self._wake(self._get(arn))
         scheduler.after_change(self)
@@ -449,14 +467,12 @@ class LocalEngine:
                 raise ServiceError(CONFLICT, f"execution {arn} is {ex.status} but its last invocation is still "
                                              "running; delete it once that invocation has ended", status=409)
             now = self.clock.now_ms()
-            delete = getattr(self._store, "delete_execution", None)
-            if delete is not None:
-                try:
-                    delete(ex)
-                except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was deleted
-                    raise ServiceError(SERVICE_ERROR, f"the engine could not delete the execution from its database "
-                                                      f"({type(exc).__name__}: {exc}); nothing was deleted, retry it",
-                                       status=500) from exc
+            try:
+                self._store.delete_execution(ex)
+            except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was deleted
+                raise ServiceError(SERVICE_ERROR, f"the engine could not delete the execution from its database "
+                                                  f"({type(exc).__name__}: {exc}); nothing was deleted, retry it",
+                                   status=500) from exc
             with self._lock:
                 self._executions.pop(arn, None)
                 if self._by_name.get((ex.function_name, ex.name)) == arn:
@@ -483,6 +499,7 @@ class LocalEngine:
                 raise ServiceError(INVALID, "a callback result must be UTF-8 text") from None
         if result is not None and not isinstance(result, str):
             raise ServiceError(INVALID, "a callback result is the raw payload: str, bytes or None")
+        check_text(result, "the callback result")
         if result is not None and len(result.encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
             raise ServiceError(INVALID, f"callback result of {len(result.encode('utf-8'))} bytes exceeds the "
                                         f"limit of {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
@@ -493,6 +510,7 @@ class LocalEngine:
         if error is not None and not isinstance(error, dict):
             raise ServiceError(INVALID, "a callback error is an ErrorObject dict (ErrorType, ErrorMessage, ...)")
         error = {k: v for k, v in (error or {}).items() if k in _ERROR_OBJECT_KEYS and v is not None}
+        check_text(error, "the callback error")
         for key in ("ErrorType", "ErrorMessage", "ErrorData"):
             if key in error and not isinstance(error[key], str):
                 raise ServiceError(INVALID, f"callback error {key} must be a string")
@@ -543,7 +561,8 @@ class LocalEngine:
                                             "this invocation ends here and nothing of this checkpoint was applied. "
                                             "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
-            view, events, timers = apply_batch(ex, updates, now, self._new_callback_id, trusted)
+            applied = apply_batch(ex, updates, now, trusted, functools.partial(chained.invoke_target, self))
+            view, events = applied.ops, applied.events
             for event_id, event in enumerate(events, len(ex.events) + 1):
                 event["EventId"] = event_id  # the number add_event gives it below
             try:  # disk first: memory (and listeners) see the change only once it is committed
@@ -554,36 +573,43 @@ class LocalEngine:
             ex.ops.update(view)
             for event in events:
                 ex.add_event(event)
-            new_token = ex.new_token()
-            changed = list(ex.service_changed.values())
+            with self._lock:
+                for callback_id, op_id in applied.callbacks.items():
+                    self._callbacks[callback_id] = (arn, op_id)
+            # The service's changes since the handler last saw them, then this batch's (a START the SDK
+            # awaits comes back in its new state); one page, GetDurableExecutionState serves the rest.
+            changed = changed_operations(ex, [*ex.service_changed, *view])
             ex.service_changed.clear()
-            for op_id, op in view.items():
-                if op["Type"] == wire.CALLBACK and "CallbackDetails" in op:
-                    changed.append(public_op(op))
-            response = {"CheckpointToken": new_token, "NewExecutionState": {"Operations": changed}}
+            if applied.ending is not None:  # the EXECUTION update: the execution ends here, no token follows
+                status, result, error = applied.ending
+                self._complete(ex, status, result=result, error=error)
+                response = {"NewExecutionState": {"Operations": page(changed)[0]}}
+            else:
+                ops, more = page(changed)
+                state = {"Operations": ops, **({"NextMarker": "0"} if more is not None else {})}
+                response = {"CheckpointToken": ex.new_token(), "NewExecutionState": state}
             if client_token is not None:
                 if len(ex.client_tokens) > 64:
                     ex.client_tokens.pop(next(iter(ex.client_tokens)))
                 ex.client_tokens[client_token] = (token, response)
-        if timers:
+        if applied.timers:
             with self._lock:
-                for due, kind, op_id in timers:
+                for due, kind, op_id in applied.timers:
                     scheduler.push_timer(self, due, kind, arn, op_id)
                 self._cond.notify_all()
         return response
 
-    def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = 1000) -> dict:
+    def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = PAGE_MAX_ITEMS) -> dict:
+        """GetDurableExecutionState: a page of the visible operations from ``marker`` (a NextMarker)."""
         ex = self._get(arn)
+        if marker not in (None, "") and not (isinstance(marker, str) and marker.isdigit()):
+            raise ServiceError(INVALID, f"Marker {marker!r} was not returned by this engine; pass a NextMarker")
         with ex.lock:
             if token != ex.token:
                 raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
             ops = visible_operations(ex)
-        start = int(marker or 0)
-        page = ops[start:start + max_items]
-        out = {"Operations": page}
-        if start + max_items < len(ops):
-            out["NextMarker"] = str(start + max_items)
-        return out
+        ops, more = page(ops, int(marker or 0), max(1, min(max_items or PAGE_MAX_ITEMS, PAGE_MAX_ITEMS)))
+        return {"Operations": ops, **({"NextMarker": str(more)} if more is not None else {})}
 
     def close(self) -> None:
         """Stop background threads and close the store."""
@@ -592,12 +618,15 @@ class LocalEngine:
             self._cond.notify_all()
         if self._scheduler is not None:
             self._scheduler.join()
+        if self._callback_clock is not None:
+            self._callback_clock.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         for handler in list(self._functions.values()):  # e.g. a Node.js handler's warm processes
             release = getattr(handler, "__durable_release__", None)
             if release is not None:
                 release()
+        self.foreign.close()
         self._store.close()
 
     def __enter__(self) -> "LocalEngine":
@@ -677,7 +706,7 @@ class LocalEngine:
             if new_op["Status"] != wire.READY and ex.events and ex.events[-1].get("Id") == op_id:
                 ex.events.pop()
             raise
-        ex.service_changed[op_id] = public_op(new_op)
+        ex.service_changed[op_id] = None  # an ordered set: the next checkpoint response carries it
         scheduler.mark_ready(self, ex)
 
     def _complete(self, ex: Execution, status: str, result: Optional[str] = None,
@@ -694,7 +723,7 @@ class LocalEngine:
         elif status == "TIMED_OUT":
             event = h.execution_event("ExecutionTimedOut", exec_op, now, {"Error": h.error(error)})
         else:
-            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)} if error else {})
+            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)})  # required
         ex.add_event(event)
         self._store.save_execution(ex, [event])
         with self._lock:
@@ -738,11 +767,3 @@ class LocalEngine:
             ex.add_event(h.op_event(event_type, new, now, event_details))
             self._service_update(ex, new)
         scheduler.after_change(self)
-
-    def _new_callback_id(self, ex: Execution, op_id: str) -> str:
-        # 256 random bits; hex fits the service's CallbackId pattern [A-Za-z0-9+/]+={0,2}, a URL path
-        # segment and a CLI argument (token_urlsafe may start with '-', which argparse takes for an option).
-        callback_id = secrets.token_hex(32)
-        self._callbacks[callback_id] = (ex.arn, op_id)
-        return callback_id
-

@@ -187,12 +187,12 @@ def _lookup(obj: Any, qualname: str) -> Any:
 
 # -- the durable handlers of a file ------------------------------------------------------------
 def load_durable(spec: str, *, fresh: bool = True) -> Callable:
-    """``load`` for a handler that must be a durable one (decorated with ``@durable_handler``); names it
-    after its file (``__durable_function_name__``, see ``function_name``) unless it names itself."""
-    handler = load(spec, fresh=fresh)
+    """``load`` for a handler the engine runs as a durable function: any Lambda handler ``(event,
+    lambda_context)`` (durable_sync's ``@durable_handler``, the official SDK's ``@durable_execution``, or
+    one that talks to the service through boto3 itself); names it after its file
+    (``__durable_function_name__``, see ``function_name``) unless it names itself."""
+    handler = load(spec, fresh=fresh)  # refuses what is not callable
     target, attr = split_reference(spec)
-    if not hasattr(handler, "__durable_function__"):
-        raise HandlerLoadError(f"{target}:{attr} is not decorated with @durable_sync.durable_handler")
     if not hasattr(handler, "__durable_function_name__"):
         handler.__durable_function_name__ = function_name(target, attr)
     return handler

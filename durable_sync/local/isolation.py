@@ -17,7 +17,8 @@ isolation is for: emulating crashes (``os._exit``), leaks and process-global sta
 The child gets the engine's ``sys.path`` and current environment, imports the
 handler from its reference (``handlers.reference``: "FILE:ATTR" or "module:qualname"),
 else the handler pickled by reference, and runs it with a ``PipeClient`` as its
-checkpoint client: ``checkpoint`` and ``get_state`` are calls answered by the
+checkpoint client (a handler not written with durable_sync gets the engine's
+endpoint in its environment instead, see ``foreign``): ``checkpoint`` and ``get_state`` are calls answered by the
 engine in the parent while the child runs. Log records the child emits are sent to
 the parent and handled there by the logger of the same name, so log capture works
 as with in-process invocations. A child that dies before answering (``os._exit``,
@@ -38,6 +39,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Optional
 
+from . import foreign
 from .handlers import load, reference
 
 INVOCATION_TIMEOUT_SECONDS = 15 * 60  # the Lambda maximum
@@ -70,10 +72,15 @@ def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
     if not hasattr(socket, "socketpair") or os.name == "nt":
         return None, {"ErrorType": "Runtime.IsolationError",
                       "ErrorMessage": "isolation='process' needs a POSIX system"}
+    try:  # a handler not written with durable_sync reaches the engine through boto3: give it the endpoint
+        env = None if foreign.kind(handler) == foreign.DURABLE_SYNC else {**os.environ, **engine.foreign.environment()}
+    except Exception as exc:  # noqa: BLE001 - no loopback port, the engine is closing
+        return None, {"ErrorType": "Runtime.IsolationError",
+                      "ErrorMessage": f"cannot serve the engine's endpoint to the child: {type(exc).__name__}: {exc}"}
     parent_sock, child_sock = socket.socketpair()
     try:
         proc = subprocess.Popen([sys.executable, "-c", _BOOT.format(root=_ROOT), str(child_sock.fileno())],
-                                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL)
+                                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, env=env)
     except OSError as exc:
         parent_sock.close()
         return None, {"ErrorType": "Runtime.IsolationError", "ErrorMessage": f"cannot start a child process: {exc}"}
@@ -197,22 +204,6 @@ class PipeClient:
             raise checkpoint_error(exc) from exc
 
 
-class ChildLambdaContext:
-    """The ``lambda_context`` of an isolated invocation."""
-
-    def __init__(self, client: PipeClient, function_name: str, deadline_ms: int):
-        import uuid
-
-        self.durable_client = client
-        self.function_name = function_name
-        self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
-        self._deadline_ms = deadline_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, self._deadline_ms - int(time.time() * 1000))
-
-
 class _ForwardLogs(logging.Handler):
     def __init__(self, channel: _Channel):
         super().__init__(logging.NOTSET)
@@ -262,8 +253,11 @@ def child_main(fd: int) -> None:
     try:
         kind, value = boot["handler"]
         handler = load(value) if kind == "ref" else pickle.loads(value)
-        client = PipeClient(channel)
-        output = handler(boot["envelope"], ChildLambdaContext(client, boot["function_name"], boot["deadline_ms"]))
+        from .clock import RealClock
+        from .runner import LocalLambdaContext
+
+        lambda_context = LocalLambdaContext(PipeClient(channel), boot["function_name"], boot["deadline_ms"], RealClock())
+        output = handler(boot["envelope"], lambda_context)
         try:
             channel.send(("output", output))
         except Exception:  # noqa: BLE001 - unpicklable output: the engine reports it as invalid

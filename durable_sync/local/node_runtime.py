@@ -13,9 +13,10 @@ invocation starts a new one (a cold start). ``release()`` (called by ``LocalEngi
 idle ones.
 
 Handlers written with ``@aws/durable-execution-sdk-js`` reach the engine the way they reach AWS: through
-the AWS SDK's Lambda client. The process gets the engine's endpoint (``AWS_ENDPOINT_URL_LAMBDA`` and
-``AWS_ENDPOINT_URL``), the engine's region and dummy credentials in its environment (real credentials
-and profiles are removed), so nothing the handler sends through an AWS SDK leaves the machine.
+the AWS SDK's Lambda client. The process gets the environment the engine gives foreign handlers
+(``foreign.Host.environment``: its endpoint in ``AWS_ENDPOINT_URL_LAMBDA``, a region and credentials
+when none are configured), and ``AWS_ENDPOINT_URL`` set to the same endpoint, so that nothing the
+handler sends through an AWS SDK leaves the machine.
 
 The process:
 - a request (event, context) is one JSON line on its stdin; an answer one JSON line on a pipe of its
@@ -43,7 +44,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, Optional
 
@@ -53,15 +53,9 @@ from .handlers import HandlerLoadError, function_name as default_function_name
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bootstrap.mjs")
 INVOCATION_TIMEOUT_SECONDS = 15 * 60  # the Lambda maximum
 CHECK_TIMEOUT_SECONDS = 60.0  # loading a module when it is registered
-#: Idle warm processes kept per function and endpoint; more are ended when they finish.
+#: Idle warm processes kept per function and environment; more are ended when they finish.
 MAX_WARM_PROCESSES = 4
-REGION = "us-east-1"
-ACCOUNT_ID = "000000000000"
 ANSWER_FD_ENV = "DURABLE_SYNC_ANSWER_FD"
-#: Environment the engine never passes on: real credentials and profiles must not reach the handler.
-_SCRUBBED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-             "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
 
 
 def find_node() -> str:
@@ -107,7 +101,7 @@ class NodeHandler:
 
     def check(self) -> None:
         """Load the module in Node and find the export; ``HandlerLoadError`` names what is wrong."""
-        env = lambda_environment(None, self.__durable_function_name__)
+        env = lambda_environment({}, self.__durable_function_name__)
         process = _NodeProcess(self.node, "check", self.path, self.export, env, key=None)
         try:
             answer, exit_status = process.exchange(None, CHECK_TIMEOUT_SECONDS)
@@ -119,21 +113,22 @@ class NodeHandler:
         if "loadError" in answer:
             raise HandlerLoadError(_one_line(answer["loadError"].get("errorMessage")))
 
-    def __call__(self, event: Any, lambda_context: Any = None) -> Any:
+    def __call__(self, event: Any, lambda_context: Any) -> Any:
+        """One invocation; ``lambda_context`` is the engine's (``runner.LocalLambdaContext``), with the
+        environment that reaches the engine (``foreign.Host.call`` sets it)."""
         from .runner import InvocationFailed  # runner loads handlers: imported here to keep imports one-way
 
-        function_name = getattr(lambda_context, "function_name", None) or self.__durable_function_name__
-        request_id = getattr(lambda_context, "aws_request_id", None) or str(uuid.uuid4())
-        remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
-        remaining_ms = remaining() if remaining is not None else INVOCATION_TIMEOUT_SECONDS * 1000
-        endpoint = endpoint_of(lambda_context)
-        if endpoint is None:
+        engine_env = getattr(lambda_context, "environment", None) or {}
+        if not engine_env.get("AWS_ENDPOINT_URL_LAMBDA"):
             raise InvocationFailed({"ErrorType": "Runtime.NoEndpoint", "ErrorMessage":
-                                    "a Node.js handler reaches the engine over HTTP, and this invocation has no "
-                                    "endpoint for it: serve the engine (durable_sync.local.http)"})
-        request = {"event": event, "context": lambda_context_fields(function_name, request_id, remaining_ms)}
-        timeout = min(INVOCATION_TIMEOUT_SECONDS, max(1.0, remaining_ms / 1000))
-        process = self._take((endpoint, function_name))
+                                    "a Node.js handler reaches the engine through its Lambda API, and this "
+                                    "invocation's context carries no endpoint (lambda_context.environment)"})
+        fields = lambda_context_fields(lambda_context)
+        request_id = fields["awsRequestId"]
+        request = {"event": event, "context": fields}
+        timeout = min(INVOCATION_TIMEOUT_SECONDS, max(1.0, fields["remainingMs"] / 1000))
+        process = self._take(lambda_environment(engine_env, fields["functionName"], fields["functionVersion"],
+                                                fields["memoryLimitInMB"], fields["logGroupName"]))
         try:
             answer, exit_status = process.exchange(request, timeout)
         except BaseException:
@@ -157,8 +152,9 @@ class NodeHandler:
         return answer.get("result")
 
     # -- warm processes --------------------------------------------------------------------------------
-    def _take(self, key: tuple) -> "_NodeProcess":
-        """A warm process for ``key`` (endpoint, function name), else a new one (a cold start)."""
+    def _take(self, env: dict) -> "_NodeProcess":
+        """A warm process started with ``env``, else a new one (a cold start)."""
+        key = tuple(sorted(env.items()))
         dead = []
         found = None
         with self._lock:
@@ -172,9 +168,7 @@ class NodeHandler:
         _end_all(dead)
         if found is not None:
             return found
-        endpoint, function_name = key
-        return _NodeProcess(self.node, "serve", self.path, self.export, lambda_environment(endpoint, function_name),
-                            key=key)
+        return _NodeProcess(self.node, "serve", self.path, self.export, env, key=key)
 
     def _keep(self, process: "_NodeProcess") -> None:
         with self._lock:
@@ -190,41 +184,30 @@ class NodeHandler:
         _end_all(idle)
 
 
-def endpoint_of(lambda_context: Any) -> Optional[str]:
-    """The URL of the engine's Lambda API for this invocation (``durable-sync serve``'s), or None."""
-    url = getattr(lambda_context, "endpoint_url", None)
-    if url:
-        return url
-    client = getattr(lambda_context, "durable_client", None)
-    boto_client = getattr(client, "boto_client", None)
-    return getattr(getattr(boto_client, "meta", None), "endpoint_url", None)
+def lambda_context_fields(lambda_context: Any) -> dict:
+    """What the bootstrap builds the handler's context object from: the engine's Lambda context."""
+    return {"functionName": lambda_context.function_name, "functionVersion": lambda_context.function_version,
+            "invokedFunctionArn": lambda_context.invoked_function_arn,
+            "memoryLimitInMB": str(lambda_context.memory_limit_in_mb), "awsRequestId": lambda_context.aws_request_id,
+            "logGroupName": lambda_context.log_group_name, "logStreamName": lambda_context.log_stream_name,
+            "tenantId": lambda_context.tenant_id, "remainingMs": int(lambda_context.get_remaining_time_in_millis())}
 
 
-def lambda_context_fields(function_name: str, request_id: str, remaining_ms: int) -> dict:
-    """What the bootstrap builds the handler's context object from (Lambda's Node.js context)."""
-    return {"functionName": function_name, "functionVersion": "$LATEST",
-            "invokedFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}",
-            "memoryLimitInMB": 128, "awsRequestId": request_id,
-            "logGroupName": f"/aws/lambda/{function_name}",
-            "logStreamName": f"durable-sync/[$LATEST]{request_id.replace('-', '')}",
-            "remainingMs": int(remaining_ms)}
-
-
-def lambda_environment(endpoint: Optional[str], function_name: str) -> dict[str, str]:
-    """The Node process's environment: the engine's, pointed at the engine, with Lambda's variables.
+def lambda_environment(engine_env: dict[str, str], function_name: str, version: str = "$LATEST",
+                       memory_mb: str = "128", log_group: Optional[str] = None) -> dict[str, str]:
+    """A Node process's environment: this process's, with ``engine_env`` (the engine's endpoint and what
+    reaching it needs), ``AWS_ENDPOINT_URL`` at the same endpoint, and Lambda's variables.
 
     With no endpoint (a module loaded to check it), AWS calls go to a closed loopback port: whatever
     the module does while it loads, nothing leaves the machine.
     """
-    endpoint = endpoint or "http://127.0.0.1:9"
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env = {**os.environ, **engine_env}
+    endpoint = engine_env.get("AWS_ENDPOINT_URL_LAMBDA") or "http://127.0.0.1:9"
     env.update({
-        "AWS_ENDPOINT_URL_LAMBDA": endpoint, "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "durable-sync-local", "AWS_SECRET_ACCESS_KEY": "durable-sync-local",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_LAMBDA_FUNCTION_NAME": function_name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
+        "AWS_ENDPOINT_URL_LAMBDA": endpoint, "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_LAMBDA_FUNCTION_NAME": function_name, "AWS_LAMBDA_FUNCTION_VERSION": version,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": log_group or f"/aws/lambda/{function_name}",
     })
     return env
 

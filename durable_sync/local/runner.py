@@ -8,6 +8,7 @@ is in flight per execution at a time.
 """
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -17,7 +18,8 @@ from . import control, scheduler
 from . import history as h
 from .handlers import load as load_handler
 from .isolation import run_in_child
-from .service import RUNNING, Execution, ServiceError, visible_operations
+from .service import (ACCOUNT, EXECUTED_VERSION, REGION, RUNNING, Execution, ServiceError, changed_operations, page,
+                      visible_operations)
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -35,18 +37,31 @@ class InvocationFailed(Exception):
 
 
 class LocalLambdaContext:
-    """The ``lambda_context`` the engine passes; carries the in-process client."""
+    """The ``lambda_context`` the engine passes: the members of Lambda's Python context object, and the
+    in-process checkpoint client (``durable_client``) durable_sync handlers use."""
+
+    memory_limit_in_mb = "128"
+    function_version = EXECUTED_VERSION
+    client_context = None
+    identity = None
+    tenant_id = None
 
     def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any):
         self.durable_client = client
         self.function_name = function_name
         self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
         self._deadline_ms = deadline_ms
         self._clock = clock
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self._deadline_ms - self._clock.now_ms())
+
+    @staticmethod
+    def log(message: str) -> None:
+        sys.stdout.write(str(message))
 
 
 class InProcessClient:
@@ -100,10 +115,7 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
             return False
         ex.invoking = True
         ex.needs_invoke = False
-        token = ex.new_token(new_invocation=True)
-        ex.service_changed.clear()
-        envelope = {"DurableExecutionArn": ex.arn, "CheckpointToken": token,
-                    "InitialExecutionState": {"Operations": visible_operations(ex)}}
+        envelope = invocation_envelope(ex, ex.new_token(new_invocation=True))
     start = engine.clock.now_ms()
     client = engine._client if engine.client_factory is None else engine.client_factory()
     lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock)
@@ -112,7 +124,7 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
         output, failure = run_in_child(engine, handler, envelope, ex.function_name)
     else:
         try:
-            output = handler(envelope, lambda_ctx)
+            output = engine.foreign.call(handler, envelope, lambda_ctx)
         except InvocationFailed as exc:
             failure = exc.error_object
         except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
@@ -131,6 +143,21 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     with engine._cond:
         engine._cond.notify_all()
     return True
+
+
+def invocation_envelope(ex: Execution, token: str) -> dict:
+    """Called with ex.lock: the event of a new invocation, as the service sends it: the first page of
+    the visible operations (the handler fetches the rest with GetDurableExecutionState from NextMarker),
+    and the ids of the operations the service changed since the handler last saw them (a wait that
+    fired, a callback answered, a retry come due, an invoke ended)."""
+    ops, more = page(visible_operations(ex))
+    initial: dict[str, Any] = {"Operations": ops}
+    if more is not None:
+        initial["NextMarker"] = str(more)
+    updated = [op["Id"] for op in changed_operations(ex, list(ex.service_changed))]
+    ex.service_changed.clear()
+    return {"DurableExecutionArn": ex.arn, "CheckpointToken": token, "InitialExecutionState": initial,
+            "UpdatedOperationIds": updated}
 
 
 def import_handler(engine: "LocalEngine", ex: Execution) -> Optional[Callable]:
@@ -158,8 +185,9 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
     if failure is None and status not in ("SUCCEEDED", "FAILED", "PENDING"):
         failure = {"ErrorType": "Runtime.InvalidOutput",
                    "ErrorMessage": f"the handler returned {output!r:.200}; a durable handler returns "
-                                   "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...} (Python: decorate it with "
-                                   "@durable_handler; JavaScript: wrap it with withDurableExecution)"}
+                                   "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...}: is it decorated (durable_sync's "
+                                   "@durable_handler, the official SDK's @durable_execution; in JavaScript, "
+                                   "withDurableExecution)?"}
     details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": engine.clock.now_ms(),
                                "RequestId": str(uuid.uuid4())}
     if failure is not None:
@@ -191,10 +219,8 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
             scheduler.mark_ready(engine, ex)
         return
     ex.invocation_failures = 0
-    if status == "SUCCEEDED":
+    if status == "SUCCEEDED":  # (a result too large for the output ended the execution at its checkpoint)
         result = output.get("Result")
-        if result == "" and exec_op.get("_result") is not None:
-            result = exec_op["_result"]
         engine._complete(ex, "SUCCEEDED", result=result if result is not None else "null")
     elif status == "FAILED":
         engine._complete(ex, "FAILED", error=output.get("Error") or {"ErrorType": "Unknown"})

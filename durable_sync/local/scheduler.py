@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import time
 from typing import TYPE_CHECKING, Optional
 
 from .. import wire
@@ -27,10 +28,27 @@ MAX_TIMER_FAILURES = 10  # virtual time: failed timers in a row before the error
 
 
 # -- timers -----------------------------------------------------------------------------------------
+CALLBACK_TIMERS = frozenset({"callback_timeout", "callback_heartbeat"})
+
+
 def push_timer(engine: "LocalEngine", due_ms: int, kind: str, arn: str, op_id: Optional[str] = None) -> None:
-    """Arm a timer: ``kind`` of ``arn`` (and of its operation ``op_id``) fires at ``due_ms``."""
+    """Arm a timer: ``kind`` of ``arn`` (and of its operation ``op_id``) fires at ``due_ms``.
+
+    With ``real_time_callbacks``, a callback's timers go on the real-time heap instead: they fire once
+    as much real time has passed as they are ahead of the virtual clock (``callback_clock_loop``)."""
     with engine._lock:
-        heapq.heappush(engine._timers, Timer(due_ms, next(engine._timer_seq), kind, arn, op_id))
+        timer = Timer(due_ms, next(engine._timer_seq), kind, arn, op_id)
+        if engine.real_time_callbacks and kind in CALLBACK_TIMERS:
+            if kind == "callback_heartbeat":  # a heartbeat restarts it: the earlier deadline is void (the virtual
+                # clock may not have moved, so the virtual due time cannot tell the two apart)
+                engine._real_timers[:] = [t for t in engine._real_timers
+                                          if (t[2].kind, t[2].arn, t[2].op_id) != (kind, arn, op_id)]
+                heapq.heapify(engine._real_timers)
+            real_due = int(time.time() * 1000) + max(0, due_ms - engine.clock.now_ms())
+            heapq.heappush(engine._real_timers, (real_due, timer.seq, timer))
+            engine._cond.notify_all()
+        else:
+            heapq.heappush(engine._timers, timer)
 
 
 def next_timer(engine: "LocalEngine", skip_execution_timeouts: bool = False) -> Optional[Timer]:
@@ -205,10 +223,36 @@ def drain(engine: "LocalEngine") -> None:
                 _fire_or_retry(engine, timer)  # a failure arms it again later: advance_to reports a lasting one
                 continue
             ex = engine._executions.get(arn)
-            if ex is not None:
-                runner.invoke(engine, ex)
+            if ex is not None and runner.invoke(engine, ex) and ex.needs_invoke and ex.status == RUNNING:
+                # A completion arrived while it ran (e.g. a callback answer sent from another thread, whose
+                # own drain found the invocation in flight and left it): the one who ran it invokes again.
+                with engine._lock:
+                    engine._ready.append(arn)
     finally:
         engine._tls.draining = False
+
+
+def callback_clock_loop(engine: "LocalEngine") -> None:
+    """Virtual time with ``real_time_callbacks`` (its own thread): fire callback timeouts and heartbeat
+    timeouts in real time, then drive the execution on in virtual time as ``wait`` does."""
+    with engine._cond:
+        while not engine._closed:
+            heap = engine._real_timers
+            now = time.time() * 1000
+            if heap and heap[0][0] <= now:
+                timer = heapq.heappop(heap)[2]
+                engine._cond.release()
+                try:
+                    with engine._virtual_lock:
+                        _fire_or_retry(engine, timer)
+                        if timer.arn in engine._executions:
+                            engine.wait(timer.arn)
+                except Exception:  # noqa: BLE001 - logged; a failed timer was armed again by _fire_or_retry
+                    _log.exception("callback timer %s of %s failed", timer.kind, timer.arn)
+                finally:
+                    engine._cond.acquire()
+                continue
+            engine._cond.wait((heap[0][0] - now) / 1000 if heap else None)
 
 
 def schedule_loop(engine: "LocalEngine") -> None:

@@ -2,15 +2,23 @@
 
 Small tables say which actions each operation type accepts and from which
 statuses; ``apply_batch`` validates a whole batch against a copy-on-write view
-and returns the new operation records, history events and timers, so a refused
-batch changes nothing.
+and returns what it would change (new operation records, history events, timers,
+new callback ids, the execution's end), so a refused batch changes nothing: the
+engine commits an ``Applied`` only once the whole batch passed.
+
+The rules follow the service's CheckpointDurableExecution: a SUCCEED carries no
+Error and a FAIL no Payload, a RETRY not both; an Error is at most
+``MAX_ERROR_BYTES`` of JSON; at most one EXECUTION update, the last of its batch
+(its Id is free: the official SDK sends ``execution-result-<ms>``), which ends the
+execution; and the state transitions of ``TRANSITIONS``.
 """
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .. import wire
 from . import history as h
@@ -32,17 +40,36 @@ class ServiceError(Exception):
         self.status = status
 
 
-# Action -> statuses the operation may be in before it (None: the operation is new).
+# Action -> statuses the operation may be in before it (None: the operation is new). A callback and a
+# chained invoke take START only: the service completes them (an answer, a timeout, the target's end).
 TRANSITIONS: dict[str, dict[str, frozenset]] = {
     wire.STEP: {wire.START: frozenset({None, wire.READY}), wire.SUCCEED: frozenset({wire.STARTED}),
                 wire.FAIL: frozenset({wire.STARTED}), wire.RETRY: frozenset({wire.STARTED})},
     wire.WAIT: {wire.START: frozenset({None}), wire.CANCEL: frozenset({wire.STARTED})},
     wire.CONTEXT: {wire.START: frozenset({None}), wire.SUCCEED: frozenset({wire.STARTED}),
                    wire.FAIL: frozenset({wire.STARTED})},
-    wire.CALLBACK: {wire.START: frozenset({None}), wire.CANCEL: frozenset({wire.STARTED})},
-    wire.CHAINED_INVOKE: {wire.START: frozenset({None}), wire.CANCEL: frozenset({wire.STARTED})},
+    wire.CALLBACK: {wire.START: frozenset({None})},
+    wire.CHAINED_INVOKE: {wire.START: frozenset({None})},
     wire.EXECUTION: {wire.SUCCEED: frozenset({wire.STARTED}), wire.FAIL: frozenset({wire.STARTED})},
 }
+
+MAX_ERROR_BYTES = 32 * 1024  # an update's Error, as JSON text: the service refuses a larger one
+MAX_CALLBACK_TIMEOUT_SECONDS = 99_999_999  # CallbackOptions bounds of the botocore model; 0 means none
+EXECUTED_VERSION = "$LATEST"  # the version every local function runs as
+ACCOUNT = "000000000000"
+REGION = "us-east-1"
+
+
+def execution_arn(function_name: str, name: str, execution_id: str) -> str:
+    """The ARN of execution ``name`` (id ``execution_id``) of a local function."""
+    return (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}:{EXECUTED_VERSION}"
+            f"/durable-execution/{name}/{execution_id}")
+
+
+def new_callback_id() -> str:
+    """256 random bits; hex fits the service's CallbackId pattern [A-Za-z0-9+/]+={0,2}, a URL path segment
+    and a CLI argument (token_urlsafe may start with '-', which argparse takes for an option)."""
+    return secrets.token_hex(32)
 
 
 RUNNING = "RUNNING"  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
@@ -108,14 +135,53 @@ def _invalid(message: str) -> ServiceError:
     return ServiceError(INVALID, message)
 
 
-def _delay(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= wire.MAX_DELAY_SECONDS:
-        raise _invalid(f"{what} must be an integer between 1 and {wire.MAX_DELAY_SECONDS} seconds, got {value!r}")
+def check_text(value: Any, what: str) -> None:
+    """Refuse text that is not valid Unicode: a lone surrogate (JSON can carry ``"\\ud800"``; UTF-8, and so
+    the store, cannot). Walks dicts and lists; raises InvalidParameterValueException naming where."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _invalid(f"{what} is not valid Unicode text: it holds a lone surrogate "
+                               f"(U+{ord(value[exc.start]):04X}) at character {exc.start}") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, what)
+            check_text(item, f"{what}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_text(item, f"{what}[{i}]")
+
+
+def _delay(value: Any, what: str, low: int = 1, high: int = wire.MAX_DELAY_SECONDS) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _invalid(f"{what} must be an integer between {low} and {high} seconds, got {value!r}")
     return value
 
 
-def apply_batch(ex: Execution, updates: list[dict], now_ms: int, new_callback_id=None, trusted: bool = False):
-    """Validate and apply ``updates``; returns (changed ops, events, timers). Raises ServiceError.
+@dataclass
+class Applied:
+    """What a valid batch changes, not yet applied: the engine commits it (store, memory, listeners)."""
+
+    ops: dict  # operation id -> its new record
+    events: list  # history events, in order
+    timers: list  # (due ms, kind, operation id)
+    callbacks: dict  # new callback id -> operation id
+    #: An EXECUTION update ends the execution: (status, result, error).
+    ending: Optional[tuple] = None
+    #: ChainedInvoke START -> the function it names ends up registered as, for the target's ARN (see chained).
+    invokes: list = field(default_factory=list)
+
+
+#: How a CHAINED_INVOKE START learns its target: (function name, caller, operation id) -> (target ARN or
+#: None when the target is not a durable function, execution id to start it with).
+InvokeTarget = Callable[[str, "Execution", str], tuple]
+
+
+def apply_batch(ex: Execution, updates: list[dict], now_ms: int, trusted: bool = False,
+                invoke_target: Optional[InvokeTarget] = None) -> Applied:
+    """Validate and apply ``updates`` on a copy-on-write view; returns the change. Raises ServiceError.
 
     ``trusted``: the updates come from this process's SDK, which checked ids, names and sizes
     (wire.validate_update) before sending; the state-machine rules are always applied.
@@ -124,19 +190,44 @@ def apply_batch(ex: Execution, updates: list[dict], now_ms: int, new_callback_id
         raise _invalid("Updates must be a list")
     if len(updates) > wire.MAX_BATCH_UPDATES:
         raise _invalid(f"a checkpoint holds at most {wire.MAX_BATCH_UPDATES} updates, got {len(updates)}")
-    view: dict[str, dict] = {}
-    events: list[dict] = []
-    timers: list[tuple[int, str, str]] = []
+    executions = [i for i, u in enumerate(updates) if isinstance(u, dict) and u.get("Type") == wire.EXECUTION]
+    if len(executions) > 1:
+        raise _invalid(f"a checkpoint holds at most one EXECUTION update, got {len(executions)}")
+    if executions and executions[0] != len(updates) - 1:
+        raise _invalid(f"the EXECUTION update must be the last of its checkpoint; it is update "
+                       f"{executions[0] + 1} of {len(updates)}")
+    applied = Applied({}, [], [], {})
     for update in updates:
-        _apply_one(ex, view, update, now_ms, events, timers, new_callback_id, trusted)
-    return view, events, timers
+        _apply_one(ex, applied, update, now_ms, trusted, invoke_target)
+    return applied
 
 
-def _apply_one(ex, view, u, now_ms, events, timers, new_callback_id, trusted=False) -> None:
+def _check_fields(u: dict) -> None:
+    """The members an action may carry (the service refuses the others rather than drop them)."""
+    op_id, action, op_type = u.get("Id"), u.get("Action"), u.get("Type")
+    if action == wire.SUCCEED and u.get("Error") is not None:
+        raise _invalid(f"operation {op_id} ({op_type}): a SUCCEED update cannot carry an Error")
+    if action == wire.FAIL and u.get("Payload") is not None:
+        raise _invalid(f"operation {op_id} ({op_type}): a FAIL update cannot carry a Payload")
+    if action == wire.RETRY and u.get("Error") is not None and u.get("Payload") is not None:
+        raise _invalid(f"operation {op_id} ({op_type}): a RETRY update carries an Error or a Payload, not both")
+    error = u.get("Error")
+    if error is not None:
+        if not isinstance(error, dict):
+            raise _invalid(f"operation {op_id} ({op_type}): Error must be an ErrorObject "
+                           "(ErrorType, ErrorMessage, ErrorData, StackTrace)")
+        size = len(json.dumps(error, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if size > MAX_ERROR_BYTES:
+            raise _invalid(f"operation {op_id} ({op_type}): the Error object is {size} bytes; it must be at most "
+                           f"{MAX_ERROR_BYTES} bytes")
+
+
+def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
     if not isinstance(u, dict):
         raise _invalid("each update must be an object")
     op_id, op_type, action = u.get("Id"), u.get("Type"), u.get("Action")
     if not trusted:
+        check_text(u, f"update {op_id!r}" if isinstance(op_id, str) else "an update")
         try:
             wire.validate_update(u)
         except Exception as exc:  # noqa: BLE001 - reported as the service would
@@ -144,13 +235,24 @@ def _apply_one(ex, view, u, now_ms, events, timers, new_callback_id, trusted=Fal
     allowed = TRANSITIONS[op_type]
     if action not in allowed:
         raise _invalid(f"operation {op_id}: action {action} is not valid for type {op_type}")
+    _check_fields(u)
+    view = applied.ops
+    if op_type == wire.EXECUTION:  # the execution itself, whatever the update's Id
+        if ex.ops[ex.exec_op_id]["Status"] not in allowed[action]:
+            raise _invalid(f"execution {ex.exec_op_id}: {action} is not allowed when it is "
+                           f"{ex.ops[ex.exec_op_id]['Status']}")
+        if action == wire.SUCCEED:
+            applied.ending = (wire.SUCCEEDED, u.get("Payload") if u.get("Payload") is not None else "null", None)
+        else:
+            applied.ending = (wire.FAILED, None, u.get("Error") or {"ErrorType": "Unknown"})
+        return
     old = view.get(op_id) or ex.ops.get(op_id)
     prev_status = old["Status"] if old else None
     if prev_status not in allowed[action]:
         state = f"status {prev_status}" if old else "not started"
         raise _invalid(f"operation {op_id} ({op_type}): invalid state transition, {action} is not allowed "
                        f"when the operation is {state}")
-    if old is not None and op_type != wire.EXECUTION:
+    if old is not None:
         for key in ("Type", "SubType", "Name", "ParentId"):
             if u.get(key) != old.get(key):
                 raise _invalid(f"operation {op_id}: {key} {u.get(key)!r} is inconsistent with the recorded "
@@ -170,8 +272,11 @@ def _apply_one(ex, view, u, now_ms, events, timers, new_callback_id, trusted=Fal
     else:
         op = dict(old)
     view[op_id] = op
+    if (op_type, action) == (wire.CHAINED_INVOKE, wire.START):
+        _invoke_start(ex, op, u, now_ms, applied, invoke_target)
+        return
     handler = _HANDLERS[(op_type, action)]
-    handler(ex, op, u, now_ms, events, timers, new_callback_id)
+    handler(ex, op, u, now_ms, applied.events, applied.timers, applied)
 
 
 def _finish(op: dict, status: str, now_ms: int, details_key: str, **details: Any) -> None:
@@ -183,7 +288,7 @@ def _finish(op: dict, status: str, now_ms: int, details_key: str, **details: Any
 
 
 # -- STEP -------------------------------------------------------------------------------
-def _step_start(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _step_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     details = dict(op.get("StepDetails") or {})
     details["Attempt"] = details.get("Attempt", 0) + 1 if op["Status"] == wire.READY else 1
     details.pop("NextAttemptTimestamp", None)
@@ -192,20 +297,20 @@ def _step_start(ex, op, u, now_ms, events, timers, _cb) -> None:
     events.append(h.op_event("StepStarted", op, now_ms))
 
 
-def _step_succeed(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _step_succeed(ex, op, u, now_ms, events, timers, _applied) -> None:
     _finish(op, wire.SUCCEEDED, now_ms, "StepDetails", Result=u.get("Payload"))
     op["StepDetails"].pop("Error", None)
     events.append(h.op_event("StepSucceeded", op, now_ms, {
         "Result": h.result(u.get("Payload")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
-def _step_fail(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _step_fail(ex, op, u, now_ms, events, timers, _applied) -> None:
     _finish(op, wire.FAILED, now_ms, "StepDetails", Error=u.get("Error"))
     events.append(h.op_event("StepFailed", op, now_ms, {
         "Error": h.error(u.get("Error")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
-def _step_retry(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _step_retry(ex, op, u, now_ms, events, timers, _applied) -> None:
     delay = _delay((u.get("StepOptions") or {}).get("NextAttemptDelaySeconds"), "StepOptions.NextAttemptDelaySeconds")
     details = dict(op.get("StepDetails") or {})
     due = now_ms + delay * 1000
@@ -225,7 +330,7 @@ def _step_retry(ex, op, u, now_ms, events, timers, _cb) -> None:
 
 
 # -- WAIT -------------------------------------------------------------------------------
-def _wait_start(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _wait_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     seconds = _delay((u.get("WaitOptions") or {}).get("WaitSeconds"), "WaitOptions.WaitSeconds")
     due = now_ms + seconds * 1000
     op["WaitDetails"] = {"ScheduledEndTimestamp": due}
@@ -233,7 +338,7 @@ def _wait_start(ex, op, u, now_ms, events, timers, _cb) -> None:
     timers.append((due, "wait", op["Id"]))
 
 
-def _wait_cancel(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _wait_cancel(ex, op, u, now_ms, events, timers, _applied) -> None:
     op["Status"] = wire.CANCELLED
     op["EndTimestamp"] = now_ms
     details = {"Error": h.error(u["Error"])} if u.get("Error") else {}
@@ -241,12 +346,12 @@ def _wait_cancel(ex, op, u, now_ms, events, timers, _cb) -> None:
 
 
 # -- CONTEXT ----------------------------------------------------------------------------
-def _context_start(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _context_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     events.append(h.op_event("ContextStarted", op, now_ms))
 
 
 def _context_done(status: str, event_type: str):
-    def apply(ex, op, u, now_ms, events, timers, _cb) -> None:
+    def apply(ex, op, u, now_ms, events, timers, _applied) -> None:
         replay = bool((u.get("ContextOptions") or {}).get("ReplayChildren"))
         if status == wire.SUCCEEDED:
             _finish(op, status, now_ms, "ContextDetails", Result=u.get("Payload"), ReplayChildren=replay or None)
@@ -259,19 +364,21 @@ def _context_done(status: str, event_type: str):
 
 
 # -- CALLBACK ---------------------------------------------------------------------------
-def _callback_start(ex, op, u, now_ms, events, timers, new_callback_id) -> None:
+def _callback_start(ex, op, u, now_ms, events, timers, applied) -> None:
     opts = u.get("CallbackOptions") or {}
     timeout, heartbeat = opts.get("TimeoutSeconds"), opts.get("HeartbeatTimeoutSeconds")
+    for value, what in ((timeout, "TimeoutSeconds"), (heartbeat, "HeartbeatTimeoutSeconds")):
+        if value is not None:
+            _delay(value, f"CallbackOptions.{what}", 0, MAX_CALLBACK_TIMEOUT_SECONDS)
     if timeout:
-        _delay(timeout, "CallbackOptions.TimeoutSeconds")
         op["_timeout_due"] = now_ms + timeout * 1000
         timers.append((op["_timeout_due"], "callback_timeout", op["Id"]))
     if heartbeat:
-        _delay(heartbeat, "CallbackOptions.HeartbeatTimeoutSeconds")
         op["_heartbeat_s"] = heartbeat
         op["_heartbeat_due"] = now_ms + heartbeat * 1000
         timers.append((op["_heartbeat_due"], "callback_heartbeat", op["Id"]))
-    callback_id = new_callback_id(ex, op["Id"])
+    callback_id = new_callback_id()
+    applied.callbacks[callback_id] = op["Id"]
     op["CallbackDetails"] = {"CallbackId": callback_id}
     details = {"CallbackId": callback_id}
     if timeout:
@@ -281,37 +388,24 @@ def _callback_start(ex, op, u, now_ms, events, timers, new_callback_id) -> None:
     events.append(h.op_event("CallbackStarted", op, now_ms, details))
 
 
-def _cancel(event_type: str):
-    def apply(ex, op, u, now_ms, events, timers, _cb) -> None:
-        op["Status"] = wire.CANCELLED
-        op["EndTimestamp"] = now_ms
-        events.append(h.op_event(event_type, op, now_ms, {}))
-    return apply
-
-
 # -- CHAINED_INVOKE ---------------------------------------------------------------------
-def _invoke_start(ex, op, u, now_ms, events, timers, _cb) -> None:
+def _invoke_start(ex, op, u, now_ms, applied: Applied, invoke_target: Optional[InvokeTarget]) -> None:
     opts = u.get("ChainedInvokeOptions") or {}
-    if not opts.get("FunctionName"):
+    function_name = opts.get("FunctionName")
+    if not isinstance(function_name, str) or not function_name:
         raise _invalid(f"operation {op['Id']}: ChainedInvokeOptions.FunctionName is required")
+    target_arn, execution_id = invoke_target(function_name, ex, op["Id"]) if invoke_target else (None, None)
     op["ChainedInvokeDetails"] = {}
-    op["_invoke"] = {"FunctionName": opts["FunctionName"], "TenantId": opts.get("TenantId"),
-                     "Payload": u.get("Payload")}
-    details = {"FunctionName": opts["FunctionName"], "Input": h.result(u.get("Payload"))}
+    op["_invoke"] = {"FunctionName": function_name, "TenantId": opts.get("TenantId"),
+                     "Payload": u.get("Payload"), "ExecutionId": execution_id}
+    details = {"FunctionName": function_name, "Input": h.result(u.get("Payload")),
+               "ExecutedVersion": EXECUTED_VERSION}
     if opts.get("TenantId"):
         details["TenantId"] = opts["TenantId"]
-    events.append(h.op_event("ChainedInvokeStarted", op, now_ms, details))
-    timers.append((now_ms, "invoke", op["Id"]))
-
-
-# -- EXECUTION --------------------------------------------------------------------------
-def _execution_done(status: str):
-    def apply(ex, op, u, now_ms, events, timers, _cb) -> None:
-        if status == wire.SUCCEEDED:
-            op["_result"] = u.get("Payload")
-        else:
-            op["_error"] = u.get("Error")
-    return apply
+    if target_arn:
+        details["DurableExecutionArn"] = target_arn
+    applied.events.append(h.op_event("ChainedInvokeStarted", op, now_ms, details))
+    applied.timers.append((now_ms, "invoke", op["Id"]))
 
 
 _HANDLERS = {
@@ -321,12 +415,65 @@ _HANDLERS = {
     (wire.CONTEXT, wire.START): _context_start,
     (wire.CONTEXT, wire.SUCCEED): _context_done(wire.SUCCEEDED, "ContextSucceeded"),
     (wire.CONTEXT, wire.FAIL): _context_done(wire.FAILED, "ContextFailed"),
-    (wire.CALLBACK, wire.START): _callback_start, (wire.CALLBACK, wire.CANCEL): _cancel("CallbackFailed"),
-    (wire.CHAINED_INVOKE, wire.START): _invoke_start,
-    (wire.CHAINED_INVOKE, wire.CANCEL): _cancel("ChainedInvokeStopped"),
-    (wire.EXECUTION, wire.SUCCEED): _execution_done(wire.SUCCEEDED),
-    (wire.EXECUTION, wire.FAIL): _execution_done(wire.FAILED),
+    (wire.CALLBACK, wire.START): _callback_start,
 }
+
+
+PAGE_MAX_ITEMS = 1000  # operations in one page of state (GetDurableExecutionState's MaxItems bound)
+PAGE_MAX_BYTES = 5 * 1024 * 1024  # and about this much of them, so a page fits an invocation payload
+
+
+def _size(op: dict) -> int:
+    """About how many bytes ``op`` takes on the wire (its payloads dominate)."""
+    size = 200
+    for key, value in op.items():
+        if key.endswith("Details") and isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, str):
+                    size += len(item)
+                elif isinstance(item, dict):
+                    size += 100 + sum(len(v) for v in item.values() if isinstance(v, str))
+    return size
+
+
+def page(ops: list, start: int = 0, max_items: int = PAGE_MAX_ITEMS,
+         max_bytes: int = PAGE_MAX_BYTES) -> tuple[list, Optional[int]]:
+    """``ops`` from ``start``: at most ``max_items`` and about ``max_bytes`` (at least one); the next start."""
+    out: list = []
+    total = 0
+    for op in ops[start:start + max_items]:
+        total += _size(op)
+        if out and total > max_bytes:
+            break
+        out.append(op)
+    end = start + len(out)
+    return out, (end if end < len(ops) else None)
+
+
+def _visible(ops: dict, op: dict) -> bool:
+    """Whether the SDK sees ``op``: not under a context completed without ReplayChildren."""
+    parent_id = op.get("ParentId")
+    while parent_id is not None:
+        parent = ops.get(parent_id)
+        if parent is None:
+            return True
+        if parent["Status"] in wire.TERMINAL and not (parent.get("ContextDetails") or {}).get("ReplayChildren"):
+            return False
+        parent_id = parent.get("ParentId")
+    return True
+
+
+def changed_operations(ex: Execution, changed_ids: list) -> list[dict]:
+    """The visible operations among ``changed_ids`` (each once, in order), as a checkpoint response carries
+    them: its own batch's and those the service changed since the handler last saw them."""
+    out, seen = [], set()
+    for op_id in changed_ids:
+        op = ex.ops.get(op_id)
+        if op_id in seen or op is None or not _visible(ex.ops, op):
+            continue
+        seen.add(op_id)
+        out.append(public_op(op))
+    return out
 
 
 def visible_operations(ex: Execution) -> list[dict]:

@@ -7,27 +7,26 @@ import uuid
 import pytest
 
 from durable_sync.local.handlers import HandlerLoadError, load
-from durable_sync.local.runner import InvocationFailed
+from durable_sync.local.clock import RealClock
+from durable_sync.local.runner import InvocationFailed, LocalLambdaContext
 
 from .support import HANDLERS, js
 
 ENDPOINT = "http://127.0.0.1:9"  # never contacted by these handlers
 
 
-class FakeLambdaContext:
-    def __init__(self, remaining_ms: int = 900_000):
-        self.function_name = "orders"
-        self.aws_request_id = str(uuid.uuid4())
-        self.endpoint_url = ENDPOINT
-        self._remaining = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining
+ENGINE_ENV = {"AWS_ENDPOINT_URL_LAMBDA": ENDPOINT, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def test_the_handler_gets_the_event_a_lambda_context_and_the_engines_endpoint(js_sdk, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "a-real-secret")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-real-token")
+def FakeLambdaContext(remaining_ms: int = 900_000, environment: dict = ENGINE_ENV) -> LocalLambdaContext:
+    """The engine's Lambda context for a function "orders", with the environment foreign.Host gives."""
+    clock = RealClock()
+    ctx = LocalLambdaContext(None, "orders", clock.now_ms() + remaining_ms, clock)
+    ctx.environment = dict(environment)
+    return ctx
+
+
+def test_the_handler_gets_the_event_a_lambda_context_and_the_engines_endpoint(js_sdk):
     ctx = FakeLambdaContext(remaining_ms=600_000)
     out = js("context_echo.mjs")({"order": 7, "items": ["a", None]}, ctx)
     assert out["event"] == {"order": 7, "items": ["a", None]}
@@ -39,9 +38,14 @@ def test_the_handler_gets_the_event_a_lambda_context_and_the_engines_endpoint(js
     assert out["logGroupName"] == "/aws/lambda/orders"
     assert 590_000 < out["remaining"] <= 600_000
     assert out["env"] == {"AWS_ENDPOINT_URL_LAMBDA": ENDPOINT, "AWS_ENDPOINT_URL": ENDPOINT,
-                          "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "durable-sync-local",
-                          "AWS_SECRET_ACCESS_KEY": "durable-sync-local", "AWS_SESSION_TOKEN": None,
-                          "AWS_LAMBDA_FUNCTION_NAME": "orders", "DURABLE_SYNC_ANSWER_FD": None}
+                          "AWS_REGION": "us-east-1", "AWS_LAMBDA_FUNCTION_NAME": "orders",
+                          "DURABLE_SYNC_ANSWER_FD": None}
+
+
+def test_an_invocation_without_the_engines_endpoint_is_refused(js_sdk):
+    with pytest.raises(InvocationFailed) as raised:
+        js("context_echo.mjs")({}, FakeLambdaContext(environment={}))
+    assert raised.value.error_object["ErrorType"] == "Runtime.NoEndpoint"
 
 
 def test_callback_style_commonjs_and_nested_exports(js_sdk):
@@ -121,8 +125,7 @@ def test_a_process_that_answered_runs_the_next_invocation_as_on_a_warm_lambda(js
     try:
         first = counter({}, FakeLambdaContext())
         second = counter({}, FakeLambdaContext())
-        other = FakeLambdaContext()
-        other.endpoint_url = "http://127.0.0.1:10"  # another engine: another process
+        other = FakeLambdaContext(environment={**ENGINE_ENV, "AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:10"})
         elsewhere = counter({}, other)
     finally:
         counter.release()

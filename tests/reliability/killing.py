@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 
-from durable_sync.local.sqlite_store import SqliteStore
+from durable_sync.local.store import SqliteStore
 
 
 class KillingConnection:

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from durable_sync.local import LocalEngine
-from durable_sync.local.sqlite_store import Reader
+from durable_sync.local.store import Reader
 
 from .chaos import STATS, audit_history, audit_steps, parse_ledger_file, scale
 

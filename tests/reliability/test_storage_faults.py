@@ -28,7 +28,7 @@ import pytest
 
 import durable_sync as ds
 from durable_sync.local import LocalEngine
-from durable_sync.local.sqlite_store import Reader, SqliteStore
+from durable_sync.local.store import Reader, SqliteStore
 
 from . import chaos
 from .chaos import STATS, Audit, Probe, audit_run, chaos_workflow, drive, recorded_steps, scale

@@ -141,7 +141,8 @@ class LambdaHttpServer(ThreadingHTTPServer):
 
     def __init__(self, engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  functions: Optional[dict] = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None):
+                 invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None,
+                 handlers_over_http: bool = True):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -155,7 +156,9 @@ class LambdaHttpServer(ThreadingHTTPServer):
         self._closed = False
         self._previous_factory = getattr(engine, "client_factory", None)
         self._installed_factory = None
-        if self._previous_factory is None:
+        # handlers_over_http=False: a façade for other clients only (the engine's own one for foreign handlers).
+        self._serves_handlers = handlers_over_http and self._previous_factory is None
+        if self._serves_handlers:
             from ...aws import BotoCheckpointClient, make_boto_client
 
             client = BotoCheckpointClient(make_boto_client(
@@ -163,6 +166,7 @@ class LambdaHttpServer(ThreadingHTTPServer):
                 aws_access_key_id="durable-sync-local", aws_secret_access_key="durable-sync-local"))
             self._installed_factory = lambda: client
             engine.client_factory = self._installed_factory
+            engine.foreign.served_at(checkpoint_endpoint or self.url)  # foreign handlers come here too
 
     @property
     def port(self) -> int:
@@ -209,6 +213,7 @@ class LambdaHttpServer(ThreadingHTTPServer):
         if self._installed_factory is not None and getattr(self.engine, "client_factory", None) is \
                 self._installed_factory:
             self.engine.client_factory = self._previous_factory
+            self.engine.foreign.served_at(None)
 
     def __enter__(self) -> "LambdaHttpServer":
         return self

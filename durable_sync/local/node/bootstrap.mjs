@@ -89,7 +89,7 @@ function lambdaContext(info) {
     functionName: info.functionName,
     functionVersion: info.functionVersion,
     invokedFunctionArn: info.invokedFunctionArn,
-    memoryLimitInMB: String(info.memoryLimitInMB),
+    memoryLimitInMB: info.memoryLimitInMB,
     awsRequestId: info.awsRequestId,
     logGroupName: info.logGroupName,
     logStreamName: info.logStreamName,

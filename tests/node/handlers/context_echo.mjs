@@ -8,8 +8,8 @@ export const handler = async (event, context) => ({
   memoryLimitInMB: context.memoryLimitInMB,
   logGroupName: context.logGroupName,
   remaining: context.getRemainingTimeInMillis(),
-  env: Object.fromEntries(["AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_FUNCTION_NAME", "DURABLE_SYNC_ANSWER_FD"]
+  env: Object.fromEntries(["AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME",
+    "DURABLE_SYNC_ANSWER_FD"]
     .map((name) => [name, process.env[name] ?? null])),
 });
 

@@ -1,0 +1,124 @@
+"""Read-only access to a database another engine may be writing (WAL readers never block it), for the
+CLI's list / history / callback commands; it also posts requests to the owner's inbox."""
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any, Iterable, Optional
+
+from ..service import Execution
+from . import inbox
+from .schema import EXEC_COLUMNS, SHIFT, StoreError, connect, execution_from_row, loads
+
+class Reader:
+    """Read-only views of a database another engine may be writing (WAL readers never block it)."""
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        self._conn = connect(self.path, create=False)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _query(self, sql: str, params: Iterable = ()) -> list:
+        try:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from None
+
+    def executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
+                   status: Optional[str] = None) -> list[Execution]:
+        """Matching executions (no operations or events loaded), oldest first."""
+        where, params = [], []
+        for column, value in (("function_name", function_name), ("name", name), ("status", status)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {EXEC_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [execution_from_row(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def execution(self, arn: str, with_history: bool = True) -> Optional[Execution]:
+        rows = self._query(f"SELECT {EXEC_COLUMNS} FROM executions WHERE arn = ?", (arn,))
+        if not rows:
+            return None
+        ex = execution_from_row(rows[0])
+        if with_history:
+            low, high = rows[0][0] << SHIFT, ((rows[0][0] + 1) << SHIFT) - 1
+            records: dict[str, str] = {}
+            for op_id, record in self._query("SELECT op_id, record FROM records WHERE id BETWEEN ? AND ? ORDER BY id",
+                                             (low, high)):
+                if op_id is None:
+                    ex.events.append(loads(record))
+                else:
+                    records[op_id] = record  # the last version wins; the first fixed the order
+            ex.ops.update((op_id, loads(record)) for op_id, record in records.items())
+        return ex
+
+    def counts(self, arns: list[str]) -> dict[str, int]:
+        """arn -> number of operations (the EXECUTION operation not counted)."""
+        out = {}
+        for arn in arns:
+            rows = self._query("SELECT id FROM executions WHERE arn = ?", (arn,))
+            if rows:
+                low, high = rows[0][0] << SHIFT, ((rows[0][0] + 1) << SHIFT) - 1
+                n = self._query("SELECT count(DISTINCT op_id) FROM records WHERE id BETWEEN ? AND ?",
+                                (low, high))[0][0]
+                out[arn] = max(0, n - 1)
+        return out
+
+    def pause_statuses(self, executions: list[Execution]) -> dict[str, str]:
+        """arn -> PAUSING / PAUSED for the RUNNING executions a PauseDurableExecution holds."""
+        out = {}
+        for ex in executions:
+            rows = self._query("SELECT id FROM executions WHERE arn = ?", (ex.arn,)) if ex.status == "RUNNING" else []
+            if rows:
+                low, high = rows[0][0] << SHIFT, ((rows[0][0] + 1) << SHIFT) - 1
+                found = self._query("SELECT json_extract(record, '$._pause.Status') FROM records "
+                                    "WHERE id BETWEEN ? AND ? AND op_id = ? ORDER BY id DESC LIMIT 1",
+                                    (low, high, ex.exec_op_id))
+                if found and found[0][0]:
+                    out[ex.arn] = found[0][0]
+        return out
+
+    def find_callback(self, callback_id: str) -> Optional[tuple[str, str, dict]]:
+        """(arn, operation id, operation record) of the callback with that id, or None."""
+        rows = self._query("SELECT e.arn, r.op_id, r.record FROM records r JOIN executions e ON e.id = r.id >> 32 "
+                           "WHERE r.op_id IS NOT NULL AND json_extract(r.record, '$.CallbackDetails.CallbackId') = ? "
+                           "ORDER BY r.id DESC LIMIT 1", (callback_id,))
+        if not rows:
+            return None
+        arn, op_id, record = rows[0]
+        return arn, op_id, loads(record)
+
+    def next_timers(self, arn: str) -> list[tuple[str, Optional[str], int]]:
+        """(kind, operation id, due ms) of the execution's pending timers, soonest first."""
+        return [(kind, op_id, due) for kind, op_id, due in self._query(
+            "SELECT kind, op_id, due_ms FROM timers WHERE arn = ? ORDER BY due_ms", (arn,))]
+
+    # inbox (client side)
+    # inbox (client side)
+    def post(self, kind: str, target: str, payload: Optional[str] = None) -> int:
+        """Post a callback answer or an execution-control request (see ``inbox.deliver``) for the engine that
+        owns the database, or the next one to start; returns its inbox row (``inbox_outcome``)."""
+        if kind not in inbox.INBOX_KINDS:
+            raise ValueError(f"inbox kind must be one of {', '.join(inbox.INBOX_KINDS)}, got {kind!r}")
+        return inbox.post(self._conn, self.path, kind, target, payload)
+
+    def post_callback(self, kind: str, callback_id: str, payload: Optional[str]) -> int:
+        """Post a callback answer (``kind`` succeed / fail / heartbeat); see ``post``."""
+        return inbox.post(self._conn, self.path, kind, callback_id, payload)
+
+    def inbox_outcome(self, row_id: int) -> Optional[str]:
+        return inbox.outcome(self._conn, row_id)
+
+    def withdraw(self, row_id: int) -> bool:
+        """Take back an answer nobody applied yet; False when an engine already took it."""
+        return inbox.withdraw(self._conn, row_id)
