@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_the_js_testing_packages_cloud_runner_passes_against_the_engine(js_sdk):
-    engine = LocalEngine(db=":memory:", skip_time=True)
+    engine = LocalEngine(db=":memory:", skip_time=True, real_time_callbacks=True)  # as `serve --skip-time`
     try:
         with start_server(engine, functions={"order-flow": js("order.mjs")}) as running:
             env = {**os.environ, "AWS_ENDPOINT_URL_LAMBDA": running.url, "AWS_REGION": "us-east-1",

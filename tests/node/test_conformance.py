@@ -1,8 +1,9 @@
 """Conformance requirements of the service, run with handlers written with the JavaScript SDK.
 
 The requirement files (../shared/conformance) come from the JavaScript SDK's own conformance suite;
-each case here is one requirement with its handler in handlers/conformance/. The engine runs in
-virtual time, its Lambda API on a loopback port for the SDK's client; results and histories are
+each case here is one requirement with its handler in handlers/conformance/. The engine runs in this
+process in virtual time (the SDK's client reaches it through the loopback Lambda API the engine starts
+for foreign handlers); results and histories are
 checked with the same matching rules as the Python suite (tests/conformance/harness.py); a few run on
 the SQLite store too. Log
 expectations are not checked: a Node handler's logs go to the engine's stderr.
@@ -16,7 +17,6 @@ import pytest
 
 from conformance import harness
 from durable_sync.local import LocalEngine
-from durable_sync.local.http import start_server
 
 from .support import js
 
@@ -69,9 +69,8 @@ def test_requirement(js_sdk, test_id, db, tmp_path, monkeypatch):
     monkeypatch.setenv("DURABLE_CONFORMANCE_STATE_DIR", str(tmp_path))
     engine = LocalEngine(db=db if db == ":memory:" else str(tmp_path / "durable.db"), skip_time=True)
     try:
-        with start_server(engine):
-            name = f"js-{req.suite}-{req.rid}-{uuid.uuid4().hex[:8]}".replace("_", "-")
-            outcome = harness.run_requirement(data, handler, engine, name=name, bindings=bindings)
+        name = f"js-{req.suite}-{req.rid}-{uuid.uuid4().hex[:8]}".replace("_", "-")
+        outcome = harness.run_requirement(data, handler, engine, name=name, bindings=bindings)
     finally:
         engine.close()
     outcome.notes.append(f"{harness.SEED_ENV}={seed}")

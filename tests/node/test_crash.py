@@ -28,6 +28,6 @@ def test_a_handler_that_is_not_durable_fails_with_a_clear_error(js_sdk):
         events = history(client, arn)
     assert error == "Unhandled"
     assert result["errorType"] == "Runtime.InvalidOutput"
-    assert "wrap it with withDurableExecution" in result["errorMessage"]
+    assert "in JavaScript, withDurableExecution" in result["errorMessage"]
     assert "'greeting': 'hello undefined'" in result["errorMessage"]  # it got the envelope
     assert event_types(events)[-1] == "ExecutionFailed"

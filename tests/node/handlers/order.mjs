@@ -6,7 +6,7 @@ export const handler = withDurableExecution(async (event, context) => {
   await context.wait("cool-off", { minutes: 10 });
   const decision = await context.waitForCallback("approval", async (callbackId, ctx) => {
     ctx.logger.info(`approval needed for ${reserved.orderId}: ${callbackId}`);
-  });
+  }, { timeout: { hours: 24 } });
   const { approved } = JSON.parse(decision);
   return context.step("finish", async () => ({ orderId: reserved.orderId, status: approved ? "SHIPPED" : "CANCELLED" }));
 });

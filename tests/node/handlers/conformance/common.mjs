@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetDurableExecutionHistoryCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import { untilStepStarted } from "../started.mjs";
 
 function counterFile(context, key) {
   const dir = process.env.DURABLE_CONFORMANCE_STATE_DIR || join(tmpdir(), "durable_sync_conformance");
@@ -28,23 +28,10 @@ export function bump(context, key) {
   return runs;
 }
 
-// Dies as a Lambda sandbox does when its runtime crashes, once the step that calls it is recorded as
-// started: an at-least-once step's START is sent without waiting for it, so this asks the engine
-// (GetDurableExecutionHistory) until it has it.
+// Dies as a Lambda sandbox does when its runtime crashes, once the step that calls it is recorded as started.
 export async function crash(context) {
-  const client = new LambdaClient({});
-  const arn = context.executionContext.durableExecutionArn;
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const { Events = [] } = await client.send(new GetDurableExecutionHistoryCommand({ DurableExecutionArn: arn }));
-    const open = new Set();
-    for (const event of Events) {
-      if (event.EventType === "StepStarted") open.add(event.Id);
-      if (event.EventType === "StepSucceeded" || event.EventType === "StepFailed") open.delete(event.Id);
-    }
-    if (open.size > 0) process.exit(129);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error("the step's START never reached the engine");
+  await untilStepStarted(context);
+  process.exit(129);
 }
 
 export class TransientError extends Error {
