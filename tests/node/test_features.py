@@ -89,3 +89,18 @@ def test_python_invokes_javascript(js_sdk):
     assert event_types(callee_events) == [
         "ExecutionStarted", "StepStarted", "StepSucceeded", "WaitStarted", "InvocationCompleted",
         "WaitSucceeded", "InvocationCompleted", "ExecutionSucceeded"]
+
+
+def test_the_guides_pytest_example(js_sdk):
+    """docs/javascript.md's pytest example, on the order workflow of the cloud-runner test."""
+    from durable_sync.local import LocalEngine
+
+    with LocalEngine(db=":memory:", skip_time=True, real_time_callbacks=True,
+                     functions={"orders": f"{HANDLERS}/order.mjs:handler"}) as engine:
+        arn = engine.start(engine.functions["orders"], {"orderId": "o-1", "items": []}, function_name="orders")
+        assert engine.wait(arn).status == "RUNNING"
+        [callback] = engine.snapshot(arn).open_callbacks
+        engine.send_callback_success(callback.callback_id, json.dumps({"approved": True}))
+        result = engine.get_execution(arn)
+        assert (result.status, result.result) == ("SUCCEEDED", {"orderId": "o-1", "status": "SHIPPED"})
+        assert [e["EventType"] for e in engine.history(arn)][-1] == "ExecutionSucceeded"
