@@ -71,7 +71,11 @@ def test_javascript_invokes_python(js_sdk):
         "StepStarted", "StepSucceeded", "InvocationCompleted", "ExecutionSucceeded"]
     started = next(e for e in events if e["EventType"] == "ChainedInvokeStarted")
     assert started["ChainedInvokeStartedDetails"]["FunctionName"] == "py-double"
-    assert event_types(callee_events)[-1] == "ExecutionSucceeded"
+    assert started["ChainedInvokeStartedDetails"]["DurableExecutionArn"] == callee["DurableExecutionArn"]
+    succeeded = next(e for e in events if e["EventType"] == "ChainedInvokeSucceeded")
+    assert json.loads(succeeded["ChainedInvokeSucceededDetails"]["Result"]["Payload"]) == {"n": 42}
+    assert event_types(callee_events) == [
+        "ExecutionStarted", "StepStarted", "StepSucceeded", "InvocationCompleted", "ExecutionSucceeded"]
     assert json.loads(callee_events[0]["ExecutionStartedDetails"]["Input"]["Payload"]) == {"n": 21}
 
 
@@ -86,6 +90,10 @@ def test_python_invokes_javascript(js_sdk):
     assert result == {"fromNode": {"greeting": "hello ada from node"}, "length": 19}
     assert [e["EventType"] for e in events if e["EventType"].startswith("ChainedInvoke")] == [
         "ChainedInvokeStarted", "ChainedInvokeSucceeded"]
+    started = next(e for e in events if e["EventType"] == "ChainedInvokeStarted")
+    assert (started["Name"], started["ChainedInvokeStartedDetails"]["FunctionName"]) == ("ask-node", "js-greet")
+    assert started["ChainedInvokeStartedDetails"]["DurableExecutionArn"] == callee["DurableExecutionArn"]
+    assert json.loads(callee_events[0]["ExecutionStartedDetails"]["Input"]["Payload"]) == {"name": "ada"}
     assert event_types(callee_events) == [
         "ExecutionStarted", "StepStarted", "StepSucceeded", "WaitStarted", "InvocationCompleted",
         "WaitSucceeded", "InvocationCompleted", "ExecutionSucceeded"]
