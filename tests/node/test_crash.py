@@ -31,3 +31,17 @@ def test_a_handler_that_is_not_durable_fails_with_a_clear_error(js_sdk):
     assert "in JavaScript, withDurableExecution" in result["errorMessage"]
     assert "'greeting': 'hello undefined'" in result["errorMessage"]  # it got the envelope
     assert event_types(events)[-1] == "ExecutionFailed"
+
+
+def test_process_isolation_runs_node_handlers_as_they_are(js_sdk, tmp_path):
+    # A Node handler runs in a process of its own already: isolation="process" does not wrap it in a Python
+    # child, and its crash is the same Runtime.ExitError.
+    from durable_sync.local import LocalEngine
+
+    with LocalEngine(db=":memory:", skip_time=True, isolation="process",
+                     functions={"crashy": js("crashes.mjs")}) as engine:
+        result = engine.run(engine.functions["crashy"], {"marker": str(tmp_path / "crashed"), "how": "exit"})
+        events = engine.history(result.arn)
+    assert (result.status, result.result) == ("SUCCEEDED", {"before": "safe", "crashed": "survived"})
+    errors = [e["InvocationCompletedDetails"].get("Error") for e in events if e["EventType"] == "InvocationCompleted"]
+    assert errors[0]["Payload"]["ErrorType"] == "Runtime.ExitError" and errors[1] is None
