@@ -63,8 +63,8 @@ def test_serve_refuses_a_javascript_function_that_cannot_load(js_sdk, tmp_path):
 
 
 def test_a_typescript_build_output_runs(js_sdk):
-    # tsc's CommonJS output (handlers/ts_build/dist/handler.js, from src.ts), in a "type": "commonjs" package
-    with served({"priced": f"{HANDLERS}/ts_build/dist/handler.js:handler"}) as (engine, client):
+    # tsc's CommonJS output (handlers/ts_build/lib/handler.js, from src.ts), in a "type": "commonjs" package
+    with served({"priced": f"{HANDLERS}/ts_build/lib/handler.js:handler"}) as (engine, client):
         arn, result, error = invoke(client, "priced", {"orderId": "o-3", "quantity": 4})
         events = history(client, arn)
     assert (error, result) == (None, {"orderId": "o-3", "total": 50})

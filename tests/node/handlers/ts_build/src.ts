@@ -1,4 +1,4 @@
-// The source of dist/handler.js (tsc --module commonjs --target es2022 src.ts --outDir dist).
+// The source of lib/handler.js (tsc --module commonjs --target es2022 src.ts --outDir lib).
 import { DurableContext, withDurableExecution } from "@aws/durable-execution-sdk-js";
 
 interface Order { orderId: string; quantity: number }
