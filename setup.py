@@ -19,9 +19,11 @@ setup(
     ],
     install_requires=[line.strip() for line in open("requirements.txt") if line.strip() and not line.startswith("#")],
     extras_require={"dev": ["pytest>=7", "freezegun>=1.2", "pyyaml>=6", "hypothesis>=6",
-                            "aws-durable-execution-sdk-python>=3,<4", "aws-durable-execution-sdk-python-testing>=1.4,<2"]},
+                            "aws-durable-execution-sdk-python>=3,<4", "aws-durable-execution-sdk-python-testing>=1.4,<2"],
+                    "otel": ["opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20"]},
     entry_points={
         "console_scripts": ["durable-sync=durable_sync.cli:main"],
         "pytest11": ["durable_sync=durable_sync.testing.plugin"],
+        "durable_sync.plugins": ["otel=durable_sync.otel:OtelPlugin"],  # DURABLE_SYNC_PLUGINS=otel
     },
 )

@@ -10,7 +10,7 @@ stores are measured in the same process, alternately, so the ratio compares like
 Target: at most 100 µs per step on SQLite (WAL, synchronous=NORMAL, one commit per checkpoint).
 
 Besides the wall time, each line shows where it goes: CPU time per step (all threads of the
-process), the time spent inside the store's ``save_checkpoint`` per step (SQLite: the commit and
+process), the time spent inside the store's ``commit`` per step (SQLite: the commit and
 what builds it), and voluntary context switches per step. A sequential step needs no thread
 hand-off, so more than a few hundredths of a switch per step means some thread is woken per step
 (each hand-off costs tens of µs on a small VM). The machine's own load skews all of it: compare
@@ -53,23 +53,23 @@ def sequential(event: dict, ctx: ds.DurableContext) -> int:
 
 
 class _Timed:
-    """Wraps a store's save_checkpoint to add up the time spent in it."""
+    """Wraps a store's commit to add up the time spent in it."""
 
     def __init__(self, store: Any):
         self.ns = 0
-        self._save = store.save_checkpoint
-        store.save_checkpoint = self
+        self._save = store.commit
+        store.commit = self
 
-    def __call__(self, ex: Any, ops: dict, events: list) -> None:
+    def __call__(self, ex: Any, change: Any) -> None:
         t0 = time.perf_counter_ns()
         try:
-            self._save(ex, ops, events)
+            self._save(ex, change)
         finally:
             self.ns += time.perf_counter_ns() - t0
 
 
 def one_run(db: object, steps: int) -> tuple[float, float, float, float]:
-    """(wall s, CPU s, s in save_checkpoint, voluntary context switches) for one execution of ``steps``
+    """(wall s, CPU s, s in commit, voluntary context switches) for one execution of ``steps``
     sequential steps (engine start/close excluded)."""
     engine = LocalEngine(db=db, skip_time=True)
     timed = _Timed(engine._store)
@@ -126,20 +126,20 @@ def profile(tmp: str, steps: int, synchronous: str, top: int = 25) -> None:
 
     store = SqliteStore(os.path.join(tmp, "phases.db"), synchronous=synchronous)
     probe = store._conn = Probe(store._conn)
-    save = store.save_checkpoint
+    save = store.commit
 
-    def timed_save(ex: Any, ops: dict, events: list) -> None:
+    def timed_save(ex: Any, change: Any) -> None:
         probe.marks = []
         t0 = time.perf_counter_ns()
-        save(ex, ops, events)
+        save(ex, change)
         total = time.perf_counter_ns() - t0
         if [name for name, _ in probe.marks] == _STEP_SHAPE:  # a sequential step's commit
             for name, ns in probe.marks:
                 phases.setdefault(name, []).append(ns)
             phases.setdefault("Python (the rest)", []).append(total - sum(ns for _, ns in probe.marks))
-            phases.setdefault("save_checkpoint, total", []).append(total)
+            phases.setdefault("store commit, total", []).append(total)
 
-    store.save_checkpoint = timed_save
+    store.commit = timed_save
     engine = LocalEngine(db=store, skip_time=True)
     try:
         engine.run(sequential, {"steps": steps})

@@ -37,9 +37,9 @@ A ``CheckpointDurableExecution`` response's ``NewExecutionState`` is paged: when
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
-import uuid
 from collections import deque
 from queue import Empty, SimpleQueue
 from typing import Any, Callable, Protocol
@@ -144,7 +144,7 @@ class Flusher:
         self._thread: threading.Thread | None = None
         self._slow_call_watchers: list[Callable[[int], None]] = []
         # ClientTokens: unique per batch, stable across the client's own retries of that batch.
-        self._token_prefix = uuid.uuid4().hex
+        self._token_prefix = os.urandom(16).hex()
         self._batches = 0
 
     # -- callers -------------------------------------------------------------

@@ -127,6 +127,24 @@ class WaitForConditionError(DurableOperationError):
     """``wait_for_condition`` failed: the check raised or attempts ran out."""
 
 
+# The Lambda API's exception names the durable execution service answers with (``ServiceError.code``).
+INVALID = "InvalidParameterValueException"
+NOT_FOUND = "ResourceNotFoundException"
+CONFLICT = "ResourceConflictException"
+CALLBACK_TIMEOUT = "CallbackTimeoutException"
+
+
+class ServiceError(Exception):
+    """An error the durable execution service (the local engine) answers with: ``code`` is the modeled
+    exception name (X-Amzn-ErrorType), ``status`` the HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
 class SuspendExecution(BaseException):
     """Unwinds the handler when the invocation must end PENDING.
 

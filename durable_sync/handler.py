@@ -12,11 +12,11 @@ from typing import Any, Callable, Optional
 
 from . import wire
 from .checkpoint import CheckpointClient, Flusher
-from .context import DurableContext, Runtime
+from .context import DurableContext
 from .errors import (CheckpointError, DurableError, ExecutionEnvelopeError, SerDesError, SuspendExecution,
                      ValidationError, error_object)
 from .serdes import decode_plain_json
-from .state import ExecutionState
+from .state import ExecutionState, Runtime
 
 
 def durable_handler(fn: Optional[Callable[[Any, DurableContext], Any]] = None, *,
@@ -106,12 +106,12 @@ def run_invocation(fn: Callable[[Any, DurableContext], Any], event: Any, lambda_
     ops = _load_operations(client, arn, token, ops, marker)
     state = ExecutionState(arn, ops)
     flusher = Flusher(client, arn, token, state)
-    runtime = Runtime(arn, state, flusher, serdes)
+    runtime = Runtime(arn, state, flusher, serdes, context_factory=DurableContext)
     runtime.operation_hook = getattr(lambda_context, "durable_operation_hook", None)
     try:
         try:
             user_event = _user_input(state)
-            result = fn(user_event, DurableContext(runtime))
+            result = fn(user_event, DurableContext.root(runtime))
         except SuspendExecution:
             output: dict[str, Any] = {"Status": "PENDING"}
         except Exception as exc:  # noqa: BLE001 - the execution fails with this error

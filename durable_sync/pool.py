@@ -1,6 +1,6 @@
 """The bounded worker pool behind ``ctx.map`` / ``ctx.parallel`` and ``ctx.concurrently``.
 
-One piece of code schedules both (``durable_sync.batch`` and ``durable_sync.concurrently``):
+One piece of code schedules both (``operations.batch`` and ``operations.concurrently``):
 
 * **Slots.** A task runs only while it holds a slot; at most ``max_slots`` are held at a
   time (``None``: no limit). A task that *suspends* (wait, retry back-off, callback)

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import decimal
 import enum
+import importlib
 import json
 import sys
 import threading
 import types
-import uuid
 from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
 from .errors import SerDesError, ValidationError, utf8_safe
@@ -59,6 +58,7 @@ class SerDesContext:
 
     operation_id: str = ""
     durable_execution_arn: str = ""
+    operation_name: Optional[str] = None  # for error messages: the operation as the user named it
 
 
 @runtime_checkable
@@ -79,20 +79,33 @@ class SerDes(Protocol[T]):
 
 # --------------------------------------------------------------------------- allow-list
 
-# Captured at import so that patching (e.g. freezegun's FakeDatetime) cannot change them.
+# The standard value types allowed by default. The datetime family is captured at import so
+# that patching (e.g. freezegun's FakeDatetime) cannot change it. Decimal and UUID are found in
+# their modules when a value needs them: a Decimal can only exist once decimal is imported, and
+# decoding one imports decimal (a fixed standard module of this table, never one a payload names).
 _STD_CLASSES: dict[str, type] = {
     "datetime.datetime": _dt.datetime,
     "datetime.date": _dt.date,
     "datetime.time": _dt.time,
     "datetime.timedelta": _dt.timedelta,
     "datetime.timezone": _dt.timezone,
-    "decimal.Decimal": decimal.Decimal,
-    "uuid.UUID": uuid.UUID,
     "builtins.frozenset": frozenset,
 }
+_STD_ON_DEMAND = {"decimal.Decimal": "decimal", "uuid.UUID": "uuid"}
 _registered: dict[str, type] = {}  # importable name -> class, from allow()
 _registered_set: set[type] = set()
 _STD_SET = frozenset(_STD_CLASSES.values())
+
+
+def _std_class(name: str, load: bool = False) -> Any:
+    """The standard class ``name`` of the tables above (None if unknown, or not loaded and not ``load``)."""
+    cls = _STD_CLASSES.get(name)
+    if cls is None and name in _STD_ON_DEMAND:
+        module = sys.modules.get(_STD_ON_DEMAND[name])
+        if module is None and load:
+            module = importlib.import_module(_STD_ON_DEMAND[name])
+        cls = getattr(module, name.rpartition(".")[2], None)
+    return cls
 
 _SAFE_TAGS = frozenset({"py/object", "py/tuple", "py/set", "py/b64", "py/b85", "py/id"})
 _OBJECT_TAGS = frozenset({"py/newargs", "py/seq", "py/state"})  # only next to py/object
@@ -133,7 +146,7 @@ def _class_has(cls: type, attr: str) -> bool:
 def _is_allowed_class(cls: Any) -> bool:
     if not isinstance(cls, type):
         return False
-    if cls in _registered_set or cls in _STD_SET:
+    if cls in _registered_set or cls in _STD_SET or _std_class(_class_name(cls)) is cls:
         return True
     if _class_has(cls, "__dataclass_fields__") or issubclass(cls, enum.Enum):
         return True
@@ -142,7 +155,7 @@ def _is_allowed_class(cls: Any) -> bool:
 
 def _find_loaded_class(name: str) -> Any:
     """The object ``name`` refers to, looked up in already imported modules only."""
-    found = _registered.get(name) or _STD_CLASSES.get(name)
+    found = _registered.get(name) or _std_class(name, load=True)
     if found is not None:
         return found
     parts = name.split(".")
@@ -340,21 +353,21 @@ class _TimezoneHandler(_StdHandler):
 class _DecimalHandler(_StdHandler):
     name = "decimal.Decimal"
 
-    def dump(self, obj: decimal.Decimal) -> dict:
+    def dump(self, obj: Any) -> dict:
         return {"value": str(obj)}
 
-    def restore(self, data: dict) -> decimal.Decimal:
-        return decimal.Decimal(data["value"])
+    def restore(self, data: dict) -> Any:
+        return _std_class(self.name, load=True)(data["value"])
 
 
 class _UUIDHandler(_StdHandler):
     name = "uuid.UUID"
 
-    def dump(self, obj: uuid.UUID) -> dict:
+    def dump(self, obj: Any) -> dict:
         return {"hex": obj.hex}
 
-    def restore(self, data: dict) -> uuid.UUID:
-        return uuid.UUID(hex=data["hex"])
+    def restore(self, data: dict) -> Any:
+        return _std_class(self.name, load=True)(hex=data["hex"])
 
 
 class _FrozensetHandler(_StdHandler):
@@ -381,19 +394,18 @@ class _EnumHandler(_Handler):
 
 
 # Order matters for subclasses: datetime is a subclass of date.
-_HANDLERS: tuple[tuple[type, type[_Handler]], ...] = tuple(
-    (_STD_CLASSES[h.name], h) for h in (_DatetimeHandler, _DateHandler, _TimeHandler, _TimedeltaHandler,
-                                         _TimezoneHandler, _DecimalHandler, _UUIDHandler, _FrozensetHandler)
-) + ((enum.Enum, _EnumHandler),)
+_HANDLERS: tuple[type[_StdHandler], ...] = (_DatetimeHandler, _DateHandler, _TimeHandler, _TimedeltaHandler,
+                                            _TimezoneHandler, _DecimalHandler, _UUIDHandler, _FrozensetHandler)
 
 
 def _handler_for(cls: Any) -> Optional[type[_Handler]]:
     if not isinstance(cls, type):
         return None
-    for base, handler in _HANDLERS:
-        if issubclass(cls, base):
+    for handler in _HANDLERS:
+        base = _std_class(handler.name)  # None when its module is not loaded: no such value exists
+        if base is not None and issubclass(cls, base):
             return handler
-    return None
+    return _EnumHandler if issubclass(cls, enum.Enum) else None
 
 
 _codec: Optional[tuple[type, type]] = None
@@ -597,11 +609,61 @@ def _type_name(value: Any) -> str:
 
 
 def _op(ctx: Optional[SerDesContext]) -> str:
-    return repr(ctx.operation_id) if ctx is not None else "<unknown>"
+    if ctx is None:
+        return "<unknown>"
+    name = getattr(ctx, "operation_name", None)
+    return repr(name) if name else repr(ctx.operation_id)
+
+
+def _unsupported_part(value: Any, depth: int = 0) -> Any:
+    """The first part of ``value`` the default serdes cannot checkpoint, or None when every part is data."""
+    t = type(value)
+    if value is None or t in (str, int, float, bool) or depth > 100:
+        return None
+    if t in (dict, list, tuple, set, frozenset) or (isinstance(value, (list, tuple, dict)) and _is_allowed_class(t)):
+        parts = [*value.keys(), *value.values()] if isinstance(value, dict) else list(value)
+    elif dataclasses.is_dataclass(value) and _is_allowed_class(t):
+        parts = [getattr(value, f.name, None) for f in dataclasses.fields(value)]
+    elif _is_allowed_class(t):
+        parts = list(vars(value).values()) if hasattr(value, "__dict__") and t in _registered_set else []
+    else:
+        return value
+    for part in parts:
+        found = _unsupported_part(part, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _serialize_advice(value: Any) -> Optional[str]:
+    """What to do about a value the default serdes refused: the right advice for the part that is not data."""
+    part = _unsupported_part(value)
+    if part is None:
+        return None
+    where = "" if part is value else f" inside the {_type_name(value)}"
+    step_fn = getattr(part, "__durable_step__", None)  # set by @durable_step on the call it returns
+    if step_fn is not None:
+        import inspect
+
+        name = getattr(step_fn, "__name__", "step")
+        args = ", ".join(list(inspect.signature(step_fn).parameters)[1:])
+        return (f"the value is the @durable_step function {name}{where}, not its result: {name} takes arguments "
+                f"({args}), so ctx.step({name}) only binds the step context to them; call it: "
+                f"ctx.step({name}({args}))")
+    cls = type(part)
+    module = cls.__module__.split(".")[0]
+    if hasattr(part, "__dict__") and not callable(part) and module not in sys.stdlib_module_names \
+            and module != "builtins":
+        return (f"{_class_name(cls)}{where} is not a dataclass, enum, named tuple or standard value type: register "
+                f"it with ds.serdes.allow({cls.__name__}) if it can be rebuilt from its attributes, return plain "
+                "data, or pass a custom serdes in the operation's config")
+    what = "code (call it and return its result)" if callable(part) else "live process state"
+    return (f"a {_type_name(part)}{where} cannot be checkpointed: it is {what}, not data. Return plain data: "
+            "JSON data (dict/list/str/number/bool/None), a dataclass, enum or named tuple")
 
 
 def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) -> str:
-    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation.
+    """Checkpoint text for ``value``; any failure becomes a SerDesError naming the operation and what to do.
 
     The default serdes writes ASCII JSON (a lone surrogate in a string is kept as ``\\udcff``
     and comes back exactly); text a custom serdes returns has characters UTF-8 cannot encode
@@ -610,6 +672,10 @@ def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) ->
     try:
         text = (serdes or DEFAULT_SERDES).serialize(value, ctx)
     except Exception as exc:
+        advice = _serialize_advice(value) if serdes is None or serdes is DEFAULT_SERDES else None
+        if advice is not None:
+            raise SerDesError(f"could not serialize the {_type_name(value)} value of operation {_op(ctx)}: {advice}") \
+                from exc
         raise SerDesError(
             f"could not serialize the {_type_name(value)} value of operation {_op(ctx)}: {exc} -- {_HINT}"
         ) from exc

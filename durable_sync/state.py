@@ -1,4 +1,4 @@
-"""Replay state of one invocation: the operations the service knows, by id.
+"""What one invocation knows: the operations of the execution by id, and the runtime its contexts share.
 
 Lookups are O(1) (a dict by id), so replaying n operations costs O(n). Merges
 from checkpoint responses and reads from branch threads share one lock.
@@ -6,9 +6,10 @@ from checkpoint responses and reads from branch threads share one lock.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from . import wire
+from .errors import SuspendExecution
 
 
 class ExecutionState:
@@ -53,3 +54,45 @@ class ExecutionState:
     def operations(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._ops.values())
+
+
+class Runtime:
+    """What all contexts of one invocation share.
+
+    ``state`` (the operations by id), ``flusher`` (the checkpoint path), the handler's
+    ``serdes``, a thread-local ``local`` the operation scopes keep their per-thread
+    markers in, the testing ``operation_hook`` and ``context_factory``: the class that wraps
+    an ``OperationScope`` into the ``DurableContext`` user code receives (given by the
+    handler, so the operation layer never imports the façade above it).
+    """
+
+    def __init__(self, arn: str, state: ExecutionState, flusher: Any, serdes: Any = None,
+                 context_factory: Optional[Callable[[Any], Any]] = None):
+        self.arn = arn
+        self.state = state
+        self.flusher = flusher
+        self.serdes = serdes
+        self.context_factory = context_factory
+        self.local = threading.local()
+        self._lock = threading.Lock()
+        self._suspended = False  # a SuspendExecution was raised in this invocation
+        # Testing hook (durable_sync.testing): ``hook(request, record) -> bool`` sees every operation the code
+        # asks for (request: Id, ParentId, Position, Type, SubType, Name); True ends the invocation there.
+        self.operation_hook: Optional[Callable[[dict, Optional[dict]], bool]] = None
+
+    def suspend(self, reason: str) -> SuspendExecution:
+        """The exception that ends the invocation PENDING; remembers that one was raised."""
+        with self._lock:
+            self._suspended = True
+        return SuspendExecution(reason)
+
+    @property
+    def suspended(self) -> bool:
+        """A SuspendExecution was raised (and not absorbed by a map/parallel/concurrently outcome)."""
+        with self._lock:
+            return self._suspended
+
+    def restore_suspended(self, previous: bool) -> None:
+        """A map/parallel/concurrently decided without its suspended units: their suspensions are absorbed."""
+        with self._lock:
+            self._suspended = previous

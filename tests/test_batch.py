@@ -14,7 +14,7 @@ import pytest
 
 import durable_sync as ds
 from helpers import Calls, Overlap, refuse_checkpoints_naming
-from durable_sync import batch as batch_mod
+from durable_sync import pool as pool_mod
 from durable_sync import wire
 
 KIB = 1024
@@ -744,7 +744,7 @@ def test_thread_count_is_bounded_and_back_to_baseline(engine):
     assert res.status == "SUCCEEDED" and res.result == 300
     # Without max_concurrency: at most DEFAULT_MAX_THREADS branch threads (the caller is one of them),
     # plus the checkpoint flusher thread; never one thread per item.
-    assert overlap.threads <= baseline + batch_mod.DEFAULT_MAX_THREADS
+    assert overlap.threads <= baseline + pool_mod.DEFAULT_MAX_THREADS
     assert overlap.max > 1
     assert threading.active_count() == baseline
 

@@ -618,8 +618,8 @@ def test_malformed_requests_get_4xx_with_a_clear_message_and_the_server_keeps_se
          "InvalidParameterValueException", "enum value set"),
         ("GET", "/2025-12-01/functions/orders/durable-executions?StartedAfter=yesterday", b"", 400,
          "InvalidParameterValueException", "timestamp"),
-        ("GET", "/2025-12-01/no-such-thing", b"", 404, "UnknownOperationException", "no Lambda operation"),
-        ("PUT", f"/2025-12-01/durable-executions/{enc}", b"", 405, "UnknownOperationException", "GET"),
+        ("GET", "/2025-12-01/no-such-thing", b"", 404, "ResourceNotFoundException", "no Lambda operation"),
+        ("PUT", f"/2025-12-01/durable-executions/{enc}", b"", 405, "InvalidRequestContentException", "GET"),
         ("POST", "/2015-03-31/functions/orders/invocations", b"{oops", 400, "InvalidRequestContentException",
          "Could not parse request body into json"),
         ("POST", "/2015-03-31/functions/orders/invocations", b"{}", 400, "InvalidParameterValueException",
@@ -652,12 +652,13 @@ def test_oversized_bodies_get_413_and_the_server_keeps_serving(engine):
         with pytest.raises(lam.exceptions.ClientError) as info:
             lam.invoke(FunctionName="orders", Payload=json.dumps({"blob": "x" * 100_000}).encode())
         error = info.value.response
-        assert error["Error"]["Code"] == "RequestEntityTooLargeException"
+        assert error["Error"]["Code"] == "RequestTooLargeException"
+        assert isinstance(info.value, lam.exceptions.RequestTooLargeException)  # a modeled exception
         assert error["ResponseMetadata"]["HTTPStatusCode"] == 413
         assert "exceeds this server's limit" in error["Error"]["Message"]
         status, code, _ = raw(srv, "POST", "/2015-03-31/functions/orders/invocations", b"x",
                               {"Content-Length": str(10 ** 9)})
-        assert (status, code) == (413, "RequestEntityTooLargeException")
+        assert (status, code) == (413, "RequestTooLargeException")
         response = lam.invoke(FunctionName="orders", Payload=json.dumps(order("after-413")))
         assert json.loads(response["Payload"].read())["order_id"] == "after-413"
     finally:
@@ -665,7 +666,7 @@ def test_oversized_bodies_get_413_and_the_server_keeps_serving(engine):
 
 
 def test_invoke_payload_limits_follow_lambda(server, lam):
-    with pytest.raises(lam.exceptions.ClientError, match="RequestEntityTooLargeException"):
+    with pytest.raises(lam.exceptions.RequestTooLargeException):
         lam.invoke(FunctionName="orders", InvocationType="Event",
                    Payload=json.dumps({"blob": "x" * (1024 * 1024)}).encode())
 
@@ -771,10 +772,10 @@ def test_pause_and_resume_durable_execution(lam):
                                                 "resume: test_delete_* and test_pause_* cover them")
 def test_models_without_delete_pause_resume_do_not_route_them(server):
     enc = quote("arn:aws:lambda:us-east-1:000000000000:function:orders:$LATEST/durable-execution/a/b", safe="")
-    assert raw(server, "DELETE", f"/2025-12-01/durable-executions/{enc}")[:2] == (405, "UnknownOperationException")
+    assert raw(server, "DELETE", f"/2025-12-01/durable-executions/{enc}")[:2] == (405, "InvalidRequestContentException")
     for action in ("pause", "resume"):
         assert raw(server, "POST", f"/2025-12-01/durable-executions/{enc}/{action}", b"{}")[:2] == \
-            (404, "UnknownOperationException")
+            (404, "ResourceNotFoundException")
 
 
 @needs_callbacks
@@ -844,6 +845,6 @@ def test_requests_from_web_pages_are_refused(server):
     finally:
         conn.close()
     assert response.status == 403
-    assert response.getheader("X-Amzn-ErrorType") == "AccessDeniedException"
+    assert response.getheader("X-Amzn-ErrorType") == "InvalidRequestContentException"
     assert "Origin" in body["message"]
     assert server.requests.get("Invoke", 0) == 0

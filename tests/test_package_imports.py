@@ -106,3 +106,11 @@ def test_the_read_model_needs_no_engine_and_no_pytest():
         third_party = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         third_party |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
         assert "pytest" not in third_party, module
+
+
+def test_no_import_cycle_between_modules_of_the_read_model():
+    modules = {m: {i for i in imported if i.startswith("durable_sync.inspection.")}
+               for m, imported in MODULES.items() if m.startswith("durable_sync.inspection.")}
+    for module, imported in modules.items():
+        for other in imported:
+            assert module not in modules.get(other, set()), f"{module} <-> {other}"

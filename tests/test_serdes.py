@@ -356,14 +356,38 @@ def test_plain_json_decoder_never_interprets_tags():
 # ----------------------------------------------------------------------------- entry points
 
 
-@pytest.mark.parametrize("value", [lambda: 1, threading.Lock(), object(), (i for i in range(2)), print, sys])
-def test_non_serializable_value_names_op_id_and_type(value):
+@pytest.mark.parametrize("value", [lambda: 1, threading.Lock(), object(), (i for i in range(2)), print, sys,
+                                   {"nested": [threading.Lock()]}])
+def test_live_objects_and_code_get_return_plain_data_advice(value):
     with pytest.raises(SerDesError) as info:
         serialize_value(None, value, CTX)
     message = str(info.value)
     assert "op-123" in message
     assert type(value).__name__ in message
-    assert "ds.serdes.allow" in message and "custom serdes" in message
+    assert "cannot be checkpointed" in message and "Return plain data" in message
+    assert "ds.serdes.allow" not in message  # registering a lock or a function would not help
+    if isinstance(value, dict):
+        assert "a _thread.lock inside the dict" in message
+
+
+def test_serialization_errors_name_the_operation_by_its_name():
+    named = SerDesContext("0" * 64, CTX.durable_execution_arn, "make-lock")
+    with pytest.raises(SerDesError) as info:
+        serialize_value(None, threading.Lock(), named)
+    assert "operation 'make-lock'" in str(info.value) and "0" * 64 not in str(info.value)
+
+
+def test_a_durable_step_passed_uncalled_is_told_to_call_it():
+    import durable_sync as ds
+
+    @ds.durable_step
+    def reserve(step, order_id, qty=1):
+        return order_id
+
+    returned = reserve(object())  # what `ctx.step(reserve)` runs: reserve bound to the step context alone
+    with pytest.raises(SerDesError) as info:
+        serialize_value(None, returned, SerDesContext("x", CTX.durable_execution_arn, "reserve"))
+    assert "call it: ctx.step(reserve(order_id, qty))" in str(info.value)
 
 
 class UpperSerDes:
@@ -519,3 +543,17 @@ def test_official_json_and_pass_through_serdes():
         {"py/reduce": [1]}
     assert serdes.PassThroughSerDes().serialize("raw text", CTX) == "raw text"
     assert serdes.PassThroughSerDes().deserialize("raw text", CTX) == "raw text"
+
+
+def test_decimal_and_uuid_are_decoded_in_a_process_that_never_imported_them():
+    # Encoded here; decoded by a fresh interpreter where decimal and uuid are not loaded yet.
+    text = DEFAULT_SERDES.serialize([decimal.Decimal("1.25"), uuid.UUID(int=7)], CTX)
+    code = f"""if True:
+        import sys
+        from durable_sync.serdes import DEFAULT_SERDES as S
+        assert "decimal" not in sys.modules and "uuid" not in sys.modules
+        value = S.deserialize({text!r}, None)
+        import decimal, uuid
+        assert value == [decimal.Decimal("1.25"), uuid.UUID(int=7)], value
+    """
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(serdes.__file__).parent.parent)

@@ -419,7 +419,7 @@ def test_pause_resume_and_delete_posted_while_no_engine_runs_are_applied_at_the_
         answer = reader.post_callback("succeed", op["CallbackDetails"]["CallbackId"], '"yes"')
         pause = reader.post("pause", arn, "maintenance")
         with pytest.raises(ValueError, match="inbox kind must be one of"):
-            reader.post("stop", arn)
+            reader.post("reboot", arn)
     with LocalEngine(db=db, skip_time=True) as engine:
         result = engine.get_execution(arn)
         assert (result.status, result.pause_status, result.pause_details["Reason"]) == ("RUNNING", "PAUSED",

@@ -16,6 +16,7 @@ import pytest
 
 import durable_sync as ds
 from durable_sync import cli, inspection, views
+from durable_sync.cli import progress as cli_progress
 from durable_sync.local import LocalEngine
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -234,7 +235,7 @@ def test_each_failed_attempt_has_a_collapsible_stack_with_the_users_frames_open(
         folded = "".join(re.findall(r'<details class="lib">.*?</details>', body, flags=re.S))
         shown = re.sub(r'<details class="lib">.*?</details>', "", body, flags=re.S)
         assert f"File &quot;{__file__}&quot;" in shown  # the user's frame is open
-        assert "durable_sync" not in shown and "durable_sync/context.py" in folded  # the SDK's frames are folded
+        assert "durable_sync" not in shown and re.search(r"durable_sync/\w+(/\w+)?\.py", folded)  # the SDK's frames are folded
         assert "library frames (" in folded
 
 
@@ -395,7 +396,7 @@ def test_run_without_a_terminal_prints_one_line_per_event(capsys):
     assert _run_order() == 0
     out, err = capsys.readouterr()
     lines = err.splitlines()
-    assert re.fullmatch(r"execution [0-9a-f]{32} started", lines[0])
+    assert re.fullmatch(r"execution order_workflow / [0-9a-f-]{36} started", lines[0])  # the run's name
     assert lines[1:7] == [
         "  StepSucceeded          validate",
         "  StepFailed             reserve attempt 1 failed (InventoryUnavailable: inventory service timed out), "
@@ -458,7 +459,9 @@ def test_live_progress_status_names_done_running_and_due_items(monkeypatch):
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     stream = FakeTTY()
     lines: list = []
-    progress = views.LiveProgress(stream, printer=lambda arn, e: lines.append(e["EventType"]), width=200)
+    printer = cli_progress.EventPrinter()
+    progress = cli_progress.LiveProgress(stream, printer=printer, width=200)
+    monkeypatch.setattr(cli_progress, "err", lines.append)
     progress.clock = Clock(int(t0.timestamp() * 1000))
     arn = "arn:aws:lambda:us-east-1:0:function:f:$LATEST/durable-execution/run-1/abc"
     progress(arn, _event("ExecutionStarted", "abc"))
@@ -474,16 +477,17 @@ def test_live_progress_status_names_done_running_and_due_items(monkeypatch):
     assert text.startswith("1 done · next: reserve retry due ")
     assert "(in 4 s)" in text and "cool-down due " in text and "(in 1 min)" in text
     assert "1 invocation" in text
-    assert lines == ["ExecutionStarted", "StepFailed"]  # only what must stay on screen
+    assert lines == ["execution f / run-1 started",  # only what must stay on screen
+                     "  StepFailed             reserve attempt 1 failed (X: down), retry in 4 s"]
     progress(arn, _event("StepStarted", "s2", "reserve"))
     assert "running reserve (attempt 2)" in progress.status_text()
     progress(arn, _event("CallbackStarted", "c1", "approval", CallbackId="cb-1"))
-    assert lines[-1] == "CallbackStarted"  # the id to answer with is printed, not just shown
+    assert lines[-1] == "  CallbackStarted        approval (callback id cb-1)"  # the id to answer with stays
 
 
 def test_live_progress_redraws_at_most_a_few_times_a_second(monkeypatch):
     stream = FakeTTY()
-    progress = views.LiveProgress(stream, interval=0.25, width=120)
+    progress = cli_progress.LiveProgress(stream, interval=0.25, width=120)
     monkeypatch.setattr(sys, "stdout", FakeTTY())
     monkeypatch.setattr(sys, "stderr", stream)
     progress.start(Clock(0))
@@ -497,13 +501,13 @@ def test_live_progress_redraws_at_most_a_few_times_a_second(monkeypatch):
     out = stream.getvalue()
     assert out.count("\r\x1b[K") < 40  # not 4000 redraws
     assert sys.stdout.getvalue() == "a line from the user's code\n"
-    assert sys.stderr is stream and not isinstance(sys.stdout, views._ClearingStream)
+    assert sys.stderr is stream and not isinstance(sys.stdout, cli_progress._ClearingStream)
 
 
 def test_output_while_the_status_line_is_shown_erases_it_first(monkeypatch):
     stream = FakeTTY()
     monkeypatch.setattr(sys, "stderr", stream)
-    progress = views.LiveProgress(stream, width=120).start(Clock(0))
+    progress = cli_progress.LiveProgress(stream, width=120).start(Clock(0))
     try:
         progress("arn:x", _event("StepStarted", "s1", "long-step"))
         assert "0 done · running long-step · 0 invocations" in stream.getvalue()
@@ -513,3 +517,31 @@ def test_output_while_the_status_line_is_shown_erases_it_first(monkeypatch):
     out = stream.getvalue()
     before, after = out.split("hello from a step\n")
     assert before.endswith("\r\x1b[K")  # the status line was erased before the user's line
+
+
+def test_live_progress_counts_a_maps_items_instead_of_listing_them(monkeypatch):
+    from durable_sync import wire
+
+    lines: list = []
+    monkeypatch.setattr(cli_progress, "err", lines.append)
+    progress = cli_progress.LiveProgress(FakeTTY(), printer=cli_progress.EventPrinter(), width=300)
+    arn = "arn:aws:lambda:us-east-1:0:function:f:$LATEST/durable-execution/run-1/abc"
+    map_id = wire.operation_id(None, 1)
+    progress(arn, _event("ExecutionStarted", "abc"))
+    progress(arn, {**_event("ContextStarted", map_id, "scores"), "SubType": "Map"})
+    for i in range(100):
+        item = wire.branch_id(map_id, i)
+        progress(arn, {**_event("ContextStarted", item), "SubType": "MapIteration", "ParentId": map_id})
+        if i < 60:
+            progress(arn, {**_event("ContextSucceeded", item), "SubType": "MapIteration", "ParentId": map_id})
+    text = progress.status_text()
+    assert "scores: 60 done, 40 running" in text and "scores[" not in text
+    assert lines == ["execution f / run-1 started"]  # routine item events print nothing
+    progress(arn, {**_event("ContextFailed", wire.branch_id(map_id, 70), Error={"Payload": {
+        "ErrorType": "ValueError", "ErrorMessage": "bad item"}}), "SubType": "MapIteration", "ParentId": map_id})
+    assert lines[-1] == "  ContextFailed          scores[70] (ValueError: bad item)"  # a failure stays, by its label
+
+
+def test_durable_sync_views_is_the_same_functions_under_its_older_name():
+    assert (views.render_tree, views.render_html, views.format_duration) == (
+        inspection.render_tree, inspection.render_html, inspection.format_duration)

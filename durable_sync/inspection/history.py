@@ -6,10 +6,11 @@ from typing import Any, Optional, Sequence
 
 from .. import wire
 
-__all__ = ["operations_from_history"]
+__all__ = ["operations_from_history", "operation_type_of"]
 
 
-def _event_type_of(event_type: str) -> Optional[str]:
+def operation_type_of(event_type: str) -> Optional[str]:
+    """The operation Type (``STEP``, ``WAIT``, ...) a history event type is about; None for InvocationCompleted."""
     for prefix, kind in (("ChainedInvoke", wire.CHAINED_INVOKE), ("Execution", wire.EXECUTION),
                          ("Context", wire.CONTEXT), ("Callback", wire.CALLBACK), ("Step", wire.STEP),
                          ("Wait", wire.WAIT)):
@@ -28,7 +29,7 @@ def operations_from_history(events: Sequence[dict]) -> list[dict]:
     ops: dict[str, dict] = {}
     for event in events:
         event_type = event.get("EventType") or ""
-        kind = _event_type_of(event_type)
+        kind = operation_type_of(event_type)
         op_id = event.get("Id")
         if kind is None or op_id is None:
             continue

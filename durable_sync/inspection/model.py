@@ -15,11 +15,12 @@ from typing import Any, Iterator, Optional, Sequence
 
 from .. import wire
 from ..serdes import SerDesContext, decode_plain_json, deserialize_value
+from .tree import operation_line, render_tree, to_ms
 
 __all__ = [
     "Operation", "StepOperation", "StepAttempt", "WaitOperation", "ContextOperation", "CallbackOperation",
     "InvokeOperation", "OperationNotFoundError", "Status", "Execution", "Invocation", "build_operation",
-    "build_tree", "read_execution", "to_ms",
+    "build_tree", "read_execution", "kind_word", "unnamed_label",
 ]
 
 EXECUTION_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -36,12 +37,9 @@ _DETAILS_KEY = {wire.STEP: "StepDetails", wire.WAIT: "WaitDetails", wire.CONTEXT
                 wire.EXECUTION: "ExecutionDetails"}
 
 
-def to_ms(value: Any) -> Optional[int]:
-    """Epoch milliseconds of a datetime / epoch-ms number / ISO string, or None when there is none."""
-    try:
-        return wire.to_epoch_ms(value)
-    except Exception:  # noqa: BLE001 - a view shows what it can
-        return None
+def kind_word(sub_type_or_type: Optional[str]) -> str:
+    """The word a user knows for an operation's SubType (or Type): ``step``, ``map item``, ``wait_for_condition``..."""
+    return _KIND.get(sub_type_or_type or "", str(sub_type_or_type or "operation").lower())
 
 
 def _ts(value: Any) -> Optional[_dt.datetime]:
@@ -111,8 +109,7 @@ class Operation:
     @property
     def kind(self) -> str:
         """The word a user knows: ``step``, ``wait``, ``map``, ``map item``, ``wait_for_condition``, ..."""
-        sub = self.sub_type or self.type
-        return _KIND.get(sub, str(sub).lower())
+        return kind_word(self.sub_type or self.type)
 
     @property
     def elapsed(self) -> Optional[_dt.timedelta]:
@@ -172,8 +169,6 @@ class Operation:
 
     def label(self) -> str:
         """One line: name, kind, status and the essentials (the same cells as its line in the tree)."""
-        from .tree import operation_line
-
         return operation_line(self, results=True)
 
     def walk(self) -> Iterator["Operation"]:
@@ -314,8 +309,6 @@ class Lookups:
         raise self._not_found(name, wire.CALLBACK)
 
     def _not_found(self, name: str, type: Optional[str]) -> OperationNotFoundError:
-        from .tree import render_tree
-
         kind = {wire.STEP: "step", wire.WAIT: "wait", wire.CONTEXT: "child context", wire.CALLBACK: "callback",
                 wire.CHAINED_INVOKE: "chained invoke"}.get(type or "", "operation")
         ops = self.all_operations()
@@ -352,8 +345,6 @@ class ContextOperation(Operation, Lookups):
         return f"child context {self.display_name!r}"
 
     def tree(self) -> str:
-        from .tree import render_tree
-
         return render_tree([self], results=True)
 
 
@@ -452,7 +443,7 @@ def build_tree(operations: Sequence[dict], history: Sequence[dict] = (), arn: st
 
     def build(op: dict, parent_label: Optional[str]) -> Operation:
         position = positions.get(op["Id"])
-        label = op.get("Name") or unnamed_label(_KIND.get(op.get("SubType") or op.get("Type"), "operation"),
+        label = op.get("Name") or unnamed_label(kind_word(op.get("SubType") or op.get("Type")),
                                                 op.get("SubType"), position, parent_label)
         kids = [build(child, label) for child in in_code_order(op["Id"], children_of.get(op["Id"], []))]
         return build_operation(op, events_by_id.get(op["Id"], ()), kids, arn, position, label)

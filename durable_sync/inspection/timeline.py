@@ -14,9 +14,9 @@ from importlib import resources
 from string import Template
 from typing import Any, Optional, Sequence
 
-from .model import Execution, Operation, StepOperation, WaitOperation, read_execution, to_ms
+from .model import Execution, Operation, StepOperation, WaitOperation, read_execution
 from .tracebacks import parse_trace
-from .tree import clip, format_duration, format_time, operation_notes
+from .tree import clip, format_duration, format_time, operation_notes, to_ms
 
 __all__ = ["render_html"]
 

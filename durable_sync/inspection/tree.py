@@ -1,12 +1,25 @@
-"""The one text tree of an execution's operations, and the one way durations are written."""
+"""The one text tree of an execution's operations, and the one way durations and times are written.
+
+It reads the operation views of ``model`` (by their attributes: it imports nothing of the model, which
+uses it for its own one-line labels).
+"""
 from __future__ import annotations
 
 import datetime as _dt
 from typing import Any, Optional, Sequence
 
-from .model import Operation, StepOperation, WaitOperation, build_tree, to_ms
+from .. import wire
 
-__all__ = ["render_tree", "operation_line", "operation_cells", "operation_notes", "format_duration", "format_time", "clip"]
+__all__ = ["render_tree", "operation_line", "operation_cells", "operation_notes", "format_duration", "format_time",
+           "clip", "to_ms"]
+
+
+def to_ms(value: Any) -> Optional[int]:
+    """Epoch milliseconds of a datetime / epoch-ms number / ISO string, or None when there is none."""
+    try:
+        return wire.to_epoch_ms(value)
+    except Exception:  # noqa: BLE001 - a view shows what it can
+        return None
 
 _OPEN = frozenset({"STARTED", "PENDING", "READY", "RUNNING"})
 _BAD = frozenset({"FAILED", "TIMED_OUT", "STOPPED", "CANCELLED"})
@@ -52,11 +65,11 @@ def _seconds(values: Sequence[int]) -> str:
     return ", ".join(format_duration(v * 1000) for v in values)
 
 
-def operation_notes(op: Operation) -> list[str]:
+def operation_notes(op: Any) -> list[str]:
     """What else a reader wants on the operation's line: attempts and back-offs, what a wait or callback waits for."""
     status = str(op.status)
     cells: list[str] = []
-    if isinstance(op, StepOperation):
+    if op.type == "STEP":
         n = max(op.attempt, len(op.attempts))
         if op.polling:
             cells.append(f"{n} check{'s' if n != 1 else ''}")
@@ -67,7 +80,7 @@ def operation_notes(op: Operation) -> list[str]:
             cells.append(("polled after " if op.polling else "back-off ") + _seconds(op.retry_delays))
         if status in ("PENDING", "READY") and op.next_attempt_time is not None:
             cells.append(f"{'next check' if op.polling else 'next attempt'} {format_time(op.next_attempt_time)}")
-    elif isinstance(op, WaitOperation):
+    elif op.type == "WAIT":
         if op.wait_seconds is not None and op.end_time is None:
             cells.append(f"wait {format_duration(op.wait_seconds * 1000)}")
         if op.end_time is None and op.scheduled_end_time is not None:
@@ -83,7 +96,7 @@ def operation_notes(op: Operation) -> list[str]:
     return cells
 
 
-def operation_cells(op: Operation, *, results: bool = False) -> list[str]:
+def operation_cells(op: Any, *, results: bool = False) -> list[str]:
     """The cells of an operation's line, after its label: kind, status, notes, duration, outcome."""
     status = str(op.status)
     cells = [op.kind, status, *operation_notes(op)]
@@ -98,26 +111,18 @@ def operation_cells(op: Operation, *, results: bool = False) -> list[str]:
     return cells
 
 
-def operation_line(op: Operation, *, results: bool = False) -> str:
+def operation_line(op: Any, *, results: bool = False) -> str:
     """One line for an operation: ``reserve  step  SUCCEEDED  2 attempts (1 failed)  back-off 1 s  1 s``."""
     return "  ".join([op.display_name, *operation_cells(op, results=results)])
 
 
-def render_tree(operations: Sequence[Any], history: Sequence[dict] = (), *, max_lines: int = 2000,
-                results: bool = False) -> str:
-    """The operations as an indented tree, one aligned line each.
-
-    ``operations``: operation views (``build_tree(...)``, ``TestResult.operation_tree``) or the raw
-    boto3-shaped records (``engine.operations(arn)``), then nested with ``history`` (without a
-    history, a step shows only its latest attempt number). ``results=True`` adds each succeeded
-    operation's result, clipped.
-    """
-    roots = list(operations or ())
-    if roots and isinstance(roots[0], dict):
-        roots = build_tree(roots, history)
+def render_tree(roots: Sequence[Any], *, max_lines: int = 2000, results: bool = False) -> str:
+    """Operation views (``build_tree(...)``, ``TestResult.operation_tree``) as an indented tree, one aligned
+    line each; ``results=True`` adds each succeeded operation's result, clipped."""
+    roots = list(roots or ())
     rows: list[tuple[str, list[str]]] = []
 
-    def visit(op: Operation, prefix: str, last: bool) -> None:
+    def visit(op: Any, prefix: str, last: bool) -> None:
         rows.append((prefix + ("└─ " if last else "├─ ") + op.display_name, operation_cells(op, results=results)))
         kids = op.children
         for i, child in enumerate(kids):

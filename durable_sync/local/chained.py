@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from .. import wire
 from . import foreign, scheduler
 from . import history as h
+from .commit import commit, service_change
 from .runner import LocalLambdaContext
 from .service import RUNNING, Execution, ServiceError, execution_arn
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
 
-# How a chained invoke ends when its target execution ends: operation status, history event.
-_INVOKE_END = {"FAILED": (wire.FAILED, "ChainedInvokeFailed"), "TIMED_OUT": (wire.TIMED_OUT, "ChainedInvokeTimedOut"),
-               "STOPPED": (wire.STOPPED, "ChainedInvokeStopped")}
+# How a chained invoke ends when its target execution ends (its history event: durable_sync.events).
+_INVOKE_END = {"FAILED": wire.FAILED, "TIMED_OUT": wire.TIMED_OUT, "STOPPED": wire.STOPPED}
 
 
 def resolve_function(engine: "LocalEngine", function_name: str) -> tuple[str, Optional[Callable]]:
@@ -153,12 +153,11 @@ def settle_invoke(engine: "LocalEngine", arn: str, op_id: str, status: str, resu
         if status == "SUCCEEDED":
             text = "null" if result is None else result
             new = {**op, "Status": wire.SUCCEEDED, "EndTimestamp": now, "ChainedInvokeDetails": {"Result": text}}
-            event = h.op_event("ChainedInvokeSucceeded", new, now, {"Result": h.result(text)})
+            event = h.change_event(new, now, {"Result": h.result(text)})
         else:
-            op_status, event_type = _INVOKE_END.get(status, (wire.FAILED, "ChainedInvokeFailed"))
+            op_status = _INVOKE_END.get(status, wire.FAILED)
             err = error or {"ErrorType": f"Execution.{status.title()}",
                             "ErrorMessage": f"the invoked execution ended {status}"}
             new = {**op, "Status": op_status, "EndTimestamp": now, "ChainedInvokeDetails": {"Error": err}}
-            event = h.op_event(event_type, new, now, {"Error": h.error(err)})
-        ex.add_event(event)
-        engine._service_update(ex, new)
+            event = h.change_event(new, now, {"Error": h.error(err)})
+        commit(engine, ex, service_change(new, event))

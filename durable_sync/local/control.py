@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .. import wire
 from . import history as h
 from . import scheduler
+from .commit import Change, commit
 from .service import CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, RUNNING, Execution, ServiceError
 
 if TYPE_CHECKING:
@@ -105,11 +106,8 @@ def pause_takes_effect(engine: "LocalEngine", ex: Execution, pause: dict) -> Non
 
 
 def save_exec_record(engine: "LocalEngine", ex: Execution, record: dict, event: Optional[dict] = None) -> None:
-    """Called with ex.lock: replace the EXECUTION operation's record (and append ``event``); persisted."""
-    ex.ops[ex.exec_op_id] = record
-    if event is not None:
-        ex.add_event(event)
-    engine._store.save_checkpoint(ex, {ex.exec_op_id: record}, ex.events[-1:] if event is not None else [])
+    """Called with ex.lock: replace the EXECUTION operation's record (and append ``event``), through the commit path."""
+    commit(engine, ex, Change(ops={ex.exec_op_id: record}, events=[event] if event is not None else []))
 
 
 def timeout_due(ex: Execution) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from .. import wire
 from ..errors import ValidationError
 from . import chained, control, foreign, runner, scheduler
+from .commit import SERVICE_ERROR, Change, commit, completion, describe, ends, service_change
 from . import history as h
 from .clock import RealClock, VirtualClock, check_clock
 from .control import MAX_REASON_CHARS  # noqa: F401 - re-exported
@@ -45,7 +47,7 @@ from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INV
 from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer
 from .store import open_store
 
-SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
+_log = logging.getLogger("durable_sync.engine")
 _ERROR_OBJECT_KEYS = ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace")
 #: Invocations that run at once in real time (``LocalEngine(max_concurrent_invocations=...)``).
 DEFAULT_MAX_CONCURRENT_INVOCATIONS = 64
@@ -62,6 +64,8 @@ def _timer_is_live(ex: Execution, timer: Timer) -> bool:
     """Called with ex.lock: whether ``timer`` will still do something when it fires."""
     if timer.kind == "execution_timeout":
         return timer.due_ms == control.timeout_due(ex)
+    if timer.kind == "reinvoke":  # the end of the last invocation could not be stored: it is invoked again
+        return True
     op = ex.ops.get(timer.op_id)
     if op is None or (op["Type"], op["Status"]) != _TIMER_STATES.get(timer.kind):
         return False
@@ -116,6 +120,7 @@ class LocalEngine:
         self.max_concurrent_invocations = max_concurrent_invocations
         self.resume_unfinished = bool(resume_unfinished)
         self.clock = clock or (VirtualClock() if skip_time else RealClock())
+        self._unrecorded: dict[str, int] = {}  # ARN -> invocation ends in a row the store refused
         self._dormant: set[str] = set()  # unfinished executions loaded with resume_unfinished=False, left alone
         self._lock = threading.RLock()  # executions, timers, ready queue; never held while taking ex.lock
         self._cond = threading.Condition(self._lock)
@@ -136,7 +141,7 @@ class LocalEngine:
         self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
-        self.foreign = foreign.Host(self)  # the endpoint handlers not written with durable_sync reach it by
+        self.foreign = foreign.Host()  # how handlers not written with durable_sync reach the engine
         # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their
         # lambda_context (None there: the SDK's boto3 default client); None here: the in-process client.
         self.client_factory: Optional[Callable[[], Any]] = None
@@ -246,11 +251,12 @@ class LocalEngine:
                 ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
                                timeout_s=timeout, input_payload=payload)
                 ex.handler_ref = handler_reference(handler)  # lets a restarted engine import it
-                ex.on_event = self._emit
                 ex.ops[exec_id] = {"Id": exec_id, "Type": wire.EXECUTION, "Status": wire.STARTED,
                                    "StartTimestamp": now, "ExecutionDetails": {"InputPayload": payload}}
-                ex.add_event(h.execution_event("ExecutionStarted", ex.ops[exec_id], now, {
-                    "Input": h.result(payload), "ExecutionTimeout": timeout}))
+                started = h.execution_event("ExecutionStarted", ex.ops[exec_id], now, {
+                    "Input": h.result(payload), "ExecutionTimeout": timeout})
+                started["EventId"] = 1
+                ex.events.append(started)  # not announced before the store has it
                 try:  # disk first: an execution the store refused must not exist in memory either
                     self._store.create_execution(ex)
                 except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error
@@ -262,6 +268,7 @@ class LocalEngine:
                 scheduler.push_timer(self, now + timeout * 1000, "execution_timeout", arn)
                 scheduler.mark_ready(self, ex)
                 wake = False
+                self._emit(ex, started)
         if wake:
             self._wake(ex)
         scheduler.after_change(self)
@@ -503,7 +510,7 @@ class LocalEngine:
         if result is not None and len(result.encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
             raise ServiceError(INVALID, f"callback result of {len(result.encode('utf-8'))} bytes exceeds the "
                                         f"limit of {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
-        self._complete_callback(callback_id, wire.SUCCEEDED, "CallbackSucceeded", result=result)
+        self._complete_callback(callback_id, wire.SUCCEEDED, result=result)
 
     def send_callback_failure(self, callback_id: str, error: Optional[dict] = None) -> None:
         """SendDurableExecutionCallbackFailure with a wire ErrorObject (ErrorType, ErrorMessage, ...)."""
@@ -519,7 +526,7 @@ class LocalEngine:
             raise ServiceError(INVALID, "callback error StackTrace must be a list of strings")
         if len(json.dumps(error).encode("utf-8")) > wire.MAX_CALLBACK_RESULT_BYTES:
             raise ServiceError(INVALID, f"callback error exceeds {wire.MAX_CALLBACK_RESULT_BYTES} bytes")
-        self._complete_callback(callback_id, wire.FAILED, "CallbackFailed", error=error)
+        self._complete_callback(callback_id, wire.FAILED, error=error)
 
     def send_callback_heartbeat(self, callback_id: str) -> None:
         """SendDurableExecutionCallbackHeartbeat: restarts the callback's heartbeat timeout, if it has one."""
@@ -532,10 +539,8 @@ class LocalEngine:
             timeout = op.get("_heartbeat_s")
             if timeout:
                 due = self.clock.now_ms() + timeout * 1000
-                new = {**op, "_heartbeat_due": due}
-                ex.ops[op["Id"]] = new
-                self._store.save_checkpoint(ex, {op["Id"]: new}, [])
-                scheduler.push_timer(self, due, "callback_heartbeat", ex.arn, op["Id"])
+                commit(self, ex, Change(ops={op["Id"]: {**op, "_heartbeat_due": due}},
+                                        timers=[(due, "callback_heartbeat", op["Id"])]))
 
     # -- the service API the SDK calls --------------------------------------------------
     def checkpoint(self, arn: str, token: str, updates: list, client_token: Optional[str] = None,
@@ -562,27 +567,16 @@ class LocalEngine:
                                             "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
             applied = apply_batch(ex, updates, now, trusted, functools.partial(chained.invoke_target, self))
-            view, events = applied.ops, applied.events
-            for event_id, event in enumerate(events, len(ex.events) + 1):
-                event["EventId"] = event_id  # the number add_event gives it below
-            try:  # disk first: memory (and listeners) see the change only once it is committed
-                self._store.save_checkpoint(ex, view, events)
-            except Exception as exc:  # noqa: BLE001 - disk full, read-only, I/O error: nothing was applied
-                raise ServiceError(SERVICE_ERROR, f"the engine could not persist the checkpoint ({type(exc).__name__}: "
-                                                  f"{exc}); nothing was applied, retry it", status=500) from exc
-            ex.ops.update(view)
-            for event in events:
-                ex.add_event(event)
-            with self._lock:
-                for callback_id, op_id in applied.callbacks.items():
-                    self._callbacks[callback_id] = (arn, op_id)
+            change = Change(ops=dict(applied.ops), events=list(applied.events), timers=list(applied.timers))
+            if applied.ending is not None:  # the EXECUTION update: the execution ends with this batch
+                status, result, error = applied.ending
+                change.merge(completion(ex, status, now, result, error, exec_op=applied.ops.get(ex.exec_op_id)))
+            commit(self, ex, change)  # raises (nothing applied) on a store failure
             # The service's changes since the handler last saw them, then this batch's (a START the SDK
             # awaits comes back in its new state); one page, GetDurableExecutionState serves the rest.
-            changed = changed_operations(ex, [*ex.service_changed, *view])
+            changed = changed_operations(ex, [*ex.service_changed, *applied.ops])
             ex.service_changed.clear()
-            if applied.ending is not None:  # the EXECUTION update: the execution ends here, no token follows
-                status, result, error = applied.ending
-                self._complete(ex, status, result=result, error=error)
+            if applied.ending is not None:  # the EXECUTION update: the execution ended here, no token follows
                 response = {"NewExecutionState": {"Operations": page(changed)[0]}}
             else:
                 ops, more = page(changed)
@@ -592,11 +586,6 @@ class LocalEngine:
                 if len(ex.client_tokens) > 64:
                     ex.client_tokens.pop(next(iter(ex.client_tokens)))
                 ex.client_tokens[client_token] = (token, response)
-        if applied.timers:
-            with self._lock:
-                for due, kind, op_id in applied.timers:
-                    scheduler.push_timer(self, due, kind, arn, op_id)
-                self._cond.notify_all()
         return response
 
     def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = PAGE_MAX_ITEMS) -> dict:
@@ -644,7 +633,6 @@ class LocalEngine:
 
     def _adopt(self, ex: Execution) -> None:
         """Take over an execution loaded from the store (resume after a restart)."""
-        ex.on_event = self._emit
         self._executions[ex.arn] = ex
         self._by_name[(ex.function_name, ex.name)] = ex.arn
         for op in ex.ops.values():
@@ -652,6 +640,7 @@ class LocalEngine:
             if cb:
                 self._callbacks[cb] = (ex.arn, op["Id"])
         if ex.status == RUNNING:
+            runner.recall_changes(ex)
             pause = control.pause_of(ex)
             if pause is not None and pause["Status"] == control.PAUSING:  # its invocation ended with the process
                 control.pause_takes_effect(self, ex, {**pause, "Interrupted": True})
@@ -687,51 +676,98 @@ class LocalEngine:
         test may replace it on one engine."""
         scheduler.fire(self, timer)
 
-    # -- internals: changes the service makes ---------------------------------------------------
-    def _service_update(self, ex: Execution, new_op: dict) -> None:
-        """Called with ex.lock, after the caller appended the change's history event (none when a retry
-        becomes READY): record a service-side change and ask for a re-invocation. When the store cannot
-        write it (disk full, read-only), memory is put back as it was and the error raised, so the change
-        can be made again (a callback answer resent) instead of being neither applied nor accepted."""
-        op_id = new_op["Id"]
-        old = ex.ops.get(op_id)
-        ex.ops[op_id] = new_op
+    # -- internals: the commit path (durable_sync.local.commit) -------------------------------------
+    def _announce(self, ex: Execution, change: Change, callbacks: list) -> None:
+        """Called with ex.lock by ``commit`` once a change is stored and applied: index its callback ids,
+        tell the listeners, arm its timers, queue an invocation, settle the chained invoke of an execution
+        that ended, wake waiters."""
+        with self._lock:
+            for callback_id, op_id in callbacks:
+                self._callbacks.setdefault(callback_id, (ex.arn, op_id))
+        for event in change.events:
+            self._emit(ex, event)
+        for due, kind, op_id in change.timers:
+            scheduler.push_timer(self, due, kind, ex.arn, op_id)
+        if change.ready and ex.status == RUNNING:
+            scheduler.mark_ready(self, ex)
+        if ends(change):
+            with self._lock:
+                link = self._invoke_links.pop((ex.function_name, ex.name), None)
+            if link is not None:  # the target of a chained invoke: complete the caller's operation
+                self._settle_link(link, ex)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _settle_link(self, link: tuple[str, str], ex: Execution) -> None:
+        """Complete the caller's chained-invoke operation with ended target ``ex``'s outcome. When the store
+        refuses that, the caller's invoke timer is armed again: it attaches to the ended target and settles."""
         try:
-            self._store.save_checkpoint(ex, {op_id: new_op}, ex.events[-1:] if ex.events else [])
-        except Exception:
-            if old is None:
-                ex.ops.pop(op_id, None)
-            else:
-                ex.ops[op_id] = old
-            if new_op["Status"] != wire.READY and ex.events and ex.events[-1].get("Id") == op_id:
-                ex.events.pop()
-            raise
-        ex.service_changed[op_id] = None  # an ordered set: the next checkpoint response carries it
-        scheduler.mark_ready(self, ex)
+            chained.settle_invoke(self, link[0], link[1], ex.status, ex.result, ex.error)
+        except ServiceError as exc:
+            _log.warning("could not settle chained invoke %s of %s (%s); trying again in %d ms", link[1], link[0],
+                         exc.message, scheduler.TIMER_RETRY_MS)
+            scheduler.push_timer(self, self.clock.now_ms() + scheduler.TIMER_RETRY_MS, "invoke", link[0], link[1])
 
     def _complete(self, ex: Execution, status: str, result: Optional[str] = None,
                   error: Optional[dict] = None) -> None:
-        """Called with ex.lock: end the execution with its terminal event."""
-        now = self.clock.now_ms()
-        ex.status, ex.end_ms, ex.result, ex.error = status, now, result, error
-        exec_op = ex.ops[ex.exec_op_id]
-        ex.ops[ex.exec_op_id] = {**exec_op, "Status": status, "EndTimestamp": now}
-        if status == "SUCCEEDED":
-            event = h.execution_event("ExecutionSucceeded", exec_op, now, {"Result": h.result(result)})
-        elif status == "FAILED":
-            event = h.execution_event("ExecutionFailed", exec_op, now, {"Error": h.error(error)})
-        elif status == "TIMED_OUT":
-            event = h.execution_event("ExecutionTimedOut", exec_op, now, {"Error": h.error(error)})
-        else:
-            event = h.execution_event("ExecutionStopped", exec_op, now, {"Error": h.error(error)})  # required
-        ex.add_event(event)
-        self._store.save_execution(ex, [event])
-        with self._lock:
-            link = self._invoke_links.pop((ex.function_name, ex.name), None)
-        if link is not None:  # the target of a chained invoke: complete the caller's operation
-            chained.settle_invoke(self, link[0], link[1], status, result, error)
+        """Called with ex.lock: end the execution with its terminal event (through the commit path)."""
+        commit(self, ex, completion(ex, status, self.clock.now_ms(), result, error))
+
+    def _invocation_unrecorded(self, ex: Execution, exc: ServiceError) -> None:
+        """Called with ex.lock when the end of an invocation could not be stored: nothing of it is applied
+        (as if the Lambda had crashed), and the execution is invoked again TIMER_RETRY_MS later, which
+        replays it. Virtual time has no one to wait for the fault to clear: after MAX_INVOCATION_ATTEMPTS
+        such ends in a row the error reaches the caller (calling again retries)."""
+        failures = self._unrecorded[ex.arn] = self._unrecorded.get(ex.arn, 0) + 1
+        _log.warning("the end of an invocation of %s could not be stored (%s); invoking it again in %d ms",
+                     ex.arn, exc.message, scheduler.TIMER_RETRY_MS)
+        scheduler.push_timer(self, self.clock.now_ms() + scheduler.TIMER_RETRY_MS, "reinvoke", ex.arn)
+        if self.skip_time and failures >= runner.MAX_INVOCATION_ATTEMPTS:
+            self._unrecorded.pop(ex.arn, None)
+            raise exc
+
+    def _invocation_recorded(self, ex: Execution) -> None:
+        self._unrecorded.pop(ex.arn, None)
+
+    def _run_invocation(self, ex: Execution) -> None:
+        """Real time (a pool thread): one invocation of ``ex``. When it needs another, it goes to the back
+        of the ready queue, so an execution that is invoked again and again never keeps the others
+        waiting. An exception out of the engine's own code is logged with its traceback and ends the
+        execution FAILED (``Engine.InternalError``)."""
+        try:
+            invoked = runner.invoke(self, ex)
+        except Exception as exc:  # noqa: BLE001 - an engine bug or an unexpected fault: never lost silently
+            _log.exception("the engine failed while invoking %s", ex.arn)
+            self._fail_execution(ex, exc)
+            invoked = False
+        if invoked:
+            with ex.lock:
+                again = ex.needs_invoke and ex.status == RUNNING and not ex.invoking
+            if again and not self._closed:
+                scheduler.mark_ready(self, ex)
         with self._cond:
             self._cond.notify_all()
+
+    def _guarded(self, work: Callable[..., Any], ex: Execution, *args: Any) -> None:
+        """Real time (a pool thread): ``work(self, ex, *args)``; an exception is logged with its traceback
+        and ends the execution FAILED."""
+        try:
+            work(self, ex, *args)
+        except Exception as exc:  # noqa: BLE001 - see _run_invocation
+            _log.exception("the engine failed while working on %s", ex.arn)
+            self._fail_execution(ex, exc)
+
+    def _fail_execution(self, ex: Execution, exc: BaseException) -> None:
+        """End ``ex`` FAILED for an engine failure; when even that cannot be stored it stays RUNNING, logged,
+        and resumes from the database when the engine restarts."""
+        with ex.lock:
+            if ex.status != RUNNING:
+                return
+            try:
+                self._complete(ex, "FAILED", error=describe(exc))
+            except ServiceError as store_exc:
+                _log.error("execution %s stays RUNNING: its failure could not be stored either (%s); it resumes "
+                           "from the database when the engine restarts", ex.arn, store_exc.message)
 
     # -- internals: callbacks ----------------------------------------------------------------------
     def _callback_op(self, callback_id: str) -> tuple[Execution, dict]:
@@ -747,7 +783,7 @@ class LocalEngine:
                                                  "answers")
         return ex, op
 
-    def _complete_callback(self, callback_id: str, status: str, event_type: str, result: Any = None,
+    def _complete_callback(self, callback_id: str, status: str, result: Any = None,
                            error: Optional[dict] = None) -> None:
         ex, op = self._callback_op(callback_id)
         self._wake(ex)
@@ -764,6 +800,5 @@ class LocalEngine:
                 details["Error"] = error
                 event_details = {"Error": h.error(error)}
             new = {**op, "Status": status, "EndTimestamp": now, "CallbackDetails": details}
-            ex.add_event(h.op_event(event_type, new, now, event_details))
-            self._service_update(ex, new)
+            commit(self, ex, service_change(new, h.change_event(new, now, event_details)))
         scheduler.after_change(self)

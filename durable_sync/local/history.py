@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
+from ..events import event_for
 from ..wire import ms_to_datetime
 
 _TIMESTAMP_KEYS = ("EventTimestamp", "ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp",
@@ -20,6 +21,11 @@ def op_event(event_type: str, op: dict[str, Any], ts_ms: int, details: Optional[
                              "Name": op.get("Name"), "ParentId": op.get("ParentId"), "EventTimestamp": ts_ms,
                              f"{event_type}Details": details or {}}
     return event
+
+
+def change_event(op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:
+    """The event that records ``op`` reaching its (new) status (``durable_sync.events``)."""
+    return op_event(event_for(op["Type"], op["Status"]), op, ts_ms, details)
 
 
 def execution_event(event_type: str, exec_op: dict[str, Any], ts_ms: int, details: Optional[dict] = None) -> dict:

@@ -8,16 +8,19 @@ is in flight per execution at a time.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import wire
+from ..events import SERVICE_COMPLETIONS
 from ..errors import CheckpointError
-from . import control, scheduler
+from . import control
 from . import history as h
 from .handlers import load as load_handler
 from .isolation import run_in_child
+from .commit import Change, commit, completion
 from .service import (ACCOUNT, EXECUTED_VERSION, REGION, RUNNING, Execution, ServiceError, changed_operations, page,
                       visible_operations)
 
@@ -46,8 +49,10 @@ class LocalLambdaContext:
     identity = None
     tenant_id = None
 
-    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any):
+    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any,
+                 endpoint_url: Optional[str] = None):
         self.durable_client = client
+        self.endpoint_url = endpoint_url  # the Lambda API serving the engine (durable-sync serve), else None
         self.function_name = function_name
         self.aws_request_id = str(uuid.uuid4())
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
@@ -94,15 +99,6 @@ def checkpoint_error(exc: ServiceError) -> CheckpointError:
     return CheckpointError(f"{exc.code}: {exc.message}", retryable=retryable, error_type=exc.code)
 
 
-def invoke_until_idle(engine: "LocalEngine", ex: Execution) -> None:
-    """Real time (a pool thread): invoke ``ex`` again as long as something asks for it."""
-    while ex.needs_invoke and ex.status == RUNNING and not engine._closed:
-        if not invoke(engine, ex):
-            return
-    with engine._cond:
-        engine._cond.notify_all()
-
-
 def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     """One invocation of ``ex``'s handler; False if one is already in flight or nothing is needed."""
     handler = engine._functions.get(ex.function_name) or import_handler(engine, ex)
@@ -117,32 +113,46 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
         ex.needs_invoke = False
         envelope = invocation_envelope(ex, ex.new_token(new_invocation=True))
     start = engine.clock.now_ms()
-    client = engine._client if engine.client_factory is None else engine.client_factory()
-    lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock)
     output, failure = None, None
-    if engine.isolation == "process" and not getattr(handler, "__durable_own_process__", False):
-        output, failure = run_in_child(engine, handler, envelope, ex.function_name)
-    else:
-        try:
-            output = engine.foreign.call(handler, envelope, lambda_ctx)
-        except InvocationFailed as exc:
-            failure = exc.error_object
-        except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
-            failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
-        except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
-            failure = {"ErrorType": "Runtime.ExitError",
-                       "ErrorMessage": f"the handler raised {type(exc).__name__}: {exc}"}
-            if isinstance(exc, KeyboardInterrupt):  # the user stops the engine: record, then let it through
-                with ex.lock:
-                    ex.invoking = False
-                    invocation_done(engine, ex, start, output, failure)
-                raise
+    try:
+        client = engine._client if engine.client_factory is None else engine.client_factory()
+        lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock,
+                                        engine.foreign.endpoint_url)
+        own_process = getattr(handler, "__durable_own_process__", False)  # a Node.js handler (node_runtime)
+        if own_process:  # its process reaches the engine over HTTP, as on Lambda
+            lambda_ctx.environment = engine.foreign.process_environment(engine)
+        if engine.isolation == "process" and not own_process:
+            output, failure = run_in_child(engine, handler, envelope, ex.function_name)
+        else:
+            try:
+                output = engine.foreign.call(handler, envelope, lambda_ctx, functools.partial(_serve_call, engine))
+            except InvocationFailed as exc:
+                failure = exc.error_object
+            except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
+                failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
+            except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
+                failure = {"ErrorType": "Runtime.ExitError",
+                           "ErrorMessage": f"the handler raised {type(exc).__name__}: {exc}"}
+                if isinstance(exc, KeyboardInterrupt):  # the user stops the engine: record, then let it through
+                    with ex.lock:
+                        ex.invoking = False
+                        invocation_done(engine, ex, start, output, failure)
+                    raise
+    except BaseException:  # the engine's own failure (or Ctrl-C): the invocation is not in flight any more
+        with ex.lock:
+            ex.invoking = False
+        raise
     with ex.lock:
         ex.invoking = False
         invocation_done(engine, ex, start, output, failure)
     with engine._cond:
         engine._cond.notify_all()
     return True
+
+
+def _serve_call(engine: "LocalEngine", method: str, *args: Any) -> dict:
+    """A foreign handler's call of the service API, answered by the engine (``foreign.EngineLambdaClient``)."""
+    return {"checkpoint": engine.checkpoint, "get_state": engine.get_state}[method](*args)
 
 
 def invocation_envelope(ex: Execution, token: str) -> dict:
@@ -188,49 +198,49 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
                                    "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...}: is it decorated (durable_sync's "
                                    "@durable_handler, the official SDK's @durable_execution; in JavaScript, "
                                    "withDurableExecution)?"}
-    details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": engine.clock.now_ms(),
-                               "RequestId": str(uuid.uuid4())}
+    now = engine.clock.now_ms()
+    details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": now, "RequestId": str(uuid.uuid4())}
     if failure is not None:
         details["Error"] = h.error(failure)
     exec_op = ex.ops[ex.exec_op_id]
-    ex.add_event(h.execution_event("InvocationCompleted", exec_op, engine.clock.now_ms(), details))
-    try:
-        engine._store.save_checkpoint(ex, {}, ex.events[-1:])
-    except Exception:  # noqa: BLE001 - e.g. disk full: the event is written with the next write. Raising here
-        pass  # would leave the execution with no invocation in flight and none scheduled (wedged); a restart
-        # before the next write only sees an unfinished invocation and invokes again, which replays.
-    if ex.status != RUNNING:
-        return  # stopped or timed out while the invocation ran
+    # One change: the InvocationCompleted event and what the output does (complete, retry, nothing).
+    change = Change(events=[h.execution_event("InvocationCompleted", exec_op, now, details)])
     pause = control.pause_of(ex)
-    if pause is not None and (failure is not None or pause.get("Interrupted")):
-        # The pause interrupted it (its checkpoint was refused), or it failed while PAUSING: no retry
-        # is counted; resume_execution() invokes again.
-        ex.needs_invoke = True
-        if pause["Status"] == control.PAUSING:
-            control.pause_takes_effect(engine, ex, pause)
-        return
-    if failure is not None:
-        ex.invocation_failures += 1
-        if ex.invocation_failures >= MAX_INVOCATION_ATTEMPTS:
-            engine._complete(ex, "FAILED", error={**failure, "ErrorMessage":
-                             f"the invocation failed {ex.invocation_failures} times; last error: "
-                             f"{failure.get('ErrorMessage')}"})
+    interrupted = pause is not None and (failure is not None or pause.get("Interrupted"))
+    if ex.status != RUNNING or interrupted:
+        pass  # stopped or timed out while it ran; or the pause interrupted it (its checkpoint was refused), or
+        # it failed while PAUSING: no retry is counted, resume_execution() invokes again
+    elif failure is not None:
+        failures = ex.invocation_failures + 1
+        change.fields["invocation_failures"] = failures
+        if failures >= MAX_INVOCATION_ATTEMPTS:
+            change.merge(completion(ex, "FAILED", now, error={**failure, "ErrorMessage":
+                         f"the invocation failed {failures} times; last error: {failure.get('ErrorMessage')}"}))
         else:
-            scheduler.mark_ready(engine, ex)
+            change.ready = True
+    else:
+        if ex.invocation_failures:
+            change.fields["invocation_failures"] = 0
+        if status == "SUCCEEDED":  # (a result too large for the output ended the execution at its checkpoint)
+            result = output.get("Result")
+            change.merge(completion(ex, "SUCCEEDED", now, result=result if result is not None else "null"))
+        elif status == "FAILED":
+            change.merge(completion(ex, "FAILED", now, error=output.get("Error") or {"ErrorType": "Unknown"}))
+        elif not ex.needs_invoke and not has_pending_work(ex):
+            change.merge(completion(ex, "FAILED", now, error={
+                "ErrorType": "Runtime.NothingPending",
+                "ErrorMessage": "the handler returned PENDING but no wait, retry, callback or invoke is pending, "
+                                "so nothing could ever resume it"}))
+    try:
+        commit(engine, ex, change)
+    except ServiceError as exc:
+        engine._invocation_unrecorded(ex, exc)  # nothing applied: invoked again later (or raised, virtual time)
         return
-    ex.invocation_failures = 0
-    if status == "SUCCEEDED":  # (a result too large for the output ended the execution at its checkpoint)
-        result = output.get("Result")
-        engine._complete(ex, "SUCCEEDED", result=result if result is not None else "null")
-    elif status == "FAILED":
-        engine._complete(ex, "FAILED", error=output.get("Error") or {"ErrorType": "Unknown"})
-    elif not ex.needs_invoke and not has_pending_work(ex):
-        engine._complete(ex, "FAILED", error={
-            "ErrorType": "Runtime.NothingPending",
-            "ErrorMessage": "the handler returned PENDING but no wait, retry, callback or invoke is pending, "
-                            "so nothing could ever resume it"})
+    engine._invocation_recorded(ex)
+    if interrupted and ex.status == RUNNING:
+        ex.needs_invoke = True
     if pause is not None and pause["Status"] == control.PAUSING and ex.status == RUNNING:
-        control.pause_takes_effect(engine, ex, pause)  # it ended without another checkpoint
+        control.pause_takes_effect(engine, ex, pause)  # it ended without another checkpoint, or was interrupted
 
 
 # -- what a loaded execution needs ---------------------------------------------------------------------
@@ -243,9 +253,17 @@ def has_pending_work(ex: Execution) -> bool:
     return any((op["Type"], op["Status"]) in _PENDING_STATES for op in ex.ops.values())
 
 
-_SERVICE_COMPLETIONS = frozenset({"WaitSucceeded", "CallbackSucceeded", "CallbackFailed", "CallbackTimedOut",
-                                  "ChainedInvokeSucceeded", "ChainedInvokeFailed", "ChainedInvokeTimedOut",
-                                  "ChainedInvokeStopped"})
+def recall_changes(ex: Execution) -> None:
+    """An execution loaded from the store: what the service changed since its last invocation ended (a
+    completion recorded after it, a retry come due), so the next envelope lists it in UpdatedOperationIds."""
+    changed = [op["Id"] for op in ex.ops.values() if op["Type"] == wire.STEP and op["Status"] == wire.READY]
+    for event in reversed(ex.events):
+        if event["EventType"] == "InvocationCompleted":
+            break
+        if event["EventType"] in SERVICE_COMPLETIONS:
+            changed.append(event["Id"])
+    for op_id in reversed(changed):
+        ex.service_changed[op_id] = None
 
 
 def needs_invocation(ex: Execution) -> bool:
@@ -268,6 +286,6 @@ def needs_invocation(ex: Execution) -> bool:
     for event in reversed(events[:-1]):
         if event["EventType"] == "InvocationCompleted" or event["EventTimestamp"] < started:
             return False
-        if event["EventType"] in _SERVICE_COMPLETIONS:
+        if event["EventType"] in SERVICE_COMPLETIONS:
             return True
     return False

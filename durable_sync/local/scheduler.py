@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import wire
 from . import chained, control, runner
 from . import history as h
+from .commit import Change, commit, service_change
 from .service import RUNNING, Execution, Timer
 
 if TYPE_CHECKING:
@@ -132,11 +133,16 @@ def fire(engine: "LocalEngine", timer: Timer) -> None:
     if timer.kind == "invoke":  # runs user code / starts an execution: never under ex.lock
         if engine._pool is not None:
             try:
-                engine._pool.submit(chained.launch_invoke, engine, ex, timer.op_id)
+                engine._pool.submit(engine._guarded, chained.launch_invoke, ex, timer.op_id)
             except RuntimeError:
                 pass  # the engine is closing; a restart re-arms the invoke
         else:
             chained.launch_invoke(engine, ex, timer.op_id)
+        return
+    if timer.kind == "reinvoke":  # the end of the last invocation could not be stored: invoke it again
+        if ex.status == RUNNING:
+            mark_ready(engine, ex)
+            after_change(engine)
         return
     with ex.lock:
         if ex.status != RUNNING:
@@ -153,23 +159,22 @@ def fire(engine: "LocalEngine", timer: Timer) -> None:
         op = ex.ops.get(timer.op_id)
         if op is None:
             return
-        changed = _complete_timer(ex, timer, op, now)
-        if changed is None:
+        change = _complete_timer(timer, op, now)
+        if change is None:
             return
-        engine._service_update(ex, changed)  # when the store refuses it, nothing changed: the caller retries
+        commit(engine, ex, change)  # when the store refuses it, nothing changed: _fire_or_retry arms it again
     after_change(engine)
 
 
-def _complete_timer(ex: Execution, timer: Timer, op: dict, now: int) -> Optional[dict]:
-    """Called with ex.lock: the operation record a due timer leaves (its event appended), or None."""
+def _complete_timer(timer: Timer, op: dict, now: int) -> Optional[Change]:
+    """Called with ex.lock: the change a due timer makes to its operation, or None."""
     kind, status = timer.kind, op["Status"]
     if kind == "wait" and status == wire.STARTED:
         new = {**op, "Status": wire.SUCCEEDED, "EndTimestamp": now}
         duration = (op["WaitDetails"]["ScheduledEndTimestamp"] - op["StartTimestamp"]) // 1000
-        ex.add_event(h.op_event("WaitSucceeded", new, now, {"Duration": duration}))
-        return new
+        return service_change(new, h.change_event(new, now, {"Duration": duration}))
     if kind == "retry" and status == wire.PENDING:
-        return {**op, "Status": wire.READY}
+        return service_change({**op, "Status": wire.READY})
     if kind in ("callback_timeout", "callback_heartbeat") and status == wire.STARTED:
         if kind == "callback_heartbeat" and op.get("_heartbeat_due") != timer.due_ms:
             return None  # a heartbeat moved the deadline
@@ -178,8 +183,7 @@ def _complete_timer(ex: Execution, timer: Timer, op: dict, now: int) -> Optional
                  else "Callback timed out waiting for a heartbeat"}
         new = {**op, "Status": wire.TIMED_OUT, "EndTimestamp": now,
                "CallbackDetails": {**op.get("CallbackDetails", {}), "Error": error}}
-        ex.add_event(h.op_event("CallbackTimedOut", new, now, {"Error": h.error(error)}))
-        return new
+        return service_change(new, h.change_event(new, now, {"Error": h.error(error)}))
     return None
 
 
@@ -263,7 +267,7 @@ def schedule_loop(engine: "LocalEngine") -> None:
                 arn = engine._ready.popleft()
                 ex = engine._executions.get(arn)
                 if ex is not None and not ex.invoking:
-                    engine._pool.submit(runner.invoke_until_idle, engine, ex)
+                    engine._pool.submit(engine._run_invocation, ex)
             timer = engine._timers[0] if engine._timers else None
             if timer is not None and timer.due_ms <= engine.clock.now_ms():
                 heapq.heappop(engine._timers)

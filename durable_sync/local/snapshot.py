@@ -33,7 +33,8 @@ class PendingTimer:
     """Something the engine will do by itself at ``due_ms`` (epoch milliseconds, the engine's clock).
 
     ``kind``: ``wait`` (a wait ends), ``retry`` (a step's next attempt is due), ``callback_timeout``,
-    ``callback_heartbeat``, ``invoke`` (a chained invoke starts) or ``execution_timeout``.
+    ``callback_heartbeat``, ``invoke`` (a chained invoke starts), ``reinvoke`` (an invocation whose end
+    could not be stored is made again) or ``execution_timeout``.
     """
 
     kind: str

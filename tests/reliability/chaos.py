@@ -18,12 +18,14 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 import durable_sync as ds
+from durable_sync.local.store import SqliteStore
 
 SLOW = os.environ.get("DURABLE_SLOW") == "1"
 
@@ -392,3 +394,48 @@ def audit_run(engine: Any, arn: str, result: Any, probe: Probe, event: dict, exp
     out.merge(audit_steps(probe.ledger.entries, recorded, probe.at_most_once))
     out.merge(audit_history(engine.history(arn)))
     return out
+
+
+# -- storage faults ------------------------------------------------------------------------------------
+class FaultyStore(SqliteStore):
+    """An SqliteStore whose connection can be made full or read-only for a number of failed writes."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.mode: str | None = None  # None | "full" | "readonly"
+        self.fail_writes = 0  # clear the fault after this many failed writes (0: never)
+        self.failed = 0
+        self.writes = 0
+
+    def set_fault(self, mode: str | None, fail_writes: int = 0) -> None:
+        with self._lock:
+            self.mode, self.fail_writes = mode, fail_writes
+            conn = self._conn
+            if mode == "full":
+                pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {pages}")
+            else:
+                conn.execute("PRAGMA max_page_count = 1073741823")
+            conn.execute(f"PRAGMA query_only = {1 if mode == 'readonly' else 0}")
+
+    def _guard(self, write, *args):
+        self.writes += 1
+        try:
+            return write(*args)
+        except sqlite3.OperationalError as exc:
+            if self.mode is None:
+                raise
+            assert ("full" in str(exc)) if self.mode == "full" else ("readonly" in str(exc)), exc
+            self.failed += 1
+            if self.fail_writes and self.failed >= self.fail_writes:
+                self.set_fault(None)
+            raise
+
+    def create_execution(self, ex):
+        return self._guard(super().create_execution, ex)
+
+    def commit(self, ex, change):
+        return self._guard(super().commit, ex, change)
+
+    def delete_execution(self, ex):
+        return self._guard(super().delete_execution, ex)

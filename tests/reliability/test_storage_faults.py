@@ -27,57 +27,13 @@ import sqlite3
 import pytest
 
 import durable_sync as ds
-from durable_sync.local import LocalEngine
-from durable_sync.local.store import Reader, SqliteStore
+from durable_sync.local import LocalEngine, ServiceError
+from durable_sync.local.store import Reader
 
 from . import chaos
-from .chaos import STATS, Audit, Probe, audit_run, chaos_workflow, drive, recorded_steps, scale
+from .chaos import STATS, Audit, FaultyStore, Probe, audit_run, chaos_workflow, drive, recorded_steps, scale
 
 EVENT = {"steps": 8, "items": 4}
-
-
-class FaultyStore(SqliteStore):
-    """An SqliteStore whose connection can be made full or read-only for a number of failed writes."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.mode: str | None = None  # None | "full" | "readonly"
-        self.fail_writes = 0  # clear the fault after this many failed writes (0: never)
-        self.failed = 0
-        self.writes = 0
-
-    def set_fault(self, mode: str | None, fail_writes: int = 0) -> None:
-        with self._lock:
-            self.mode, self.fail_writes = mode, fail_writes
-            conn = self._conn
-            if mode == "full":
-                pages = conn.execute("PRAGMA page_count").fetchone()[0]
-                conn.execute(f"PRAGMA max_page_count = {pages}")
-            else:
-                conn.execute("PRAGMA max_page_count = 1073741823")
-            conn.execute(f"PRAGMA query_only = {1 if mode == 'readonly' else 0}")
-
-    def _guard(self, write, *args):
-        self.writes += 1
-        try:
-            return write(*args)
-        except sqlite3.OperationalError as exc:
-            if self.mode is None:
-                raise
-            assert ("full" in str(exc)) if self.mode == "full" else ("readonly" in str(exc)), exc
-            self.failed += 1
-            if self.fail_writes and self.failed >= self.fail_writes:
-                self.set_fault(None)
-            raise
-
-    def create_execution(self, ex):
-        return self._guard(super().create_execution, ex)
-
-    def save_checkpoint(self, ex, ops, events):
-        return self._guard(super().save_checkpoint, ex, ops, events)
-
-    def save_execution(self, ex, events):
-        return self._guard(super().save_execution, ex, events)
 
 
 def _fault_after(store: FaultyStore, trigger: str, mode: str, fail_writes: int):
@@ -181,7 +137,8 @@ def test_a_lasting_fault_stops_the_engine_and_a_restart_resumes_from_the_databas
     try:
         try:
             _, result = drive(engine, chaos_workflow, EVENT, "disk", probe)
-        except sqlite3.OperationalError as exc:
+        except ServiceError as exc:  # the engine's 5xx, caused by the store's error
+            assert exc.status == 500 and isinstance(exc.__cause__, sqlite3.OperationalError), exc
             assert cause in str(exc)
             result = None
         else:
@@ -238,8 +195,9 @@ def test_service_side_changes_the_store_refuses_can_be_made_again(tmp_path, capl
         [cb] = [op for op in engine.operations(arn) if op["Type"] == "CALLBACK"]
         callback_id = cb["CallbackDetails"]["CallbackId"]
         store.set_fault("readonly")
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(ServiceError) as refused:
             engine.send_callback_success(callback_id, '"first try"')
+        assert refused.value.status == 500 and isinstance(refused.value.__cause__, sqlite3.OperationalError)
         faults += 1
         assert disk_callback_status(path, arn) == "STARTED"
         assert [op["Status"] for op in engine.operations(arn) if op["Type"] == "CALLBACK"] == ["STARTED"]

@@ -18,8 +18,8 @@ import time
 from typing import Any, Callable, Optional
 
 from ...errors import ValidationError
-from ..service import CONFLICT, INVALID, NOT_FOUND, TOO_LARGE, ServiceError
-from .protocol import (ALREADY_STARTED, BAD_CONTENT, DEFAULT_PAGE, UNKNOWN_OPERATION, ApiError, event_types, utf8,
+from ...errors import CONFLICT, INVALID, NOT_FOUND, ServiceError
+from .protocol import (ALREADY_STARTED, BAD_CONTENT, DEFAULT_PAGE, TOO_LARGE, ApiError, event_types, utf8,
                        reported_status)
 
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Invoke RequestResponse (Lambda: 6 MB)
@@ -113,7 +113,7 @@ class LambdaApi:
     def call(self, name: str, params: dict) -> dict:
         method = getattr(self, f"op_{name}", None)
         if method is None:
-            raise ApiError(UNKNOWN_OPERATION, f"{name} is in the Lambda model but not implemented by this server", 501)
+            raise ApiError(BAD_CONTENT, f"{name} is in the Lambda model but not implemented by this server")
         try:
             return method(params)
         except ServiceError as exc:

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote
 
-from ..service import INVALID
+from ...errors import INVALID
 
-UNKNOWN_OPERATION = "UnknownOperationException"
+# Every error answer names an exception of botocore's ``lambda`` model, so boto3 raises a modeled exception.
+NOT_FOUND = "ResourceNotFoundException"
 BAD_CONTENT = "InvalidRequestContentException"
+TOO_LARGE = "RequestTooLargeException"
 ALREADY_STARTED = "DurableExecutionAlreadyStartedException"
 SERVICE_ERROR = "ServiceException"
 DEFAULT_PAGE = 100
@@ -125,11 +127,11 @@ class Router:
                 continue
             return route, {loc: unquote(m.group(group)) for group, loc, _ in route.labels}
         if allowed:
-            raise ApiError(UNKNOWN_OPERATION, f"{method} is not supported on {path}; use {', '.join(sorted(set(allowed)))}",
+            raise ApiError(BAD_CONTENT, f"{method} is not supported on {path}; use {', '.join(sorted(set(allowed)))}",
                            405)
         hint = (" (percent-encode the execution ARN in the path: its '/' and ':' become %2F and %3A)"
                 if "/durable-execution/" in path else "")
-        raise ApiError(UNKNOWN_OPERATION, f"no Lambda operation is served at {method} {path}{hint}; this server "
+        raise ApiError(NOT_FOUND, f"no Lambda operation is served at {method} {path}{hint}; this server "
                        f"answers the durable execution operations and Invoke ({', '.join(served_operations())})", 404)
 
 
@@ -194,6 +196,9 @@ def coerce(value: Any, shape: Any, path: str, errors: list[str], from_json: bool
         if not isinstance(value, str):
             bad(f"Member must be a string, got {_kind(value)}")
             return value
+        if not _is_text(value):
+            bad("Member must be Unicode text (it holds a lone surrogate, which no UTF-8 text can carry)")
+            return value
         _check_length(len(value), meta, bad, "Member must have length")
         enum = meta.get("enum")
         if enum and value not in enum:
@@ -247,6 +252,14 @@ def coerce(value: Any, shape: Any, path: str, errors: list[str], from_json: bool
             bad("Member must be a timestamp (ISO 8601 or epoch seconds)")
             return value
     return value
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_length(n: int, meta: dict, bad: Callable[[str], None], what: str) -> None:

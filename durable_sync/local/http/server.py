@@ -22,9 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, NamedTuple, Optional
 from urllib.parse import urlsplit
 
-from ..service import TOO_LARGE
 from .api import DEFAULT_INVOKE_TIMEOUT, REGION, LambdaApi
-from .protocol import BAD_CONTENT, SERVICE_ERROR, ApiError, Router, parse_request, render_output
+from .protocol import BAD_CONTENT, SERVICE_ERROR, TOO_LARGE, ApiError, Router, parse_request, render_output
 
 log = logging.getLogger("durable_sync.local.http")
 
@@ -44,7 +43,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._handle()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
+
+    # http.server's own refusals (a bad request line, a URI or headers too long, an unknown method or HTTP
+    # version) answer as the Lambda API does: a JSON error boto3 turns into a modeled exception, never a 5xx.
+    _OWN_ERRORS = {414: 414, 431: 431, 501: 405, 505: 400}
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        status = self._OWN_ERRORS.get(code, code if 400 <= code < 500 else 400)
+        what = {414: "the request URI is too long", 431: "the request headers are too large or too many",
+                501: f"the method {getattr(self, 'command', None)!r} is not supported",
+                505: "the HTTP version is not supported; use HTTP/1.1"}.get(code, message or "bad request")
+        self.close_connection = True
+        if not getattr(self, "request_version", None) or self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"  # answer with a status line and headers, which boto3 can read
+        status, headers, payload = self._error(BAD_CONTENT, f"{what} ({message or code})", status)
+        self._send(status, headers, payload, str(uuid.uuid4()))
 
     def version_string(self) -> str:
         return self.server_version
@@ -57,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         route_name = "?"
         try:
             if self.headers.get("Origin") is not None:
-                raise ApiError("AccessDeniedException", "requests from web pages (with an Origin header) are refused: "
+                raise ApiError(BAD_CONTENT, "requests from web pages (with an Origin header) are refused: "
                                "durable-sync serve has no authentication; call it from boto3 or the AWS CLI", 403)
             body = self._read_body()
             if body is None:
@@ -142,7 +156,7 @@ class LambdaHttpServer(ThreadingHTTPServer):
     def __init__(self, engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  functions: Optional[dict] = None, max_body_bytes: int = MAX_BODY_BYTES,
                  invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None,
-                 handlers_over_http: bool = True):
+                 attach: bool = True):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -156,9 +170,9 @@ class LambdaHttpServer(ThreadingHTTPServer):
         self._closed = False
         self._previous_factory = getattr(engine, "client_factory", None)
         self._installed_factory = None
-        # handlers_over_http=False: a façade for other clients only (the engine's own one for foreign handlers).
-        self._serves_handlers = handlers_over_http and self._previous_factory is None
-        if self._serves_handlers:
+        # attach=False: a façade only for handlers in other processes (foreign.Host.process_environment):
+        # the engine's own handlers keep their clients.
+        if attach and self._previous_factory is None:
             from ...aws import BotoCheckpointClient, make_boto_client
 
             client = BotoCheckpointClient(make_boto_client(

@@ -6,7 +6,7 @@ its schema, migrations and owner lock, ``reader`` the read-only access other pro
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...errors import ValidationError
 from ..service import Execution
@@ -14,6 +14,9 @@ from .inbox import CALLBACK_KINDS, CONTROL_KINDS, INBOX_KINDS, deliver, deliver_
 from .reader import Reader
 from .schema import APPLICATION_ID, SCHEMA_VERSION, DatabaseInUse, StoreError, owner_pid
 from .sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from ..commit import Change
 
 
 @runtime_checkable
@@ -27,11 +30,10 @@ class Store(Protocol):
     def create_execution(self, ex: Execution) -> None:
         """Persist a new execution (its row, its operations and events)."""
 
-    def save_checkpoint(self, ex: Execution, ops: dict, events: list) -> None:
-        """Persist changed operation records and new history events of ``ex`` (and its row if it changed)."""
-
-    def save_execution(self, ex: Execution, events: list) -> None:
-        """Persist the execution's row, its EXECUTION operation and ``events``."""
+    def commit(self, ex: Execution, change: Change) -> None:
+        """Persist one change of ``ex`` before the engine applies it (``durable_sync.local.commit``): its
+        operation records, its new events (numbered, not in ``ex.events`` yet), and the execution's
+        fields as the change leaves them (``ex``'s own, overridden by ``change.fields``)."""
 
     def delete_execution(self, ex: Execution) -> None:
         """Remove the execution with its operations and history."""
@@ -52,10 +54,7 @@ class MemoryStore:
     def create_execution(self, ex: Execution) -> None:
         pass
 
-    def save_checkpoint(self, ex: Execution, ops: dict, events: list) -> None:
-        pass
-
-    def save_execution(self, ex: Execution, events: list) -> None:
+    def commit(self, ex: Execution, change: Change) -> None:
         pass
 
     def delete_execution(self, ex: Execution) -> None:

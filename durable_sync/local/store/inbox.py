@@ -16,7 +16,7 @@ from typing import Any, Optional
 from .schema import StoreError, loads
 
 CALLBACK_KINDS = ("succeed", "fail", "heartbeat")  # inbox kinds of callback answers: the target is a callback id
-CONTROL_KINDS = ("pause", "resume", "delete")  # inbox kinds of execution-control requests: the target is an ARN
+CONTROL_KINDS = ("pause", "resume", "delete", "stop")  # inbox kinds of execution-control requests: the target is an ARN
 INBOX_KINDS = CALLBACK_KINDS + CONTROL_KINDS
 
 
@@ -25,7 +25,8 @@ def deliver(engine: Any, kind: str, target: str, payload: Optional[str]) -> str:
 
     A callback answer (``CALLBACK_KINDS``; ``target`` the callback id, ``payload`` the result or the
     error) or an execution-control request (``CONTROL_KINDS``: ``engine.pause`` / ``resume_execution`` /
-    ``delete`` of the execution ARN ``target``; ``payload`` the pause or resume reason, or None).
+    ``delete`` / ``stop`` of the execution ARN ``target``; ``payload`` the pause or resume reason, the stop's
+    ErrorObject as JSON, or None).
     """
     from ..service import ServiceError
 
@@ -42,6 +43,8 @@ def deliver(engine: Any, kind: str, target: str, payload: Optional[str]) -> str:
             engine.resume_execution(target, reason=payload)
         elif kind == "delete":
             engine.delete(target)
+        elif kind == "stop":
+            engine.stop(target, error=loads(payload) if payload else None)
         else:
             return f"error: unknown inbox request {kind!r} (a newer durable_sync posted it?)"
     except ServiceError as exc:

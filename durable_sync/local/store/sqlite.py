@@ -82,7 +82,7 @@ class SqliteStore:
             by_id: dict[int, tuple[Execution, _Saved, dict]] = {}
             for row in rows:
                 ex = execution_from_row(row)
-                saved = self._state[ex.arn] = _Saved(row[0], _row_values(ex))
+                saved = self._state[ex.arn] = _Saved(row[0], _row_values(ex, {}))
                 by_id[row[0]] = (ex, saved, {})
             for row_id, op_id, record in journal:
                 entry = by_id.get(row_id >> SHIFT)
@@ -92,30 +92,21 @@ class SqliteStore:
                     else:
                         entry[2][op_id] = record  # the last version wins; the first fixed the order
                     entry[1].next_row = row_id + 1
-            for ex, saved, records in by_id.values():
+            for ex, _, records in by_id.values():
                 ex.ops.update((op_id, loads(record)) for op_id, record in records.items())
-                saved.events = len(ex.events)
             return [ex for ex, _, _ in by_id.values()]
 
     def create_execution(self, ex: Execution) -> None:
+        """Persist a new execution: its row, its operations and its events (``ex.events``)."""
         with self._lock:
-            self._write(ex, ex.ops, (), create=True)
+            self._write(ex, ex.ops, ex.events, _row_values(ex, {}), create=True)
 
-    def save_checkpoint(self, ex: Execution, ops: dict, events: list) -> None:
-        """Persist changed operations, the new tail of the history and the execution row; commits.
-
-        ``events`` are the change's new history events. The engine may call this before it appends
-        them to ``ex.events`` (numbered already: ``EventId`` is the position they will take), so
-        that a write that fails changes nothing in memory; events it appended already are the last
-        of ``ex.events``. Either way every event since the last write of ``ex`` is written.
-        """
+    def commit(self, ex: Execution, change: Any) -> None:
+        """Persist one change of ``ex`` (``commit.Change``) before the engine applies it: its operation
+        records, its events (numbered, not in ``ex.events`` yet) and, when they differ from what is
+        written, the execution's fields as the change leaves them. One transaction."""
         with self._lock:
-            self._write(ex, ops, events)
-
-    def save_execution(self, ex: Execution, events: list) -> None:
-        """Persist the execution's (terminal) state, its EXECUTION operation and the new events; commits."""
-        with self._lock:
-            self._write(ex, {ex.exec_op_id: ex.ops[ex.exec_op_id]} if ex.exec_op_id in ex.ops else {}, events)
+            self._write(ex, change.ops, change.events, _row_values(ex, change.fields))
 
     def delete_execution(self, ex: Execution) -> None:
         """Remove the execution row, its operations and its history in one transaction (DeleteDurableExecution).
@@ -181,13 +172,11 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def _write(self, ex: Execution, ops: dict, events: Any, create: bool = False) -> None:
+    def _write(self, ex: Execution, ops: dict, events: list, values: tuple, create: bool = False) -> None:
         """Called with the lock: the whole change in one transaction, committed before returning.
 
-        Appends the operations given (the engine passes every record it changed) and every
-        event appended since the last write of this execution, followed by ``events`` when
-        they are not appended yet (see save_checkpoint); writes the execution row if it changed.
-        The store's bookkeeping (``_Saved``) moves on only once the COMMIT succeeded.
+        Appends the operation records and the events given, and writes the execution row (``values``)
+        if it changed. The store's bookkeeping (``_Saved``) moves on only once the COMMIT succeeded.
 
         This is the hot path of the SQLite store (one call per checkpoint): when the execution
         row is unchanged (nearly always) the journal rows go in one INSERT, which SQLite
@@ -197,10 +186,7 @@ class SqliteStore:
             raise StoreError(f"the store of {self.path} is closed")
         conn = self._conn
         saved = None if create else self._state.get(ex.arn)
-        values = _row_values(ex)
-        new_events = ex.events if saved is None else ex.events[saved.events:]
-        if events and (not ex.events or events[-1] is not ex.events[-1]):  # not appended to ex.events yet
-            new_events = new_events + events if new_events else events
+        new_events = events
         if saved is not None and values == saved.row:
             target = saved
             rows, size = _journal_rows(saved.next_row, ops, new_events)
@@ -225,7 +211,6 @@ class SqliteStore:
             self._state[ex.arn] = target
             target.row = values
         target.next_row += len(rows) // 3
-        target.events += len(new_events)
         self._wal_pages += 1 + (size >> 12)  # the journal's last page, and what big records fill
         if self._wal_pages >= self.CHECKPOINT_PAGES:
             self._wal_pages = 0
@@ -277,13 +262,12 @@ class SqliteStore:
 class _Saved:
     """What the store has written of one execution."""
 
-    __slots__ = ("exec_id", "row", "next_row", "events")
+    __slots__ = ("exec_id", "row", "next_row")
 
     def __init__(self, exec_id: int, row: tuple):
         self.exec_id = exec_id
         self.row = row  # the mutable columns as last written
         self.next_row = (exec_id << SHIFT) + 1  # the id of its next journal row
-        self.events = 0  # events written
 
 
 def _journal_rows(next_row: int, ops: dict, events: list) -> tuple[list, int]:
@@ -304,8 +288,13 @@ def _journal_rows(next_row: int, ops: dict, events: list) -> tuple[list, int]:
     return rows, size
 
 
-def _row_values(ex: Execution) -> tuple:
-    return (ex.status, ex.end_ms, ex.result, None if ex.error is None else dumps(ex.error), ex.invocation_failures,
-            ex.handler_ref)
+def _row_values(ex: Execution, fields: dict) -> tuple:
+    """The mutable columns of ``ex``'s row once ``fields`` (a change's new field values) are applied."""
+    def value(name: str) -> Any:
+        return fields[name] if name in fields else getattr(ex, name)
+
+    error = value("error")
+    return (value("status"), value("end_ms"), value("result"), None if error is None else dumps(error),
+            value("invocation_failures"), ex.handler_ref)
 
 

@@ -3,7 +3,8 @@
 Wire shape. The batch itself is a CONTEXT (SubType ``Map`` / ``Parallel``) in the
 calling context. Branch ``i`` (0-based) is a CONTEXT (SubType ``MapIteration`` /
 ``ParallelBranch``) with id ``wire.branch_id(parent, i)`` and ParentId = the batch
-context, run through the shared child-context protocol (``DurableContext._run_child``).
+context, begun with ``OperationScope.begin_at`` and run through the shared child-context
+protocol (``operations.child.run_child``).
 With ``NestingType.FLAT`` a branch is a *virtual* context: it records nothing of
 its own, its operations take ids derived from the branch id but name the batch
 context as their ParentId. Ids never depend on thread scheduling.
@@ -24,11 +25,8 @@ first invocation) while the number of threads stays bounded. On replay, a branch
 that completed earlier is answered from its checkpoint before any worker starts:
 no thread, no slot, its body does not run.
 
-Completion (``CompletionConfig``, as the service's conformance suite expects):
-failures exceed the tolerance when ``failures > tolerated_failure_count`` or
-``failures * 100 / total > tolerated_failure_percentage`` (total = all branches);
-otherwise the batch is done when every branch completed, or when
-``successes >= min_successful``. Once the outcome is decided no further branch
+Completion (``CompletionConfig``; the rules are in ``operations.batch_result.Completion``).
+Once the outcome is decided no further branch
 starts; branches already running finish (threads cannot be killed, and none may
 outlive the invocation) and are reported with their final status. The batch
 context SUCCEEDs with the BatchResult even when branches failed; only
@@ -49,168 +47,22 @@ the result from the branches' own checkpoints.
 """
 from __future__ import annotations
 
-import enum
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from . import wire
-from .config import ChildConfig, CompletionConfig, MapConfig, NestingType, ParallelBranch, ParallelConfig
-from .context import DurableContext, callable_name
-from .errors import (CheckpointError, ChildContextError, NonDeterminismError, SerDesError, SuspendExecution,
-                     ValidationError, error_object)
-from .pool import DEFAULT_MAX_THREADS, ERR, MAX_THREADS, OK, SUSPEND, UnitPool, outcome_of
-from .serdes import SerDesContext, deserialize_value, serialize_value
+from .. import wire
+from ..config import CompletionConfig, MapConfig, NestingType, ParallelBranch, ParallelConfig
+from ..errors import CheckpointError, ChildContextError, NonDeterminismError, SerDesError, SuspendExecution, \
+    ValidationError, error_object
+from ..pool import DEFAULT_MAX_THREADS, ERR, MAX_THREADS, OK, SUSPEND, UnitPool, outcome_of
+from ..serdes import SerDesContext, deserialize_value, serialize_value
+from .batch_result import BatchItem, BatchItemStatus, BatchResult, Completion, CompletionReason
+from .child import run_child
+from .scope import Op, OperationScope, callable_name
 
-__all__ = ["BatchResult", "BatchItem", "BatchItemStatus", "CompletionReason", "DEFAULT_MAX_THREADS",
-           "MAX_THREADS", "run_parallel", "run_map"]
-
-# DEFAULT_MAX_THREADS (worker threads when ``max_concurrency`` is not given) and MAX_THREADS (hard cap)
-# come from durable_sync.pool, the scheduler map/parallel share with ctx.concurrently().
-
-
-class BatchItemStatus(str, enum.Enum):
-    """Status of one branch in a BatchResult (STARTED: began but did not finish)."""
-
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    STARTED = "STARTED"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class CompletionReason(str, enum.Enum):
-    """Why a map/parallel stopped."""
-
-    ALL_COMPLETED = "ALL_COMPLETED"
-    MIN_SUCCESSFUL_REACHED = "MIN_SUCCESSFUL_REACHED"
-    FAILURE_TOLERANCE_EXCEEDED = "FAILURE_TOLERANCE_EXCEEDED"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True, eq=False)
-class BatchItem:
-    """One branch of a map/parallel: its index, status, result or error (a ChildContextError)."""
-
-    index: int
-    status: BatchItemStatus
-    result: Any = None
-    error: Optional[ChildContextError] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "status": self.status.value, "result": self.result,
-                "error": self.error.to_error_object() if self.error is not None else None}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BatchItem":
-        try:
-            index, status = data["index"], BatchItemStatus(data["status"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SerDesError(f"not a BatchItem dict ({exc!r}): {data!r:.200}") from None
-        err = data.get("error")
-        return cls(index, status, data.get("result"),
-                   ChildContextError.from_error_object(err) if err else None)
-
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, BatchItem) and self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class BatchResult:
-    """The outcome of ``ctx.map`` / ``ctx.parallel``.
-
-    ``all`` holds every branch that started, in index order (branches never
-    started because the outcome was decided earlier are absent, so ``total_count``
-    counts started branches). A branch that began but had not finished when the
-    outcome was decided has status STARTED.
-    """
-
-    __slots__ = ("all", "completion_reason")
-
-    def __init__(self, all: Iterable[BatchItem], completion_reason: Any):  # noqa: A002 - public name
-        self.all: list[BatchItem] = sorted(all, key=lambda item: item.index)
-        self.completion_reason = CompletionReason(completion_reason)
-
-    # -- accessors -----------------------------------------------------------------
-    def get_results(self) -> list[Any]:
-        """Results of the succeeded branches in index order (a None result stays in the list)."""
-        return [item.result for item in self.all if item.status is BatchItemStatus.SUCCEEDED]
-
-    def succeeded(self) -> list[BatchItem]:
-        return [item for item in self.all if item.status is BatchItemStatus.SUCCEEDED]
-
-    def failed(self) -> list[BatchItem]:
-        return [item for item in self.all if item.status is BatchItemStatus.FAILED]
-
-    def started(self) -> list[BatchItem]:
-        """Branches that began but had not finished when the outcome was decided."""
-        return [item for item in self.all if item.status is BatchItemStatus.STARTED]
-
-    def get_errors(self) -> list[ChildContextError]:
-        return [item.error for item in self.all if item.status is BatchItemStatus.FAILED and item.error is not None]
-
-    def throw_if_error(self) -> None:
-        """Raise the first failed branch's error (a ChildContextError) if any branch failed."""
-        for item in self.all:
-            if item.status is BatchItemStatus.FAILED:
-                err = item.error.to_error_object() if item.error is not None else {
-                    "ErrorType": "ChildContextError", "ErrorMessage": f"branch {item.index} failed"}
-                raise ChildContextError.from_error_object(err)
-
-    @property
-    def has_failure(self) -> bool:
-        return any(item.status is BatchItemStatus.FAILED for item in self.all)
-
-    @property
-    def status(self) -> BatchItemStatus:
-        """FAILED when any branch failed, else SUCCEEDED."""
-        return BatchItemStatus.FAILED if self.has_failure else BatchItemStatus.SUCCEEDED
-
-    @property
-    def success_count(self) -> int:
-        return sum(1 for item in self.all if item.status is BatchItemStatus.SUCCEEDED)
-
-    @property
-    def failure_count(self) -> int:
-        return sum(1 for item in self.all if item.status is BatchItemStatus.FAILED)
-
-    @property
-    def started_count(self) -> int:
-        return sum(1 for item in self.all if item.status is BatchItemStatus.STARTED)
-
-    @property
-    def total_count(self) -> int:
-        return len(self.all)
-
-    # -- (de)serialization -------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {"all": [item.to_dict() for item in self.all], "completionReason": self.completion_reason.value}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BatchResult":
-        if not isinstance(data, dict) or not isinstance(data.get("all"), list):
-            raise SerDesError(f"not a BatchResult dict (needs 'all' and 'completionReason'): {data!r:.200}")
-        items = [BatchItem.from_dict(item) for item in data["all"]]
-        try:
-            reason = CompletionReason(data.get("completionReason"))
-        except ValueError:
-            raise SerDesError(f"BatchResult dict has an unknown completionReason {data.get('completionReason')!r}") \
-                from None
-        return cls(items, reason)
-
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, BatchResult) and self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return (f"BatchResult({self.completion_reason.value}, succeeded={self.success_count}, "
-                f"failed={self.failure_count}, started={self.started_count}, total={self.total_count})")
+__all__ = ["run_parallel", "run_map"]
 
 
 # --------------------------------------------------------------------------- validation
@@ -243,30 +95,6 @@ def _not_a_list(value: Any) -> bool:
     return value is None or isinstance(value, (str, bytes, bytearray, dict)) or not hasattr(value, "__iter__")
 
 
-class _Completion:
-    """The service's completion rules over counts (see the module docstring)."""
-
-    __slots__ = ("total", "min_successful", "tolerated_count", "tolerated_pct")
-
-    def __init__(self, cfg: Optional[CompletionConfig], total: int):
-        cfg = cfg or CompletionConfig()
-        self.total = total
-        self.min_successful = cfg.min_successful
-        self.tolerated_count = cfg.tolerated_failure_count
-        self.tolerated_pct = cfg.tolerated_failure_percentage
-
-    def decide(self, successes: int, failures: int) -> Optional[CompletionReason]:
-        if self.tolerated_count is not None and failures > self.tolerated_count:
-            return CompletionReason.FAILURE_TOLERANCE_EXCEEDED
-        if self.tolerated_pct is not None and self.total and failures * 100 > self.tolerated_pct * self.total:
-            return CompletionReason.FAILURE_TOLERANCE_EXCEEDED
-        if successes + failures >= self.total:
-            return CompletionReason.ALL_COMPLETED
-        if self.min_successful is not None and successes >= self.min_successful:
-            return CompletionReason.MIN_SUCCESSFUL_REACHED
-        return None
-
-
 # --------------------------------------------------------------------------- entry points
 
 _DEFAULT_PARALLEL = ParallelConfig()
@@ -276,11 +104,11 @@ _DEFAULT_MAP = MapConfig()
 @dataclass(frozen=True)
 class _Branch:
     index: int
-    fn: Callable[[DurableContext], Any]
+    fn: Callable[[Any], Any]
     name: Optional[str]
 
 
-def run_parallel(ctx: DurableContext, branches: Any, name: Optional[str] = None,
+def run_parallel(scope: OperationScope, branches: Any, name: Optional[str] = None,
                  config: Optional[ParallelConfig] = None) -> BatchResult:
     """``ctx.parallel``: branches are callables ``fn(ctx)`` or ``ParallelBranch(fn, name)``."""
     if isinstance(branches, str) and not _not_a_list(name):  # parallel("name", [branches])
@@ -301,10 +129,10 @@ def run_parallel(ctx: DurableContext, branches: Any, name: Optional[str] = None,
         wire.validate_name(branch_name)
         items.append(_Branch(index, fn, branch_name))
     wire.validate_name(name)
-    return _Batch(ctx, "parallel", name, cfg, items, wire.SubType.PARALLEL, wire.SubType.PARALLEL_BRANCH).run()
+    return _Batch(scope, "parallel", name, cfg, items, wire.SubType.PARALLEL, wire.SubType.PARALLEL_BRANCH).run()
 
 
-def run_map(ctx: DurableContext, items: Any, fn: Any, name: Optional[str] = None,
+def run_map(scope: OperationScope, items: Any, fn: Any, name: Optional[str] = None,
             config: Optional[MapConfig] = None) -> BatchResult:
     """``ctx.map``: ``fn(ctx, item, index, items)`` for every item."""
     if isinstance(items, str) and not callable(fn) and callable(name):  # map("name", items, fn)
@@ -325,7 +153,7 @@ def run_map(ctx: DurableContext, items: Any, fn: Any, name: Optional[str] = None
     if name is None:
         name = callable_name(fn)
     wire.validate_name(name)
-    return _Batch(ctx, "map", name, cfg, branches, wire.SubType.MAP, wire.SubType.MAP_ITERATION).run()
+    return _Batch(scope, "map", name, cfg, branches, wire.SubType.MAP, wire.SubType.MAP_ITERATION).run()
 
 
 class _MapCall:
@@ -334,26 +162,8 @@ class _MapCall:
     def __init__(self, fn: Callable, item: Any, index: int, items: Sequence[Any]):
         self.fn, self.item, self.index, self.items = fn, item, index, items
 
-    def __call__(self, ctx: DurableContext) -> Any:
+    def __call__(self, ctx: Any) -> Any:
         return self.fn(ctx, self.item, self.index, self.items)
-
-
-# --------------------------------------------------------------------------- FLAT branches
-
-class _FlatContext(DurableContext):
-    """A virtual branch context: ids derive from the branch id, updates name the batch as parent."""
-
-    def __init__(self, runtime: Any, branch_id: str, name: Optional[str], batch_id: str):
-        super().__init__(runtime, branch_id, name)
-        self._batch_id = batch_id
-
-    def _checkpoint(self, op_id: str, op_type: str, subtype: str, name: Optional[str], action: str,
-                    wait: bool, **fields: Any) -> None:
-        update = {"Id": op_id, "Type": op_type, "SubType": subtype, "Action": action, "ParentId": self._batch_id}
-        if name is not None:
-            update["Name"] = name
-        update.update(fields)
-        self._rt.flusher.enqueue(update, wait)
 
 
 # --------------------------------------------------------------------------- the batch
@@ -364,10 +174,9 @@ _FLAT_CODES = {BatchItemStatus.SUCCEEDED: "S", BatchItemStatus.FAILED: "F", Batc
 class _Batch:
     """One map/parallel call: replay, scheduling, completion, checkpointing of the batch context."""
 
-    def __init__(self, ctx: DurableContext, kind: str, name: Optional[str], cfg: ParallelConfig,
+    def __init__(self, scope: OperationScope, kind: str, name: Optional[str], cfg: ParallelConfig,
                  branches: list[_Branch], subtype: str, iteration_subtype: str):
-        self.ctx = ctx
-        self.rt = ctx._rt
+        self.scope = scope
         self.kind = kind
         self.name = name
         self.cfg = cfg
@@ -376,62 +185,62 @@ class _Batch:
         self.iteration_subtype = iteration_subtype
         self.flat = cfg.nesting_type is NestingType.FLAT
         self.item_serdes = cfg.item_serdes
-        self.child_cfg = ChildConfig(serdes=cfg.item_serdes)
+        self.op: Optional[Op] = None
         self.op_id = ""
-        self.batch_ctx: Optional[DurableContext] = None
+        self.batch_scope: Optional[OperationScope] = None
+        # The branch operations begun so far (recorded ones up front, the others when they start).
+        self._ops: list[Optional[Op]] = [None] * len(branches)
         self._pool: Optional[UnitPool] = None  # the scheduler (durable_sync.pool); its lock guards the state below
 
     # -- entry --------------------------------------------------------------------------
     def run(self) -> BatchResult:
-        ctx, rt = self.ctx, self.rt
+        scope = self.scope
         what = f"ctx.{self.kind}({self.name!r})" if self.name else f"ctx.{self.kind}()"
-        op_id, op = ctx._begin(wire.CONTEXT, self.subtype, self.name, what)
-        self.op_id = op_id
-        self.batch_ctx = DurableContext(rt, op_id, self.name)
-        sctx = SerDesContext(op_id, rt.arn)
-        if op is not None:
-            status = op["Status"]
-            details = op.get("ContextDetails") or {}
-            if status == wire.SUCCEEDED:
+        op = self.op = scope.begin(wire.CONTEXT, self.subtype, self.name, what)
+        self.op_id = op.id
+        self.batch_scope = scope.child_scope(op)
+        sctx = scope.serdes_ctx(op.id)
+        if op.record is not None:
+            details = op.details("ContextDetails")
+            if op.status == wire.SUCCEEDED:
                 if details.get("ReplayChildren"):
                     return self._rebuild(details.get("Result"))
                 return self._decode(details.get("Result"), sctx)
-            if status in wire.TERMINAL:
+            if op.completed:
                 raise ChildContextError.from_error_object(details.get("Error"))
         else:
-            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.START, wait=False)
+            scope.checkpoint(op, wire.START, wait=False)
         result = self._execute()
         try:
             payload = self._encode(result, sctx)
             value = self._decode(payload, sctx)
         except SerDesError as exc:
-            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.FAIL, wait=True,
-                            Error=error_object(exc))
+            scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
             raise
         nbytes = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
         if nbytes > wire.MAX_CONTEXT_RESULT_BYTES:
-            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.SUCCEED, wait=True,
-                            Payload=self._summary(result), ContextOptions={"ReplayChildren": True})
+            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=self._summary(result),
+                             ContextOptions={"ReplayChildren": True})
         else:
-            ctx._checkpoint(op_id, wire.CONTEXT, self.subtype, self.name, wire.SUCCEED, wait=True, Payload=payload)
+            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
         return value
 
     # -- scheduling -------------------------------------------------------------------------
     def _execute(self) -> BatchResult:
         """Run the branches; returns the BatchResult, or raises the invocation's suspension / failure."""
-        rt = self.rt
+        scope = self.scope
         total = len(self.branches)
-        self._completion = _Completion(self.cfg.completion_config, total)
+        self._completion = Completion(self.cfg.completion_config, total)
         self._results: dict[int, BatchItem] = {}
         self._suspended: list[int] = []
         self._successes = self._failures = 0
         self._fatal: Optional[BaseException] = None
         self._decided = self._completion.decide(0, 0) if total == 0 else None
-        was_suspended = rt.suspended
+        was_suspended = scope.suspension_mark()
         pool = self._pool = UnitPool(self._run_branch, self._on_outcome, max_slots=self.cfg.max_concurrency,
                                      max_threads=min(self.cfg.max_concurrency or DEFAULT_MAX_THREADS, MAX_THREADS),
                                      label=f"durable-{self.kind}-{self.op_id[:8]}",
-                                     may_start=self._may_start, activity=rt.flusher.activity)
+                                     may_start=self._may_start, activity=scope.activity)
         # Branches that completed in an earlier invocation are answered from their checkpoints, without a thread.
         pending: deque[int] = deque()
         for index in range(total):
@@ -452,24 +261,23 @@ class _Batch:
             pool.pending.extend(pending)
         if self._fatal is not None:
             if self._suspended and not isinstance(self._fatal, SuspendExecution):
-                rt.suspended = was_suspended  # the failure is the outcome, not the branches' suspensions
+                scope.restore_suspension(was_suspended)  # the failure is the outcome, not the branches' suspensions
             raise self._fatal
         results = self._results
         if self._decided is None:
             if not self._suspended:  # cannot happen: nothing runs, nothing waits, yet not all completed
                 raise AssertionError(f"{self.kind} {self.op_id}: scheduler stopped without an outcome")
-            raise rt.suspend(f"{self.kind} {self.name or self.op_id}: {len(self._suspended)} branch(es) waiting, "
-                             f"{len(results)} of {total} completed")
+            raise scope.suspend(f"{self.kind} {self.name or self.op_id}: {len(self._suspended)} branch(es) waiting, "
+                                f"{len(results)} of {total} completed")
         if self._suspended:
             # The outcome was decided without these suspended branches: they stay STARTED, and their
             # suspension must not read as a SuspendExecution swallowed by user code.
-            rt.suspended = was_suspended
+            scope.restore_suspension(was_suspended)
         for index in self._suspended:
             results[index] = BatchItem(index, BatchItemStatus.STARTED)
-        if not self.flat:  # started in an earlier invocation, not resumed once the outcome was decided
-            for index in pool.pending:
-                if rt.state.get(wire.branch_id(self.op_id, index)) is not None:
-                    results[index] = BatchItem(index, BatchItemStatus.STARTED)
+        for index in pool.pending:  # started in an earlier invocation, not resumed once the outcome was decided
+            if self._ops[index] is not None:
+                results[index] = BatchItem(index, BatchItemStatus.STARTED)
         return BatchResult(results.values(), self._decided)
 
     def _record(self, item: BatchItem) -> None:
@@ -504,69 +312,60 @@ class _Batch:
             value = ChildContextError.from_error_object(error_object(value))
         return kind, value
 
+    def _what(self, index: int) -> str:
+        return f"{self.kind} {self.name or self.op_id} branch {index}"
+
     def _call_branch(self, index: int) -> Any:
         branch = self.branches[index]
-        bid = wire.branch_id(self.op_id, index)
-        rt = self.rt
+        batch_scope = self.batch_scope
         if self.flat:
-            value = branch.fn(_FlatContext(rt, bid, branch.name, self.op_id))
-            serdes = self.item_serdes or rt.serdes
-            sctx = SerDesContext(bid, rt.arn)
+            bid = wire.branch_id(self.op_id, index)
+            value = batch_scope.run_child_body(None, batch_scope.virtual_scope(bid, branch.name), branch.fn)
+            serdes = self.item_serdes or batch_scope.serdes
+            sctx = batch_scope.serdes_ctx(bid)
             return deserialize_value(serdes, serialize_value(serdes, value, sctx), sctx)
-        op = rt.state.get(bid)
-        if op is None:
-            self._hook(index, None)  # (a recorded branch met the hook in _stored)
-            rt.state.replaying = False
-        return self.batch_ctx._run_child(branch.fn, branch.name, self.child_cfg, self.iteration_subtype, bid, op)
-
-    def _hook(self, index: int, op: Optional[dict]) -> None:
-        """The testing hook (Runtime.operation_hook) sees each branch the code asks for; True ends the invocation."""
-        hook = getattr(self.rt, "operation_hook", None)
-        if hook is not None and hook({"Id": wire.branch_id(self.op_id, index), "ParentId": self.op_id,
-                                      "Position": index + 1, "Type": wire.CONTEXT, "SubType": self.iteration_subtype,
-                                      "Name": self.branches[index].name}, op):
-            raise self.rt.suspend(f"{self.kind} branch {index}: invocation ended by the operation hook")
+        op = self._ops[index]
+        if op is None:  # (a recorded branch was begun by _stored)
+            op = self._ops[index] = batch_scope.begin_at(index, wire.CONTEXT, self.iteration_subtype, branch.name,
+                                                         self._what(index))
+        return run_child(batch_scope, op, branch.fn, self.item_serdes)
 
     def _stored(self, index: int) -> Optional[BatchItem]:
-        """The item of a branch that completed in an earlier invocation, if it need not run."""
+        """Begin a branch recorded in an earlier invocation; its item if it completed and need not run."""
         if self.flat:
             return None  # virtual contexts record nothing: the body replays from its operations
         branch = self.branches[index]
-        bid = wire.branch_id(self.op_id, index)
-        op = self.rt.state.get(bid)
+        op = self._ops[index]
+        if op is None:
+            op = self._ops[index] = self.batch_scope.begin_at(index, wire.CONTEXT, self.iteration_subtype,
+                                                              branch.name, self._what(index), recorded_only=True)
         if op is None:
             return None
-        self._hook(index, op)
-        if op.get("Type") != wire.CONTEXT or op.get("SubType") != self.iteration_subtype \
-                or op.get("Name") != branch.name:
-            raise NonDeterminismError(
-                f"non-deterministic replay of {self.kind} {self.name or self.op_id} branch {index} (id {bid}): the "
-                f"code now asks for CONTEXT/{self.iteration_subtype} named {branch.name!r}, but the execution "
-                f"recorded {op.get('Type')}/{op.get('SubType')} named {op.get('Name')!r}")
-        status = op["Status"]
-        details = op.get("ContextDetails") or {}
-        if status == wire.SUCCEEDED and not details.get("ReplayChildren"):
-            value = deserialize_value(self.item_serdes or self.rt.serdes, details.get("Result"),
-                                      SerDesContext(bid, self.rt.arn))
+        details = op.details("ContextDetails")
+        if op.status == wire.SUCCEEDED and not details.get("ReplayChildren"):
+            value = deserialize_value(self.item_serdes or self.scope.serdes, details.get("Result"),
+                                      self.scope.serdes_ctx(op.id))
             return BatchItem(index, BatchItemStatus.SUCCEEDED, value)
-        if status in wire.TERMINAL and status != wire.SUCCEEDED:
+        if op.completed and op.status != wire.SUCCEEDED:
             return BatchItem(index, BatchItemStatus.FAILED, None,
                              ChildContextError.from_error_object(details.get("Error")))
         return None
 
     # -- payload ------------------------------------------------------------------------------
     def _encode(self, result: BatchResult, sctx: SerDesContext) -> str:
+        scope = self.scope
         if self.cfg.serdes is not None:
             return serialize_value(self.cfg.serdes, result, sctx)
         data = result.to_dict()
         if self.item_serdes is not None:
             for entry in data["all"]:
                 if entry["status"] == BatchItemStatus.SUCCEEDED.value:
-                    bsctx = SerDesContext(wire.branch_id(self.op_id, entry["index"]), self.rt.arn)
+                    bsctx = scope.serdes_ctx(wire.branch_id(self.op_id, entry["index"]))
                     entry["payload"] = serialize_value(self.item_serdes, entry.pop("result"), bsctx)
-        return serialize_value(self.rt.serdes, data, sctx)
+        return serialize_value(scope.serdes, data, sctx)
 
     def _decode(self, text: Optional[str], sctx: SerDesContext) -> BatchResult:
+        scope = self.scope
         if self.cfg.serdes is not None:
             value = deserialize_value(self.cfg.serdes, text, sctx)
             if isinstance(value, BatchResult):
@@ -575,12 +374,12 @@ class _Batch:
                 return BatchResult.from_dict(value)
             raise SerDesError(f"the serdes of {self.kind} {self.name or self.op_id} returned a "
                               f"{type(value).__name__}; it must return a BatchResult (or BatchResult.to_dict())")
-        data = deserialize_value(self.rt.serdes, text, sctx)
+        data = deserialize_value(scope.serdes, text, sctx)
         if isinstance(data, dict) and isinstance(data.get("all"), list):
             for entry in data["all"]:
                 if isinstance(entry, dict) and "payload" in entry:
-                    bsctx = SerDesContext(wire.branch_id(self.op_id, entry.get("index", 0)), self.rt.arn)
-                    entry["result"] = deserialize_value(self.item_serdes or self.rt.serdes, entry.pop("payload"),
+                    bsctx = scope.serdes_ctx(wire.branch_id(self.op_id, entry.get("index", 0)))
+                    entry["result"] = deserialize_value(self.item_serdes or scope.serdes, entry.pop("payload"),
                                                         bsctx)
         return BatchResult.from_dict(data)
 
@@ -616,13 +415,13 @@ class _Batch:
                     items.append(self._replay_inline(index))
             return BatchResult(items, reason)
         for index in range(len(self.branches)):
-            op = self.rt.state.get(wire.branch_id(self.op_id, index))
+            stored = self._stored(index)
+            op = self._ops[index]
             if op is None:
                 continue
-            stored = self._stored(index)
             if stored is not None:
                 items.append(stored)
-            elif op["Status"] == wire.SUCCEEDED:  # the branch's own result was large: replay its body
+            elif op.status == wire.SUCCEEDED:  # the branch's own result was large: replay its body
                 items.append(self._replay_inline(index))
             else:
                 items.append(BatchItem(index, BatchItemStatus.STARTED))

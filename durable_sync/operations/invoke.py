@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from . import wire
-from .config import InvokeConfig
-from .errors import InvokeError, SerDesError, ValidationError
-from .serdes import decode_plain_json, deserialize_value, serialize_value
+from .. import wire
+from ..config import InvokeConfig
+from ..errors import InvokeError, SerDesError, ValidationError
+from ..serdes import decode_plain_json, deserialize_value, serialize_value
+from .scope import OperationScope
 
 __all__ = ["invoke"]
 
@@ -34,22 +35,22 @@ def _encode_payload(value: Any, label: str) -> str:
             "Pass JSON data (dict/list/str/number/bool/None), or InvokeConfig(serdes_payload=...)") from exc
 
 
-def _outcome(ctx: Any, op: dict, label: str, cfg: InvokeConfig) -> Any:
+def _outcome(scope: OperationScope, op: dict, label: str, cfg: InvokeConfig) -> Any:
     """Result of a completed invoke, its InvokeError, or suspension while it runs."""
     status = op.get("Status")
     details = op.get("ChainedInvokeDetails") or {}
     if status == wire.SUCCEEDED:
         text = details.get("Result")
         if cfg.serdes_result is not None:
-            return deserialize_value(cfg.serdes_result, text, ctx._serdes_ctx(op["Id"]))
+            return deserialize_value(cfg.serdes_result, text, scope.serdes_ctx(op["Id"]))
         return decode_plain_json(text, f"the result of invoke {label}")
     if status in wire.TERMINAL:
         raise InvokeError.from_error_object(details.get("Error") or {
             "ErrorType": "InvokeError", "ErrorMessage": f"invoke {label} ended {status}"})
-    raise ctx._rt.suspend(f"invoke {label} waits for its target")
+    raise scope.suspend(f"invoke {label} waits for its target")
 
 
-def invoke(ctx: Any, function_name: str, payload: Any = None, name: Optional[str] = None,
+def invoke(scope: OperationScope, function_name: str, payload: Any = None, name: Optional[str] = None,
            config: Optional[InvokeConfig] = None) -> Any:
     """Invoke ``function_name`` with ``payload``; returns the target's result."""
     if not isinstance(function_name, str) or not function_name or len(function_name) > _MAX_FUNCTION_NAME:
@@ -60,21 +61,19 @@ def invoke(ctx: Any, function_name: str, payload: Any = None, name: Optional[str
         raise ValidationError(f"invoke config must be an InvokeConfig, got {type(cfg).__name__}")
     if cfg.tenant_id is not None and (not isinstance(cfg.tenant_id, str) or not cfg.tenant_id):
         raise ValidationError(f"InvokeConfig.tenant_id must be a non-empty string, got {cfg.tenant_id!r}")
-    op_id, op = ctx._begin(wire.CHAINED_INVOKE, wire.SubType.CHAINED_INVOKE, name,
-                           f"ctx.invoke({function_name!r})")
+    op = scope.begin(wire.CHAINED_INVOKE, wire.SubType.CHAINED_INVOKE, name, f"ctx.invoke({function_name!r})")
     label = f"{name!r} ({function_name})" if name else repr(function_name)
-    if op is not None:
-        return _outcome(ctx, op, label, cfg)
+    if op.record is not None:
+        return _outcome(scope, op.record, label, cfg)
     if cfg.serdes_payload is not None:
-        text = serialize_value(cfg.serdes_payload, payload, ctx._serdes_ctx(op_id))
+        text = serialize_value(cfg.serdes_payload, payload, scope.serdes_ctx(op.id))
     else:
         text = _encode_payload(payload, label)
     options = {"FunctionName": function_name}
     if cfg.tenant_id is not None:
         options["TenantId"] = cfg.tenant_id
-    ctx._checkpoint(op_id, wire.CHAINED_INVOKE, wire.SubType.CHAINED_INVOKE, name, wire.START, wait=True,
-                    Payload=text, ChainedInvokeOptions=options)
-    op = ctx._rt.state.get(op_id)
-    if op is not None and op.get("Status") in wire.TERMINAL:
-        return _outcome(ctx, op, label, cfg)  # the service already answered (checkpoint response)
-    raise ctx._rt.suspend(f"invoke {label} started")
+    scope.checkpoint(op, wire.START, wait=True, Payload=text, ChainedInvokeOptions=options)
+    record = scope.record(op)
+    if record is not None and record.get("Status") in wire.TERMINAL:
+        return _outcome(scope, record, label, cfg)  # the service already answered (checkpoint response)
+    raise scope.suspend(f"invoke {label} started")

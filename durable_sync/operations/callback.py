@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from . import wire
-from .config import (CallbackConfig, ChildConfig, StepConfig, WaitForCallbackConfig, checked_delay,
-                     to_seconds)
-from .errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
-                     ChildContextError, NestedOperationError, StepError, ValidationError)
-from .serdes import decode_plain_json, deserialize_value
+from .. import wire
+from ..config import CallbackConfig, StepConfig, WaitForCallbackConfig, checked_delay, to_seconds
+from ..errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
+                      ChildContextError, StepError, ValidationError)
+from ..serdes import decode_plain_json, deserialize_value
+from .child import run_child
+from .scope import Op, OperationScope, callable_name
 
 __all__ = ["Callback", "create_callback", "wait_for_callback", "callback_error"]
 
@@ -70,12 +71,11 @@ class Callback:
     until the answer arrives. It may be called later, after other operations.
     """
 
-    __slots__ = ("_ctx", "_op_id", "_name", "_callback_id", "_serdes")
+    __slots__ = ("_scope", "_op", "_callback_id", "_serdes")
 
-    def __init__(self, ctx: Any, operation_id: str, name: Optional[str], callback_id: str, serdes: Any = None):
-        self._ctx = ctx
-        self._op_id = operation_id
-        self._name = name
+    def __init__(self, scope: OperationScope, op: Op, callback_id: str, serdes: Any = None):
+        self._scope = scope
+        self._op = op
         self._callback_id = callback_id
         self._serdes = serdes
 
@@ -86,28 +86,23 @@ class Callback:
 
     @property
     def operation_id(self) -> str:
-        return self._op_id
+        return self._op.id
 
     @property
     def name(self) -> Optional[str]:
-        return self._name
+        return self._op.name
 
     def __repr__(self) -> str:
-        return f"Callback(name={self._name!r}, callback_id={self._callback_id!r})"
+        return f"Callback(name={self._op.name!r}, callback_id={self._callback_id!r})"
 
     def _label(self) -> str:
-        return repr(self._name) if self._name else self._op_id
+        return repr(self._op.name) if self._op.name else self._op.id
 
     def result(self) -> Any:
         """The callback's answer; suspends the invocation while it has none."""
-        rt = self._ctx._rt
-        in_step = getattr(rt.local, "step", None)
-        if in_step is not None:
-            raise NestedOperationError(
-                f"Callback.result() of callback {self._label()} was called inside the body of step {in_step!r}. "
-                "A step cannot wait for a callback; call result() in the handler or in a child context "
-                "(`with ctx.child('name') as c:`).")
-        op = rt.state.get(self._op_id) or {}
+        scope = self._scope
+        scope.check(f"Callback.result() of callback {self._label()}")
+        op = scope.record(self._op) or {}
         status = op.get("Status")
         details = op.get("CallbackDetails") or {}
         if status == wire.SUCCEEDED:
@@ -118,15 +113,16 @@ class Callback:
         if status in (wire.FAILED, wire.CANCELLED, wire.STOPPED):
             raise callback_error(details.get("Error") or {
                 "ErrorType": "CallbackError", "ErrorMessage": f"callback {self._label()} ended {status}"})
-        raise rt.suspend(f"callback {self._label()} waits for its answer")
+        raise scope.suspend(f"callback {self._label()} waits for its answer")
 
     def _decode(self, payload: Optional[str]) -> Any:
         if self._serdes is not None:
-            return deserialize_value(self._serdes, payload, self._ctx._serdes_ctx(self._op_id))
+            return deserialize_value(self._serdes, payload, self._scope.serdes_ctx(self._op.id))
         return decode_plain_json(payload, f"the result of callback {self._label()}")
 
 
-def create_callback(ctx: Any, name: Optional[str] = None, config: Optional[CallbackConfig] = None) -> Callback:
+def create_callback(scope: OperationScope, name: Optional[str] = None,
+                    config: Optional[CallbackConfig] = None) -> Callback:
     """CALLBACK START (awaited); the service's answer carries the CallbackId.
 
     Never raises for the callback's outcome (that is ``result()``'s job); only bad input
@@ -136,26 +132,21 @@ def create_callback(ctx: Any, name: Optional[str] = None, config: Optional[Callb
     if not isinstance(cfg, CallbackConfig):
         raise ValidationError(f"create_callback config must be a CallbackConfig, got {type(cfg).__name__}")
     options = _callback_options(cfg)
-    rt = ctx._rt
-    was_replaying = rt.state.replaying
-    op_id, op = ctx._begin(wire.CALLBACK, wire.SubType.CALLBACK, name, f"ctx.create_callback({name!r})")
-    if op is None:
+    op = scope.begin(wire.CALLBACK, wire.SubType.CALLBACK, name, f"ctx.create_callback({name!r})")
+    record = op.record
+    if record is None:
         fields: dict[str, Any] = {"CallbackOptions": options} if options else {}
-        ctx._checkpoint(op_id, wire.CALLBACK, wire.SubType.CALLBACK, name, wire.START, wait=True, **fields)
-        op = rt.state.get(op_id)
-    elif op.get("Status") == wire.STARTED:
-        # Creating a callback does not suspend: code after it already ran in an earlier
-        # invocation, so an open callback does not end the replay (unlike a pending wait).
-        rt.state.replaying = was_replaying
-    callback_id = ((op or {}).get("CallbackDetails") or {}).get("CallbackId")
+        scope.checkpoint(op, wire.START, wait=True, **fields)
+        record = scope.record(op)
+    callback_id = ((record or {}).get("CallbackDetails") or {}).get("CallbackId")
     if not callback_id:
         raise CheckpointError(
-            f"the service returned no CallbackId for callback {name or op_id}: the CALLBACK START checkpoint's "
+            f"the service returned no CallbackId for callback {op.label}: the CALLBACK START checkpoint's "
             "NewExecutionState must include the operation with CallbackDetails.CallbackId")
-    return Callback(ctx, op_id, name, callback_id, cfg.serdes)
+    return Callback(scope, op, callback_id, cfg.serdes)
 
 
-def wait_for_callback(ctx: Any, submitter: Callable[[str, Any], Any], name: Optional[str] = None,
+def wait_for_callback(scope: OperationScope, submitter: Callable[[str, Any], Any], name: Optional[str] = None,
                       config: Optional[WaitForCallbackConfig] = None) -> Any:
     """Create a callback, run ``submitter(callback_id, step_ctx)`` as a step, return the answer.
 
@@ -164,8 +155,6 @@ def wait_for_callback(ctx: Any, submitter: Callable[[str, Any], Any], name: Opti
     The callback's failure / timeout raise CallbackError / CallbackTimeoutError, on the
     first run and on replay alike.
     """
-    from .context import callable_name  # context imports this module lazily
-
     if not callable(submitter):
         raise ValidationError(f"wait_for_callback needs a callable submitter(callback_id, ctx), got "
                               f"{type(submitter).__name__}")
@@ -180,7 +169,7 @@ def wait_for_callback(ctx: Any, submitter: Callable[[str, Any], Any], name: Opti
     step_config = StepConfig(retry_strategy=getattr(cfg, "retry_strategy", None))
 
     def body(child: Any) -> Any:
-        callback = create_callback(child, f"{prefix}create callback id", callback_config)
+        callback = child.create_callback(f"{prefix}create callback id", callback_config)
 
         def submit(step_ctx: Any) -> None:
             submitter(callback.callback_id, step_ctx)
@@ -194,7 +183,8 @@ def wait_for_callback(ctx: Any, submitter: Callable[[str, Any], Any], name: Opti
                 error_type=SUBMITTER_ERROR_TYPE, error_data=exc.error_data, stack_trace=exc.stack_trace) from exc
         return callback.result()
 
+    op = scope.begin(wire.CONTEXT, wire.SubType.WAIT_FOR_CALLBACK, name, f"child context {name!r}")
     try:
-        return ctx._run_child(body, name, ChildConfig(serdes=cfg.serdes), wire.SubType.WAIT_FOR_CALLBACK)
+        return run_child(scope, op, body, cfg.serdes)
     except ChildContextError as exc:
         raise callback_error(exc.to_error_object()) from (exc.__cause__ or exc)

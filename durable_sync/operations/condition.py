@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from . import wire
-from .config import WaitForConditionConfig, WaitForConditionDecision
-from .errors import ValidationError, WaitForConditionError, error_object
-from .serdes import deserialize_value, serialize_value
+from .. import wire
+from ..config import WaitForConditionConfig, WaitForConditionDecision
+from ..errors import ValidationError, WaitForConditionError, error_object
+from ..serdes import deserialize_value, serialize_value
+from .scope import OperationScope, callable_name
+from .step import StepContext, next_step_attempt
 
 __all__ = ["wait_for_condition"]
 
 
-def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitForConditionConfig,
+def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], config: WaitForConditionConfig,
                        name: Optional[str] = None) -> Any:
     """Poll ``check`` until ``config.wait_strategy`` says stop; returns the final state."""
-    from .context import StepContext, callable_name, next_step_attempt, run_body  # context imports this module lazily
-
     if not callable(check):
         raise ValidationError(f"wait_for_condition needs a callable check(state, check_ctx), got "
                               f"{type(check).__name__}")
@@ -39,25 +39,23 @@ def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitF
                               "WaitForConditionDecision; see ds.create_wait_strategy()")
     if name is None:
         name = callable_name(check)
-    rt = ctx._rt
-    op_id, op = ctx._begin(wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, f"ctx.wait_for_condition({name!r})")
-    serdes = config.serdes or rt.serdes
-    sctx = ctx._serdes_ctx(op_id)
-    label = repr(name) if name else op_id
+    op = scope.begin(wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, f"ctx.wait_for_condition({name!r})")
+    serdes = config.serdes or scope.serdes
+    sctx = scope.serdes_ctx(op.id, op.name)
+    label = repr(name) if name else op.id
     attempt, state, send_start = 1, config.initial_state, True
-    if op is not None:
-        details = op.get("StepDetails") or {}
-        if op["Status"] == wire.SUCCEEDED:
+    if op.record is not None:
+        details = op.details("StepDetails")
+        if op.status == wire.SUCCEEDED:
             return deserialize_value(serdes, details.get("Result"), sctx)
-        attempt, send_start = next_step_attempt(rt, op, details, WaitForConditionError,
-                                                f"wait_for_condition {label}")
+        attempt, send_start = next_step_attempt(scope, op, WaitForConditionError, f"wait_for_condition {label}")
         if "Result" in details and details["Result"] is not None:
             state = deserialize_value(serdes, details["Result"], sctx)  # the state the last poll returned
     if send_start:
-        ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.START, wait=False)
-    check_ctx = StepContext(op_id, name, attempt, rt.arn)
+        scope.checkpoint(op, wire.START, wait=False)
+    check_ctx = StepContext(op.id, name, attempt, scope.arn)
     try:
-        new_state = run_body(rt, name or op_id, check, state, check_ctx)
+        new_state = scope.run_step_body(op, check, state, check_ctx)
         decision = config.wait_strategy(new_state, attempt)
         if not isinstance(decision, WaitForConditionDecision):
             raise ValidationError(
@@ -69,13 +67,12 @@ def wait_for_condition(ctx: Any, check: Callable[[Any, Any], Any], config: WaitF
         payload = serialize_value(serdes, new_state, sctx)
     except Exception as exc:  # noqa: BLE001 - no retry of check errors: the operation fails
         err = error_object(exc)
-        ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.FAIL, wait=True, Error=err)
+        scope.checkpoint(op, wire.FAIL, wait=True, Error=err)
         raise WaitForConditionError.from_error_object(err) from exc
     if not decision.should_continue:
-        ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.SUCCEED, wait=True,
-                        Payload=payload)
+        scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
         return deserialize_value(serdes, payload, sctx)
-    ctx._checkpoint(op_id, wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, wire.RETRY, wait=True, Payload=payload,
-                    StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
-    raise rt.suspend(f"wait_for_condition {label} polls again in {decision.delay_seconds} s")
+    scope.checkpoint(op, wire.RETRY, wait=True, Payload=payload,
+                     StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
+    raise scope.suspend(f"wait_for_condition {label} polls again in {decision.delay_seconds} s")
 

@@ -53,7 +53,7 @@ block's own code that is no unit's failure is raised as is, with the unit failur
 notes. Otherwise the group SUCCEEDs.
 
 Misuse raises ``NestedOperationError``: a durable operation on the parent context while
-the block is open (``DurableContext._closed_reason``), group operations after the block
+the block is open (``OperationScope.closed_reason``), group operations after the block
 closed, from another thread (a unit's body), or inside ``with group.child() as c:``
 (use ``c``).
 """
@@ -65,13 +65,14 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from . import wire
-from .config import ChildConfig
-from .context import ChildBlock, DurableContext, callable_name
-from .errors import (ChildContextError, NestedOperationError, NonDeterminismError, SuspendExecution, ValidationError,
-                     error_object)
-from .pool import DEFAULT_MAX_THREADS, ERR, FATAL, MAX_THREADS, OK, SUSPEND, UnitPool, classify, outcome_of
-from .serdes import deserialize_value, serialize_value
+from .. import wire
+from ..config import ChildConfig
+from ..errors import NestedOperationError, SuspendExecution, ValidationError
+from ..pool import DEFAULT_MAX_THREADS, ERR, FATAL, MAX_THREADS, OK, SUSPEND, UnitPool, classify, outcome_of
+from ..serdes import deserialize_value, serialize_value
+from .child import ChildBlock, finish_block, open_block, run_child
+from .scope import Op, OperationScope, callable_name
+from .step import bad_callable, parse_step_call, run_step
 
 __all__ = ["ConcurrentGroup", "DurableFuture", "GroupChildBlock"]
 
@@ -121,7 +122,7 @@ class DurableFuture:
         if self._state == _SUCCEEDED:
             return self._value
         if self._state == _SUSPENDED:
-            raise self._group._rt.suspend(f"{self._label()} is suspended; it resumes on a later invocation")
+            raise self._group._parent.suspend(f"{self._label()} is suspended; it resumes on a later invocation")
         raise self._error  # type: ignore[misc]
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
@@ -130,7 +131,7 @@ class DurableFuture:
         if self._state == _SUCCEEDED:
             return None
         if self._state == _SUSPENDED:
-            raise self._group._rt.suspend(f"{self._label()} is suspended; it resumes on a later invocation")
+            raise self._group._parent.suspend(f"{self._label()} is suspended; it resumes on a later invocation")
         return self._error
 
     def _label(self) -> str:
@@ -141,55 +142,26 @@ class DurableFuture:
         return f"<DurableFuture #{self.index} {self.kind} {self.name!r} {self._state}>"
 
 
-class _GroupContext(DurableContext):
-    """The group's own context: its steps and child contexts become units started on the pool.
-
-    ``DurableContext.step`` / ``run_in_child_context`` parse their arguments and number
-    the operation (``_begin``) on the submitting thread as usual; the overrides below then
-    queue the run on the pool instead of running it, and return a DurableFuture.
-    """
-
-    def __init__(self, runtime: Any, op_id: str, name: Optional[str], group: "ConcurrentGroup"):
-        super().__init__(runtime, op_id, name)
-        self._group = group
-
-    def _run_step(self, op_id: str, op: Optional[dict], name: Optional[str], fn: Callable, cfg: Any) -> Any:
-        run = functools.partial(DurableContext._run_step, self, op_id, op, name, fn, cfg)
-        stored = op is not None and op["Status"] in (wire.SUCCEEDED, wire.FAILED)
-        return self._group._submit("step", name, op_id, run, stored)
-
-    def _run_child(self, fn: Callable, name: Optional[str], cfg: Any, subtype: str,
-                   op_id: Optional[str] = None, op: Optional[dict] = None) -> Any:
-        if op_id is not None:  # not a submission (nothing in the SDK does this on a group context)
-            return DurableContext._run_child(self, fn, name, cfg, subtype, op_id, op)
-        op_id, op = self._begin(wire.CONTEXT, subtype, name, f"group.run_in_child_context({name!r})")
-        run = functools.partial(DurableContext._run_child, self, fn, name, cfg, subtype, op_id, op)
-        stored = op is not None and (op["Status"] == wire.FAILED or (
-            op["Status"] == wire.SUCCEEDED and not (op.get("ContextDetails") or {}).get("ReplayChildren")))
-        return self._group._submit("child", name, op_id, run, stored)
-
-
 class ConcurrentGroup:
     """``with ctx.concurrently(name, max_concurrency) as group:`` (see the module docstring)."""
 
-    def __init__(self, parent: DurableContext, name: Optional[str] = None, max_concurrency: Optional[int] = None):
+    def __init__(self, parent: OperationScope, name: Optional[str] = None, max_concurrency: Optional[int] = None):
         mc = max_concurrency
         if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
             raise ValidationError(f"concurrently: max_concurrency must be a positive integer (or None for no "
                                   f"limit), got {mc!r}")
         wire.validate_name(name)
         self._parent = parent
-        self._rt = parent._rt
         self.name = name
         self.max_concurrency = mc
         self._state = "new"  # new -> open -> closed
-        self._ctx: Optional[_GroupContext] = None
+        self._op: Optional[Op] = None
+        self._scope: Optional[OperationScope] = None  # the group context's scope: units are its operations
         self._pool: Optional[UnitPool] = None
         self._units: list[DurableFuture] = []
         self._owner: Optional[int] = None
         self._inline: Optional["GroupChildBlock"] = None
         self._fatal: Optional[BaseException] = None
-        self._completed = False
         self._was_suspended = False
         self._prev_reason: Optional[str] = None
 
@@ -197,7 +169,7 @@ class ConcurrentGroup:
     @property
     def context_id(self) -> Optional[str]:
         """The group context's operation id (None before the block is entered)."""
-        return self._ctx.context_id if self._ctx is not None else None
+        return self._scope.context_id if self._scope is not None else None
 
     @property
     def futures(self) -> list[DurableFuture]:
@@ -212,35 +184,19 @@ class ConcurrentGroup:
         if self._state != "new":
             raise NestedOperationError(f"{self._label()} was entered twice; call ctx.concurrently() again for "
                                        "another group")
-        parent, rt, name = self._parent, self._rt, self.name
+        parent, name = self._parent, self.name
         what = f"ctx.concurrently({name!r})"
-        in_step = getattr(rt.local, "step", None)
-        if in_step is not None:
-            raise NestedOperationError(
-                f"{what} was called inside the body of step {in_step!r}. A step is one atomic operation and "
-                "cannot run durable operations; open the group in the handler or in a child context instead.")
-        op_id, op = parent._begin(wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, name, what)
-        if op is None:
-            parent._checkpoint(op_id, wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, name, wire.START, wait=False)
-        else:
-            details = op.get("ContextDetails") or {}
-            self._completed = op["Status"] in wire.TERMINAL
-            if self._completed and not details.get("ReplayChildren"):
-                if op["Status"] == wire.FAILED:
-                    raise ChildContextError.from_error_object(details.get("Error"))
-                raise NonDeterminismError(
-                    f"context {name!r} ({op_id}) was recorded by run_in_child_context, but the code now opens it "
-                    "with `with ctx.concurrently()`")
-        self._ctx = _GroupContext(rt, op_id, name, self)
+        op = self._op = open_block(parent, name, what)
+        self._scope = parent.open_block(op)
         mc = self.max_concurrency
         self._pool = UnitPool(self._run_unit, self._on_outcome, max_slots=mc,
                               max_threads=min(mc or DEFAULT_MAX_THREADS, MAX_THREADS),
-                              label=f"durable-concurrently-{op_id[:8]}", on_start=self._on_start,
-                              activity=rt.flusher.activity)
+                              label=f"durable-concurrently-{op.id[:8]}", on_start=self._on_start,
+                              activity=parent.activity)
         self._owner = threading.get_ident()
-        self._was_suspended = rt.suspended
-        self._prev_reason = parent._closed_reason
-        parent._closed_reason = (
+        self._was_suspended = parent.suspension_mark()
+        self._prev_reason = parent.closed_reason
+        parent.closed_reason = (
             f"a durable operation was called on the context that opened `with {what} as group:` while that "
             "block is open: use group.step(...), group.child(...) or group.run_in_child_context(...) inside "
             "`with ctx.concurrently()` (and a unit's own context inside a unit), or move the call after the block")
@@ -257,8 +213,9 @@ class ConcurrentGroup:
             pool.work()   # the caller's thread helps with the queued units ...
             pool.join()   # ... and no pool thread outlives the block
         finally:
-            self._parent._closed_reason = self._prev_reason
-            self._ctx._closed_reason = (
+            self._parent.closed_reason = self._prev_reason
+            self._parent.close_block(self._op, exc)
+            self._scope.closed_reason = (
                 f"the context of {self._label()} was used after its block closed; open a new "
                 "`with ctx.concurrently()` block for more units")
             self._state = "closed"
@@ -266,10 +223,10 @@ class ConcurrentGroup:
 
     def _finish(self, exc: Optional[BaseException]) -> bool:
         """Decide what leaving the block means (see the module docstring); False lets ``exc`` propagate."""
-        rt, units = self._rt, self._units
+        parent, units = self._parent, self._units
         fatal = exc if exc is not None and classify(exc) == FATAL else self._fatal
         if fatal is not None:
-            rt.suspended = self._was_suspended  # the failure is the outcome, not the units' suspensions
+            parent.restore_suspension(self._was_suspended)  # the failure is the outcome, not the units' suspensions
             if fatal is exc:
                 return False
             raise fatal
@@ -278,7 +235,7 @@ class ConcurrentGroup:
         waiting = [u for u in units if u._state in (_SUSPENDED, _QUEUED)]
         if waiting:
             done = sum(1 for u in units if u.done())
-            raise rt.suspend(f"{self._label()}: {len(waiting)} unit(s) waiting, {done} of {len(units)} completed") \
+            raise parent.suspend(f"{self._label()}: {len(waiting)} unit(s) waiting, {done} of {len(units)} completed") \
                 from None
         failures = [u for u in units if u._state == _FAILED]
         if exc is not None and not any(u._error is exc for u in failures):
@@ -287,19 +244,14 @@ class ConcurrentGroup:
             primary = failures[0]._error
         else:
             primary = None
-        parent, op_id = self._parent, self._ctx.context_id
         if primary is None:
-            if not self._completed:
-                summary = json.dumps({"type": "Concurrently", "unitCount": len(units)}, separators=(",", ":"))
-                parent._checkpoint(op_id, wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, self.name, wire.SUCCEED,
-                                   wait=True, Payload=summary, ContextOptions={"ReplayChildren": True})
+            summary = json.dumps({"type": "Concurrently", "unitCount": len(units)}, separators=(",", ":"))
+            finish_block(parent, self._op, None, summary)
             return False
         for unit in failures:
             if unit._error is not primary:
                 primary.add_note(f"{unit._label()} also failed: {_describe_error(unit._error)}")
-        if not self._completed:
-            parent._checkpoint(op_id, wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, self.name, wire.FAIL,
-                               wait=True, Error=error_object(primary), ContextOptions={"ReplayChildren": True})
+        finish_block(parent, self._op, primary)
         if primary is exc:
             return False
         if exc is not None:
@@ -310,13 +262,27 @@ class ConcurrentGroup:
     def step(self, fn_or_name: Any, fn: Any = None, name: Optional[str] = None, config: Any = None) -> DurableFuture:
         """Start a step (``step(fn, name=None, config=None)`` or ``step("name", fn, config)``); returns its future."""
         self._check("group.step(...)")
-        return self._ctx.step(fn_or_name, fn, name=name, config=config)
+        name, fn, cfg = parse_step_call(fn_or_name, fn, name, config)
+        scope = self._scope
+        op = scope.begin(wire.STEP, wire.SubType.STEP, name, f"group.step({name!r})")
+        stored = op.status in (wire.SUCCEEDED, wire.FAILED)
+        return self._submit("step", op, functools.partial(run_step, scope, op, fn, cfg), stored)
 
-    def run_in_child_context(self, fn: Callable[[DurableContext], Any], name: Optional[str] = None,
+    def run_in_child_context(self, fn: Callable[[Any], Any], name: Optional[str] = None,
                              config: Optional[ChildConfig] = None) -> DurableFuture:
         """Start ``fn(child_ctx)`` as a child context on the pool; returns its future."""
-        self._check(f"group.run_in_child_context({name or callable_name(fn)!r})")
-        return self._ctx.run_in_child_context(fn, name=name, config=config)
+        if name is None and callable(fn):
+            name = callable_name(fn)
+        what = f"group.run_in_child_context({name!r})"
+        self._check(what)
+        if not callable(fn):
+            raise bad_callable("run_in_child_context", fn)
+        scope = self._scope
+        op = scope.begin(wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, name, what)
+        stored = op.status == wire.FAILED or (
+            op.status == wire.SUCCEEDED and not op.details("ContextDetails").get("ReplayChildren"))
+        serdes = config.serdes if config is not None else None
+        return self._submit("child", op, functools.partial(run_child, scope, op, fn, serdes), stored)
 
     def child(self, name: Optional[str] = None, config: Optional[ChildConfig] = None) -> "GroupChildBlock":
         """``with group.child("name") as c:`` -- a child-context unit whose body runs inline, on this thread."""
@@ -341,11 +307,10 @@ class ConcurrentGroup:
                 f"{what} was called inside `with group.child({self._inline._name!r}) as c:`: use c.step(...) / "
                 "c.child(...) for that child's operations, or submit the unit after its block.")
 
-    def _submit(self, kind: str, name: Optional[str], op_id: str, run: Callable[[], Any],
-                stored: bool) -> DurableFuture:
+    def _submit(self, kind: str, op: Op, run: Callable[[], Any], stored: bool) -> DurableFuture:
         """(caller's thread, after the unit was numbered) Queue a unit; a completed one is answered at once."""
         pool = self._pool
-        future = DurableFuture(self, len(self._units) + 1, kind, name, op_id, run)
+        future = DurableFuture(self, len(self._units) + 1, kind, op.name, op.id, run)
         self._units.append(future)
         if stored:  # completed in an earlier invocation: its checkpoint answers, no thread, no slot
             kind_, value = outcome_of(run)
@@ -357,7 +322,8 @@ class ConcurrentGroup:
 
     # -- pool callbacks and waiting ------------------------------------------------------------------
     def _run_unit(self, future: DurableFuture) -> tuple[str, Any]:
-        return outcome_of(future._run)
+        """Run a unit (on a pool thread, or on a thread that waits for it): its outcome as (kind, value)."""
+        return self._scope.run_unit(outcome_of, future._run)
 
     def _on_start(self, future: DurableFuture) -> None:
         """(pool lock held) The unit is taken by the current thread."""
@@ -406,24 +372,19 @@ class ConcurrentGroup:
                 if future._state == _QUEUED:
                     if pool.holds_slot() and pool.steal(future):
                         # This thread holds a slot (a unit's body, an inline child): run the sibling here
-                        # rather than wait for a slot that may be the one it holds.
-                        # The sibling is a unit of its own: if this thread is in a step body, hide that
-                        # step's marker from the sibling's operations, and put it back afterwards.
-                        local = self._rt.local
-                        in_step = getattr(local, "step", None)
-                        local.step = None
+                        # rather than wait for a slot that may be the one it holds (a unit of its own:
+                        # _run_unit gives it its own body marker).
                         cond.release()
                         try:
                             pool.run_stolen(future)
                         finally:
-                            local.step = in_step
                             cond.acquire()
                         continue
                     if pool.startable() and pool.active == 0:  # no thread could be started: run queued units here
                         pool.help_locked()
                         continue
                     if pool.stalled():
-                        raise self._rt.suspend(f"{future._label()} cannot start before the suspended units of "
+                        raise self._parent.suspend(f"{future._label()} cannot start before the suspended units of "
                                                "the group resume")
                 if deadline is None:
                     cond.wait()
@@ -457,25 +418,25 @@ class GroupChildBlock:
         self._name = name
         self._cfg = cfg
         self._block: Optional[ChildBlock] = None
-        self._ctx: Optional[DurableContext] = None
+        self._ctx: Any = None
         self.future: Optional[DurableFuture] = None
 
-    def __enter__(self) -> DurableContext:
+    def __enter__(self) -> Any:
         group = self._group
         group._check(f"group.child({self._name!r})")
         if self._block is not None:
             raise NestedOperationError(f"group.child({self._name!r}) was entered twice")
         pool = group._pool
         if not pool.acquire_inline():
-            raise group._rt.suspend(f"{group._label()}: no slot for child {self._name!r} before the suspended "
+            raise group._parent.suspend(f"{group._label()}: no slot for child {self._name!r} before the suspended "
                                     "units resume")
         try:
-            self._block = ChildBlock(group._ctx, self._name, self._cfg)
+            self._block = ChildBlock(group._scope, self._name, self._cfg)
             self._ctx = self._block.__enter__()
         except BaseException:
             pool.release_inline(suspended=False)
             raise
-        future = DurableFuture(group, len(group._units) + 1, "child", self._name, self._block._op_id, None)
+        future = DurableFuture(group, len(group._units) + 1, "child", self._name, self._block.op.id, None)
         future._state, future._runner = _RUNNING, threading.get_ident()
         group._units.append(future)
         group._inline = self
@@ -495,8 +456,8 @@ class GroupChildBlock:
         elif exc is not None:
             kind, value = classify(exc), exc
         else:
-            serdes = self._cfg.serdes or group._rt.serdes
-            sctx = group._ctx._serdes_ctx(future.operation_id)
+            serdes = self._cfg.serdes or group._scope.serdes
+            sctx = group._scope.serdes_ctx(future.operation_id)
             kind, value = outcome_of(
                 lambda: deserialize_value(serdes, serialize_value(serdes, self._ctx.result, sctx), sctx))
             if kind != OK:

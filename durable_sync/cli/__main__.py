@@ -1,0 +1,6 @@
+"""``python -m durable_sync.cli``: the ``durable-sync`` command."""
+import sys
+
+from . import main
+
+sys.exit(main())

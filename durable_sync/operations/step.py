@@ -1,0 +1,152 @@
+"""``ctx.step``: run a body once per attempt, retry durably, checkpoint the result.
+
+A STEP (SubType Step). Live: START (awaited only for at-most-once steps), the body
+runs on the caller's thread (``OperationScope.run_step_body``), then SUCCEED with the
+serialized result, or the retry strategy decides RETRY (with NextAttemptDelaySeconds;
+the invocation suspends) or FAIL (``StepError``). Replay: SUCCEEDED returns the
+stored result, FAILED raises ``StepError``, a retry not yet due suspends, READY runs
+the next attempt, STARTED re-runs the attempt whose invocation ended (an at-most-once
+step fails with ``StepInterruptedError`` instead).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from .. import wire
+from ..config import StepConfig, StepSemantics
+from ..errors import (NestedOperationError, SerDesError, StepError, StepInterruptedError, ValidationError,
+                      error_object)
+from ..logs import USER_LOGGER, DurableLogger
+from ..serdes import deserialize_value, serialize_value
+from .scope import Op, OperationScope, callable_name
+
+__all__ = ["StepContext", "step", "parse_step_call", "run_step", "next_step_attempt", "bad_callable"]
+
+_DEFAULT_CONFIG = StepConfig()
+
+
+class StepContext:
+    """What a step body receives: its logger, attempt (1-based), operation id and name."""
+
+    __slots__ = ("operation_id", "name", "attempt", "_arn", "_logger")
+
+    def __init__(self, operation_id: str, name: Optional[str], attempt: int, arn: str):
+        self.operation_id = operation_id
+        self.name = name
+        self.attempt = attempt
+        self._arn = arn
+        self._logger: Optional[DurableLogger] = None
+
+    @property
+    def logger(self) -> DurableLogger:
+        if self._logger is None:
+            self._logger = DurableLogger(USER_LOGGER, {
+                "execution_arn": self._arn, "operation_id": self.operation_id,
+                "operation_name": self.name, "attempt": self.attempt})
+        return self._logger
+
+
+def bad_callable(op: str, value: Any) -> ValidationError:
+    return ValidationError(f"{op} needs a callable, got {type(value).__name__}: pass a function or lambda "
+                           "taking the context argument")
+
+
+def parse_step_call(fn_or_name: Any, fn: Any, name: Optional[str],
+                    config: Optional[StepConfig]) -> tuple[Optional[str], Callable[..., Any], StepConfig]:
+    """``step(fn, name=None, config=None)`` or ``step("name", fn, config)`` -> (name, fn, config)."""
+    if isinstance(fn_or_name, str):
+        if fn is None or not callable(fn):
+            raise bad_callable("step", fn)
+        if name is not None and name != fn_or_name:
+            raise ValidationError(f"step got two names: {fn_or_name!r} and name={name!r}")
+        name = fn_or_name
+    else:
+        if not callable(fn_or_name):
+            raise bad_callable("step", fn_or_name)
+        if fn is not None:
+            if isinstance(fn, StepConfig) and config is None:
+                config = fn
+            else:
+                raise ValidationError("step(fn, ...) takes name= and config= as keywords")
+        fn = fn_or_name
+        if name is None:
+            name = callable_name(fn)
+    return name, fn, config or _DEFAULT_CONFIG
+
+
+def step(scope: OperationScope, fn_or_name: Any, fn: Any = None, name: Optional[str] = None,
+         config: Optional[StepConfig] = None) -> Any:
+    """``ctx.step``: begin the operation, then run (or replay) it."""
+    name, fn, cfg = parse_step_call(fn_or_name, fn, name, config)
+    op = scope.begin(wire.STEP, wire.SubType.STEP, name, f"ctx.step({name!r})")
+    return run_step(scope, op, fn, cfg)
+
+
+def next_step_attempt(scope: OperationScope, op: Op, error_cls: type, what: str) -> tuple[int, bool]:
+    """The attempt to run for a STEP record that did not succeed: ``(attempt, send_start)``.
+
+    A FAILED record raises its error as ``error_cls``; a retry not yet due (PENDING) suspends;
+    READY is the next attempt (START it); STARTED is an attempt whose invocation ended (run it
+    again without a new START). Shared by steps and wait_for_condition polls.
+    """
+    status = op.status
+    details = op.details("StepDetails")
+    if status == wire.FAILED:
+        raise error_cls.from_error_object(details.get("Error"))
+    if status == wire.PENDING:
+        raise scope.suspend(f"{what} waits for its next attempt")
+    recorded = int(details.get("Attempt") or 1)
+    if status == wire.READY:
+        return recorded + 1, True
+    if status == wire.STARTED:
+        return recorded, False
+    raise ValidationError(f"{what} has unexpected status {status!r} in the execution state")
+
+
+def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepConfig) -> Any:
+    """Replay the step ``op`` from its record, or run its next attempt and checkpoint the outcome."""
+    at_most_once = cfg.step_semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY
+    serdes = cfg.serdes or scope.serdes
+    attempt, send_start = 1, True
+    if op.record is not None:
+        if op.record["Status"] == wire.SUCCEEDED:
+            return deserialize_value(serdes, op.details("StepDetails").get("Result"), scope.serdes_ctx(op.id, op.name))
+        attempt, send_start = next_step_attempt(scope, op, StepError, f"step {op.label}")
+        if not send_start and at_most_once:
+            interrupted = StepInterruptedError(
+                f"step {op.label} (attempt {attempt}) started but did not finish: the invocation "
+                "running it ended (crash or timeout); at-most-once steps are not re-run blindly",
+                error_type="StepInterruptedError")
+            return _failed(scope, op, cfg, interrupted, attempt)
+    if send_start:
+        scope.checkpoint(op, wire.START, wait=at_most_once)
+    step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
+    try:
+        result = scope.run_step_body(op, fn, step_ctx)
+    except NestedOperationError as exc:
+        # A programming error, not a transient failure: never retried, raised as itself.
+        scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
+        raise
+    except Exception as exc:  # noqa: BLE001 - the retry strategy decides
+        return _failed(scope, op, cfg, exc, attempt)
+    sctx = scope.serdes_ctx(op.id, op.name)
+    try:
+        payload = serialize_value(serdes, result, sctx)
+    except SerDesError as exc:
+        scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
+        raise
+    scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
+    return deserialize_value(serdes, payload, sctx)
+
+
+def _failed(scope: OperationScope, op: Op, cfg: StepConfig, exc: Exception, attempt: int) -> Any:
+    from ..retry import resolve_retry_strategy  # only when a step fails (cold start)
+
+    decision = resolve_retry_strategy(cfg.retry_strategy)(exc, attempt)
+    err = error_object(exc)
+    if decision.should_retry:
+        scope.checkpoint(op, wire.RETRY, wait=True, Error=err,
+                         StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
+        raise scope.suspend(f"step {op.label} retries in {decision.delay_seconds} s") from None
+    scope.checkpoint(op, wire.FAIL, wait=True, Error=err)
+    raise StepError.from_error_object(err) from exc
