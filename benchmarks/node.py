@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -32,18 +31,15 @@ if str(ROOT) not in sys.path:
 HANDLERS = ROOT / "tests" / "node" / "handlers"
 
 
-class _Context:
-    """A Lambda context for calls that never reach the engine."""
+def _context() -> object:
+    """The engine's Lambda context for a call that never reaches the engine."""
+    from durable_sync.local.clock import RealClock
+    from durable_sync.local.runner import LocalLambdaContext
 
-    function_name = "bench"
-    endpoint_url = "http://127.0.0.1:9"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 900_000
+    clock = RealClock()
+    ctx = LocalLambdaContext(None, "bench", clock.now_ms() + 900_000, clock)
+    ctx.environment = {"AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9"}
+    return ctx
 
 
 def _median(fn: Callable[[], None], runs: int) -> float:
@@ -80,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def cold() -> None:
         counter.release()
-        counter({}, _Context())
+        counter({}, _context())
 
     rows.append(("cold invocation", _median(cold, args.runs)))
-    counter({}, _Context())
-    rows.append(("warm invocation", _median(lambda: counter({}, _Context()), args.runs)))
+    counter({}, _context())
+    rows.append(("warm invocation", _median(lambda: counter({}, _context()), args.runs)))
     counter.release()
 
     greet = load(f"{HANDLERS / 'step_wait.mjs'}:handler")
