@@ -120,7 +120,6 @@ def test_the_list_pages_newest_first_and_says_whether_more_follow(served):
 # -- one execution -----------------------------------------------------------------------------------------------
 def test_an_execution_shows_its_tree_attempts_tracebacks_timers_and_events(served):
     arn = served.start("flaky", {"card": "4242"}, name="flaky-1")
-    served.engine.wait(arn)
     page = _execution(served, arn)
     assert page["status"] == "FAILED" and page["terminal"] is True and page["function"] == "flaky"
     assert page["input"]["text"] == '{"card": "4242"}' and page["result"] is None
@@ -137,7 +136,7 @@ def test_an_execution_shows_its_tree_attempts_tracebacks_timers_and_events(serve
                                                              "StepStarted", "StepFailed"]
     assert page["can"] == {"stop": False, "pause": False, "resume": False, "delete": True, "run_again": True}
 
-    sleeping = served.start("sleeper", name="sleeper-1")
+    sleeping = served.start_only("sleeper", name="sleeper-1")
     page = _execution(served, sleeping)
     wait = next(op for op in page["operations"] if op["label"] == "a-day")
     assert wait["status"] == "STARTED" and [t["kind"] for t in wait["timers"]] == ["wait"]
@@ -200,14 +199,14 @@ def test_a_callback_is_answered_with_success_failure_and_heartbeat(served):
 
 
 def test_stop_pause_resume_delete_and_run_again(served):
-    arn = served.start("sleeper", name="s")
+    arn = served.start_only("sleeper", name="s")
     status, body = served.action("pause", {"arn": arn, "reason": "maintenance"})
     assert status == 200 and served.engine.get_execution(arn).pause_status == "PAUSED", body
     assert _execution(served, arn)["status"] == "PAUSED"
     status, body = served.action("resume", {"arn": arn})
     assert status == 200 and served.engine.get_execution(arn).pause_status is None, body
     # (a virtual-time server runs executions onward after a change: the day-long wait passed)
-    again = served.start("sleeper", name="s2")
+    again = served.start_only("sleeper", name="s2")
     status, body = served.action("stop", {"arn": again})
     assert status == 200 and served.engine.get_execution(again).status == "STOPPED", body
     status, body = served.action("run-again", {"arn": again})
