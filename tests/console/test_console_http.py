@@ -309,3 +309,36 @@ def test_a_change_must_be_a_json_post(served):
     status, _, answer = served.request("POST", "/console/api/executions", {})
     assert status == 405
     assert _state(served, arn) == before
+
+
+def test_on_a_real_time_engine_the_actions_act_on_what_the_engine_runs():
+    """`durable-sync console` without --skip-time: the engine's own threads run what an action wakes."""
+    from durable_sync.console import mount as mount_console
+    from durable_sync.local import LocalEngine
+    from durable_sync.local.http import make_server
+
+    from .conftest import FUNCTIONS, Served
+
+    engine = LocalEngine(db=":memory:")
+    server = make_server(engine, "127.0.0.1", 0, functions={"echo": FUNCTIONS["echo"], "sleeper": FUNCTIONS["sleeper"]})
+    served = Served(engine, server, mount_console(server))
+    server.start()
+    try:
+        arn = served.start_only("sleeper", name="real")
+        page = None
+        for _ in range(200):  # the first invocation runs on the engine's pool: wait for the day-long wait
+            page = _execution(served, arn)
+            if any(op["label"] == "a-day" for op in page["operations"]):
+                break
+            engine.wait(arn, timeout=0.05)
+        assert page["status"] == "RUNNING" and page["can"]["stop"], page
+        status, body = served.action("stop", {"arn": arn})
+        assert status == 200 and engine.wait(arn, timeout=10).status == "STOPPED", body
+        status, body = served.action("run-again", {"arn": arn})
+        assert status == 200, body
+        assert engine.get_execution(body["arn"]).status == "RUNNING"
+        status, body = served.action("stop", {"arn": body["arn"]})
+        assert status == 200, body
+    finally:
+        server.close()
+        engine.close()
