@@ -110,6 +110,8 @@ def test_a_long_running_execution_is_stopped_from_the_page(served, page):
 
 def test_payloads_with_markup_are_shown_as_text(served, page):
     arn = served.start("echo", {"note": MARKUP}, name="<b>markup</b>")
+    long_input = {"note": MARKUP, "pad": "x" * 3000}
+    long_arn = served.start("echo", long_input, name="long")
     page.open(served.page_url())
     name = page.until(lambda: page.all(f'tr[data-arn="{arn}"] a'), "the execution is listed")[0]
     assert name.text == "<b>markup</b>"
@@ -121,6 +123,15 @@ def test_payloads_with_markup_are_shown_as_text(served, page):
     assert json.loads(page.find(".opdetails pre.payload").text) == {"note": MARKUP}
     assert page.driver.execute_script("return window.__pwned") is None
     assert page.all("#input script, #outcome script, #input img, #outcome img, .opdetails script") == []
+
+    page.open(served.page_url(long_arn))  # a long payload: clipped, and whole on request
+    page.until(lambda: page.status() == "SUCCEEDED", "the long execution's page shows")
+    clipped = page.find("#input pre.payload").text
+    assert len(clipped) < len(json.dumps(long_input)) and clipped.startswith('{"note": "<script>')
+    page.find("#input .show-all").click()
+    page.until(lambda: not page.all("#input .show-all"), "the whole input shows")
+    assert json.loads(page.find("#input pre.payload").text) == long_input
+    assert page.driver.execute_script("return window.__pwned") is None
 
 
 def test_the_execution_page_shows_failed_attempts_with_their_stack_traces(served, page):
