@@ -98,9 +98,10 @@ def _serve(args: argparse.Namespace, functions: dict) -> int:
     from ..local.http import make_server
 
     # --skip-time: waits, retries and polling take no time, but a callback's timeouts keep real time (a client
-    # always has the configured time to answer).
+    # always has the configured time to answer). Unfinished executions in the database run once the server
+    # serves (run_unfinished below): handlers that reach the engine over HTTP need its URL.
     engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions,
-                         real_time_callbacks=args.skip_time)
+                         real_time_callbacks=args.skip_time, resume_unfinished=False)
     try:
         try:
             server = make_server(engine, args.host, args.port, functions=functions,
@@ -130,7 +131,11 @@ def _serve(args: argparse.Namespace, functions: dict) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            server.serve_forever(poll_interval=0.2)
+            server.start()  # serves on its own thread from here on
+            _run_unfinished(engine)
+            forever = threading.Event()
+            while not forever.wait(1.0):  # until Ctrl-C / SIGTERM
+                pass
         except KeyboardInterrupt:
             print("durable-sync: stopping", file=sys.stderr)
         finally:
@@ -138,6 +143,20 @@ def _serve(args: argparse.Namespace, functions: dict) -> int:
     finally:
         engine.close()
     return 0
+
+
+def _run_unfinished(engine: Any) -> None:
+    """The unfinished executions found in the database, run onward now that the server serves; in virtual
+    time they are driven as the server drives the executions it starts (until each ends or waits on the
+    outside)."""
+    resumed = engine.run_unfinished()
+    if not resumed:
+        return
+    print(f"durable-sync: resuming {len(resumed)} unfinished execution{'s' if len(resumed) != 1 else ''} "
+          f"from the database", file=sys.stderr, flush=True)
+    if engine.skip_time:
+        for arn in resumed:
+            engine.wait(arn)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
