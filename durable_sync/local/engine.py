@@ -201,6 +201,22 @@ class LocalEngine:
         if waiting:
             scheduler.after_change(self)
 
+    def run_unfinished(self) -> list[str]:
+        """Run onward every unfinished execution the engine left alone (``resume_unfinished=False``): arm
+        its timers and invoke it if it needs an invocation (its last one was cut short, say), as an engine
+        opened with ``resume_unfinished=True`` does when it opens. Returns their ARNs, oldest first.
+
+        For a host that must be ready before handlers run: ``durable-sync serve`` opens the engine with
+        ``resume_unfinished=False``, starts its HTTP server (handlers that reach the engine over HTTP
+        need its URL), then calls this. Virtual time: their due invocations run before it returns (the
+        clock does not move; ``wait(arn)`` moves it). Calling it again does nothing."""
+        with self._lock:
+            dormant = [ex for arn, ex in self._executions.items() if arn in self._dormant]
+        for ex in dormant:
+            self._wake(ex)
+        scheduler.after_change(self)
+        return [ex.arn for ex in dormant]
+
     def missing_handlers(self) -> dict[str, str]:
         """ARN -> why an unfinished execution loaded from the database cannot be invoked (no handler)."""
         with self._lock:
