@@ -355,3 +355,35 @@ def test_durable_parallel_branch_names_its_branch_or_leaves_the_default(engine):
     assert res.result == [{"id": "u1"}, ["u1", "o1"]]
     branches = sorted(r[2] for r in recorded(engine, res.arn) if r[1] == "ParallelBranch")
     assert branches == ["fetch-user", "parallel-branch-1"]
+
+
+# -- item 16: the official keyword names next to ours ----------------------------------------------------------
+
+def test_official_keyword_names_work_and_an_argument_given_under_both_names_is_refused(engine):
+    @ds.durable_handler
+    def handler(event, ctx):
+        out = {"map": ctx.map(inputs=["a"], func=item_fn).get_results(),
+               "parallel": ctx.parallel(functions=[lambda c: "p"]).get_results(),
+               "step": ctx.step(func=lambda s: "s", name="s"),
+               "child": ctx.run_in_child_context(func=lambda c: "c", name="c")}
+        with ctx.concurrently("group") as group:
+            unit = group.step(func=lambda s: "u", name="u")
+            child = group.run_in_child_context(func=lambda c: "gc", name="gc")
+        out["group"] = [unit.result(), child.result()]
+        refused = []
+        for call in (lambda: ctx.map(["a"], item_fn, inputs=["b"]),
+                     lambda: ctx.map(["a"], item_fn, func=item_fn),
+                     lambda: ctx.parallel([lambda c: 1], functions=[lambda c: 2]),
+                     lambda: ctx.step(lambda s: 1, func=lambda s: 2),
+                     lambda: ctx.run_in_child_context(lambda c: 1, func=lambda c: 2)):
+            try:
+                call()
+            except ds.ValidationError as exc:
+                refused.append("the official SDK's name" in str(exc))
+        out["refused"] = refused
+        return out
+
+    res = engine.run(handler)
+    assert res.status == "SUCCEEDED", res.error
+    assert res.result == {"map": ["a"], "parallel": ["p"], "step": "s", "child": "c", "group": ["u", "gc"],
+                          "refused": [True] * 5}
