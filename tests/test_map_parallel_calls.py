@@ -260,9 +260,9 @@ def test_parallel_branches_of_any_callable_shape_that_takes_one_context_run(engi
     assert res.result == ["lambda", "args", "object", "method!", "partial", True, "defaults"]
 
 
-# check_takes is inspect.signature's binding: a property over random plain-function signatures (its fast
-# path reads the code object) and the same functions seen through functools.partial / a bound method
-# (its inspect.signature path).
+# check_takes is inspect.signature's binding: a property over random plain-function signatures and the same
+# functions seen through functools.partial and a bound method (its fast path reads the code object) and as
+# a callable object's __call__ (its inspect.signature path).
 @settings(max_examples=150, deadline=None)
 @given(positional=st.integers(0, 5), defaults=st.integers(0, 5), varargs=st.booleans(),
        kwonly_required=st.integers(0, 2), kwonly_default=st.integers(0, 2), nargs=st.integers(0, 6))
@@ -298,8 +298,8 @@ def test_check_takes_accepts_exactly_the_functions_a_call_with_n_arguments_binds
     # the same signature minus its first parameter, through partial and a bound method
     if positional - defaults >= 1 or varargs:
         bound_p = functools.partial(fn, "first")
-        holder = type("Holder", (), {"m": fn})()
-        for wrapped in (bound_p, holder.m):
+        holder = type("Holder", (), {"m": fn, "__call__": fn})()
+        for wrapped in (bound_p, holder.m, holder):  # holder: a callable object, judged by inspect.signature
             n = max(nargs - 1, 0)
             assert accepted(wrapped, n) == binds(wrapped, n)
 
