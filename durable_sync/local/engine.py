@@ -300,10 +300,10 @@ class LocalEngine:
                     scheduler.drain(self)
                     if ex.status != RUNNING or control.pause_of(ex) is not None:
                         break  # ended, or paused: only resume_execution() moves it on
-                    timer = self._next_timer(skip_execution_timeouts=True)
-                    if timer is None:
+                    due = self.next_due_ms()
+                    if due is None:
                         break
-                    scheduler.advance_to(self, timer.due_ms)
+                    scheduler.advance_to(self, due)
             return self.get_execution(arn)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -385,6 +385,16 @@ class LocalEngine:
                  "Status": reported, "StartTimestamp": wire.ms_to_datetime(start_ms),
                  **({"EndTimestamp": wire.ms_to_datetime(end_ms)} if end_ms else {})}
                 for start_ms, ex, reported, end_ms in selected[max(0, offset):stop]]
+
+    def next_due_ms(self, *, execution_timeouts: bool = False) -> Optional[int]:
+        """When the engine next does something by itself for a RUNNING execution (a wait ends, a retry or
+        a chained invoke falls due, a callback times out), in epoch milliseconds of its clock; None when
+        nothing is pending. Execution timeouts count only with ``execution_timeouts=True``: they end
+        executions rather than move them on. (With ``real_time_callbacks`` a callback's timers keep real
+        time and are not counted.) A virtual-time caller moves the clock there with ``advance``, as
+        ``wait`` does."""
+        timer = scheduler.next_timer(self, skip_execution_timeouts=not execution_timeouts)
+        return None if timer is None else timer.due_ms
 
     @property
     def functions(self) -> Mapping[str, Callable]:
@@ -674,10 +684,6 @@ class LocalEngine:
         with ex.lock:
             if ex.status == RUNNING:
                 self._run_onward(ex)
-
-    def _next_timer(self, skip_execution_timeouts: bool = False) -> Optional[Timer]:
-        """The next timer of a RUNNING execution (see scheduler.next_timer); the testing runner asks it."""
-        return scheduler.next_timer(self, skip_execution_timeouts)
 
     def _fire(self, timer: Timer) -> None:
         """Do what a due timer stands for. The loops in ``scheduler`` call it through the instance, so a

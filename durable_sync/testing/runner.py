@@ -224,8 +224,7 @@ class DurableTestRunner:
 
     def _next_due_ms(self) -> Optional[int]:
         """When the engine's next item falls due (execution timeouts aside), or None."""
-        timer = self.engine._next_timer(skip_execution_timeouts=True)
-        return None if timer is None else timer.due_ms
+        return self.engine.next_due_ms()
 
     def _advance_to(self, due_ms: int) -> None:
         engine = self.engine
