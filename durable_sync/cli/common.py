@@ -212,12 +212,14 @@ def open_reader(db: str, what: str) -> Any:
 
 
 def find_execution(reader: Any, ref: str) -> Any:
-    ex = reader.execution(ref)
+    """The database's record of execution REF (an ARN, or a unique name), without its operations and history
+    (``reader.operations`` / ``reader.history`` read those)."""
+    ex = reader.execution(ref, with_history=False)
     if ex is not None:
         return ex
     matches = reader.executions(name=ref)
     if len(matches) == 1:
-        return reader.execution(matches[0].arn)
+        return matches[0]
     if len(matches) > 1:
         raise CliError(f"{len(matches)} executions are named {ref!r} (functions "
                        f"{', '.join(m.function_name for m in matches)}); pass the ARN")

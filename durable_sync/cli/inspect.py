@@ -62,16 +62,6 @@ def _fit(table: list[tuple[str, ...]], width: int) -> list[str]:
     return lines
 
 
-def _read_back(ex: Any) -> tuple[Any, list, list]:
-    """The read model of a database record, with its operations and events in the boto3 shapes."""
-    from ..local import history as h
-    from ..local.service import public_op
-
-    operations = [h.to_boto(public_op(op)) for op in ex.ops.values()]
-    events = [h.to_boto(e) for e in ex.events]
-    return read_execution(ex, operations, events), operations, events
-
-
 def _print_execution(model: Any, all_attempts: bool) -> None:
     """The execution's headline, its operation tree, its result or error; then the stack traces of what
     failed (each failed operation; with ``all_attempts``, each failed attempt), the user's frames shown."""
@@ -107,7 +97,8 @@ def _print_execution(model: Any, all_attempts: bool) -> None:
 def cmd_history(args: argparse.Namespace) -> int:
     with open_reader(args.db, "history") as reader:
         ex = find_execution(reader, args.ref)
-    model, operations, events = _read_back(ex)
+        operations, events = reader.operations(ex.arn), reader.history(ex.arn)
+    model = read_execution(ex, operations, events)
     if args.json:
         print(json.dumps(events, default=json_default, indent=2))
     else:

@@ -42,8 +42,8 @@ from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContex
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
                       RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, check_text,
-                      execution_arn, page, public_op, visible_operations)
-from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer
+                      execution_arn, page, visible_operations)
+from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer, boto_history, boto_operations
 from .store import open_store
 
 _log = logging.getLogger("durable_sync.engine")
@@ -341,13 +341,13 @@ class LocalEngine:
         """Events as boto3's get_durable_execution_history returns them."""
         ex = self._get(arn)
         with ex.lock:
-            return [h.to_boto(e) for e in ex.events]
+            return boto_history(ex.events)
 
     def operations(self, arn: str) -> list[dict]:
         """Every operation of the execution (wire shape, timestamps as datetimes)."""
         ex = self._get(arn)
         with ex.lock:
-            return [h.to_boto(public_op(op)) for op in ex.ops.values()]
+            return boto_operations(ex.ops.values())
 
     def list_executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
                         status: Optional[str | Iterable[str]] = None, *, started_after: Any = None,
@@ -410,8 +410,8 @@ class LocalEngine:
         ex = self._get(arn)
         with ex.lock:
             execution = self.get_execution(arn)
-            operations = tuple(h.to_boto(public_op(op)) for op in ex.ops.values())
-            history = tuple(h.to_boto(e) for e in ex.events)
+            operations = tuple(boto_operations(ex.ops.values()))
+            history = tuple(boto_history(ex.events))
             callbacks = tuple(OpenCallback((op.get("CallbackDetails") or {}).get("CallbackId", ""), op["Id"],
                                            op.get("Name"))
                               for op in ex.ops.values() if op["Type"] == wire.CALLBACK and op["Status"] == wire.STARTED)

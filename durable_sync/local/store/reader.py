@@ -1,5 +1,6 @@
 """Read-only access to a database another engine may be writing (WAL readers never block it), for the
-CLI's list / history / callback commands; it also posts requests to the owner's inbox."""
+CLI's list / history / callback commands: executions as the engine keeps them, and their operations and
+history as boto3 (and ``LocalEngine``) gives them. It also posts requests to the owner's inbox."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import sqlite3
 from typing import Any, Iterable, Optional
 
 from ..service import Execution
+from ..snapshot import boto_history, boto_operations
 from . import inbox
 from .schema import EXEC_COLUMNS, StoreError, connect, execution_from_row, journal_contents, journal_range, loads
 
@@ -58,6 +60,23 @@ class Reader:
             ex.ops.update(ops)
             ex.events.extend(events)
         return ex
+
+    def operations(self, arn: str) -> list[dict]:
+        """Every operation of execution ``arn`` as boto3 returns operations, as ``LocalEngine.operations``
+        gives them (timestamps as datetimes, engine-private keys left out); [] when the database has no
+        such execution."""
+        exec_id = self._exec_id(arn)
+        if exec_id is None:
+            return []
+        return boto_operations(journal_contents(self._journal(exec_id, "AND op_id IS NOT NULL"))[0].values())
+
+    def history(self, arn: str) -> list[dict]:
+        """The history of execution ``arn`` as boto3's ``get_durable_execution_history`` returns it, as
+        ``LocalEngine.history`` gives it; [] when the database has no such execution."""
+        exec_id = self._exec_id(arn)
+        if exec_id is None:
+            return []
+        return boto_history(journal_contents(self._journal(exec_id, "AND op_id IS NULL"))[1])
 
     def _exec_id(self, arn: str) -> Optional[int]:
         rows = self._query("SELECT id FROM executions WHERE arn = ?", (arn,))
