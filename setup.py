@@ -8,7 +8,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["durable_sync", "durable_sync.*"]),
-    package_data={"durable_sync.inspection": ["timeline.html"]},
+    package_data={"durable_sync.inspection": ["timeline.html"],
+                  "durable_sync.console": ["static/*"]},  # the console's pages, CSS and JavaScript
     python_requires=">=3.11",
     classifiers=[
         "Programming Language :: Python :: 3.11",

@@ -14,7 +14,8 @@ from . import errors, serdes
 from .config import (CallbackConfig, CheckpointMode, ChildConfig, CompletionConfig, Duration, InvokeConfig,
                      JitterStrategy, MapConfig, NestingType, ParallelBranch, ParallelConfig, StepConfig, StepSemantics,
                      WaitForCallbackConfig, WaitForConditionConfig, WaitForConditionDecision)
-from .context import DurableContext, StepContext, durable_step, durable_with_child_context
+from .context import (DurableContext, StepContext, WaitForCallbackContext, WaitForConditionCheckContext,
+                      durable_parallel_branch, durable_step, durable_wait_for_callback, durable_with_child_context)
 from .operations.batch_result import BatchItem, BatchItemStatus, BatchResult, CompletionReason
 from .operations.callback import Callback
 from .operations.concurrently import ConcurrentGroup, DurableFuture
@@ -41,6 +42,9 @@ _LAZY = dict.fromkeys(["RetryDecision", "RetryPolicy", "RetryPresets", "RetryStr
 _LAZY_MODULES = frozenset({"retry"})
 
 
+durable_execution = durable_handler  # the official SDK's name for the decorator
+
+
 def __getattr__(name: str):
     import importlib
 
@@ -62,6 +66,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "durable_handler", "DurableContext", "StepContext", "durable_step", "durable_with_child_context",
+    "durable_execution", "durable_parallel_branch", "durable_wait_for_callback", "WaitForCallbackContext",
+    "WaitForConditionCheckContext",
     "Duration", "StepConfig", "StepSemantics", "CheckpointMode", "ChildConfig", "CallbackConfig", "WaitForCallbackConfig",
     "WaitForConditionConfig", "WaitForConditionDecision", "InvokeConfig", "ParallelConfig", "MapConfig",
     "CompletionConfig", "NestingType", "ParallelBranch",

@@ -79,6 +79,8 @@ class Runtime:
         # Testing hook (durable_sync.testing): ``hook(request, record) -> bool`` sees every operation the code
         # asks for (request: Id, ParentId, Position, Type, SubType, Name); True ends the invocation there.
         self.operation_hook: Optional[Callable[[dict, Optional[dict]], bool]] = None
+        #: The invocation's instrumentation plugins (durable_sync.instrumentation.dispatch), None without plugins.
+        self.instrumentation: Any = None
 
     def suspend(self, reason: str) -> SuspendExecution:
         """The exception that ends the invocation PENDING; remembers that one was raised."""

@@ -86,6 +86,11 @@ def check_official_expired(result, err):
     assert "CallbackTimedOut" in err
 
 
+def check_traced(result, err):
+    assert result == {"report": "weekly", "rows": 3, "total": 1000}
+    assert "retry in 1 s" in err  # the eu source failed once: two invocations, one trace
+
+
 CASES = [
     ("order_workflow.py", ORDER, check_order),
     ("human_approval.py", {"expense_id": "e-1", "amount": 420}, check_approval_expired),
@@ -97,6 +102,7 @@ CASES = [
     ("concurrent_enrichment.py", {"user_id": 42}, check_concurrent),
     ("official_sdk_approval.py", {"order_id": "o-1", "amount": 40}, check_official_paid),
     ("official_sdk_approval.py", {"order_id": "o-2", "amount": 250}, check_official_expired),
+    ("traced_report.py", {"report": "weekly", "regions": ["eu", "us", "ap"]}, check_traced),
 ]
 
 

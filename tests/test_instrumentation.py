@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import durable_sync as ds
-from durable_sync import wire
 from durable_sync.instrumentation import registry, rules
 from durable_sync.instrumentation.dispatch import Instrumentation
 

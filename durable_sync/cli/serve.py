@@ -1,4 +1,6 @@
-"""``durable-sync serve``: the Lambda API over HTTP (``durable_sync.local.http``) on the embedded engine."""
+"""``durable-sync serve``: the Lambda API over HTTP (``durable_sync.local.http``) on the embedded engine, with the
+live console (``durable_sync.console``) under ``/console/``; ``durable-sync console`` is the same server, for the
+console."""
 from __future__ import annotations
 
 import argparse
@@ -15,8 +17,6 @@ _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
-    from ..local.http import DEFAULT_HOST, DEFAULT_INVOKE_TIMEOUT, DEFAULT_PORT
-
     p = sub.add_parser(
         "serve", help="serve the Lambda API (durable operations + Invoke) over HTTP for boto3 and the AWS CLI",
         description="Serve the Lambda REST API for durable executions on the embedded engine. Point boto3 or the "
@@ -25,6 +25,32 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                "  AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:9014 aws lambda invoke --function-name order_workflow \\\n"
                "      --durable-execution-name o-1 --payload '{\"order_id\": \"o-1\", \"items\": []}' out.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _server_options(p)
+    p.set_defaults(func=cmd_serve, console_first=False)
+    return p
+
+
+def add_console_parser(sub: Any) -> argparse.ArgumentParser:
+    from ..local.http import DEFAULT_HOST, DEFAULT_PORT
+
+    p = sub.add_parser(
+        "console", help="the live console in a browser: executions, timelines, callbacks, stop / pause / resume",
+        description="Serve the live console of the database's executions at http://HOST:PORT/console/ (the "
+                    "`durable-sync serve` server: the Lambda API is served too). Watch executions run, answer "
+                    "callbacks, stop, pause, resume, delete or run them again from the page. Listens on "
+                    f"{DEFAULT_HOST} only unless --host says otherwise.",
+        epilog=f"examples:\n  durable-sync console    # durable.db, http://{DEFAULT_HOST}:{DEFAULT_PORT}/console/\n"
+               "  durable-sync console -f examples/human_approval.py --open",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _server_options(p)
+    p.add_argument("--open", action="store_true", help="open the console in the default web browser")
+    p.set_defaults(func=cmd_serve, console_first=True)
+    return p
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    from ..local.http import DEFAULT_HOST, DEFAULT_INVOKE_TIMEOUT, DEFAULT_PORT
+
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; there is no auth)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
     p.add_argument("--db", default="durable.db", help="SQLite database (default durable.db; ':memory:' for none)")
@@ -37,8 +63,6 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--invoke-timeout", type=float, default=DEFAULT_INVOKE_TIMEOUT,
                    help="seconds a RequestResponse Invoke waits for the execution (default 900)")
     verbose_options(p)
-    p.set_defaults(func=cmd_serve)
-    return p
 
 
 def _load_functions(specs: list[str]) -> dict[str, Callable]:
@@ -68,6 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, functions: dict) -> int:
+    from ..console import PREFIX as CONSOLE_PREFIX
+    from ..console import mount as mount_console
     from ..local import LocalEngine
     from ..local.http import make_server
 
@@ -83,14 +109,25 @@ def _serve(args: argparse.Namespace, functions: dict) -> int:
         except OSError as exc:
             raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
         os.environ.update(engine.foreign.environment())  # boto3 in the served handlers reaches this server
+        mount_console(server)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"durable-sync: warning: listening on {args.host} with no authentication", file=sys.stderr)
         names = ", ".join(sorted(functions)) or "none (add --function NAME=FILE:HANDLER)"
-        print(f"durable-sync: Lambda API on {server.url} (db {args.db}, "
-              f"{'virtual' if args.skip_time else 'real'} time)\n"
-              f"  functions: {names}\n"
-              f"  export AWS_ENDPOINT_URL_LAMBDA={server.url}   # boto3 and the AWS CLI then use it", file=sys.stderr,
-              flush=True)
+        console_url = f"{server.url}{CONSOLE_PREFIX}/"
+        time_mode = f"db {args.db}, {'virtual' if args.skip_time else 'real'} time"
+        if args.console_first:
+            print(f"durable-sync: console on {console_url} ({time_mode})\n"
+                  f"  functions: {names}\n"
+                  f"  Lambda API on {server.url} (AWS_ENDPOINT_URL_LAMBDA={server.url})", file=sys.stderr, flush=True)
+            if getattr(args, "open", False):
+                import webbrowser
+
+                webbrowser.open(console_url)
+        else:
+            print(f"durable-sync: Lambda API on {server.url} ({time_mode})\n"
+                  f"  functions: {names}\n"
+                  f"  export AWS_ENDPOINT_URL_LAMBDA={server.url}   # boto3 and the AWS CLI then use it\n"
+                  f"  console: {console_url}", file=sys.stderr, flush=True)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_interrupt)
         try:

@@ -60,7 +60,8 @@ from ..pool import DEFAULT_MAX_THREADS, ERR, MAX_THREADS, OK, SUSPEND, UnitPool,
 from ..serdes import SerDesContext, deserialize_value, serialize_value
 from .batch_result import BatchItem, BatchItemStatus, BatchResult, Completion, CompletionReason
 from .child import run_child
-from .scope import Op, OperationScope, callable_name
+from .calls import check_takes, ordered_sequence
+from .scope import Op, OperationScope, decorated_name
 
 __all__ = ["run_parallel", "run_map"]
 
@@ -91,10 +92,6 @@ def _validate_config(cfg: Any, kind: str) -> ParallelConfig:
     return cfg
 
 
-def _not_a_list(value: Any) -> bool:
-    return value is None or isinstance(value, (str, bytes, bytearray, dict)) or not hasattr(value, "__iter__")
-
-
 # --------------------------------------------------------------------------- entry points
 
 _DEFAULT_PARALLEL = ParallelConfig()
@@ -108,25 +105,37 @@ class _Branch:
     name: Optional[str]
 
 
+_MAP_PARAMS = ("ctx", "item", "index", "items")
+_BRANCH_PARAMS = ("ctx",)
+#: The official SDK's Names of map items / parallel branches without a name of their own.
+MAP_ITEM_PREFIX, PARALLEL_BRANCH_PREFIX = "map-item-", "parallel-branch-"
+
+
 def run_parallel(scope: OperationScope, branches: Any, name: Optional[str] = None,
                  config: Optional[ParallelConfig] = None) -> BatchResult:
-    """``ctx.parallel``: branches are callables ``fn(ctx)`` or ``ParallelBranch(fn, name)``."""
-    if isinstance(branches, str) and not _not_a_list(name):  # parallel("name", [branches])
+    """``ctx.parallel``: branches are callables ``fn(ctx)`` or ``ParallelBranch(fn, name)``.
+
+    A branch without a ParallelBranch name is named ``parallel-branch-<index>`` (its function's
+    name is not used), and the parallel itself only by ``name``, as in the official SDK.
+    """
+    if isinstance(branches, str) and not isinstance(name, (str, type(None))):  # parallel("name", [branches])
         branches, name = name, branches
     cfg = _validate_config(_DEFAULT_PARALLEL if config is None else config, "parallel")
-    if _not_a_list(branches):
-        raise ValidationError(f"parallel takes a list of branches (callables or ParallelBranch), "
-                              f"got {type(branches).__name__}")
+    seq = ordered_sequence(branches, "parallel", "branches")
     items = []
-    for index, branch in enumerate(branches):
+    for index, branch in enumerate(seq):
         if isinstance(branch, ParallelBranch):
             fn, branch_name = branch.func, branch.name
         else:
-            fn, branch_name = branch, callable_name(branch)
+            fn, branch_name = branch, None
         if not callable(fn):
             raise ValidationError(f"parallel branch {index} is a {type(fn).__name__}, not a callable; pass "
                                   "functions taking the branch context, or ParallelBranch(fn, name)")
-        wire.validate_name(branch_name)
+        check_takes(fn, _BRANCH_PARAMS, f"parallel branch {index}")
+        if branch_name is None:
+            branch_name = f"{PARALLEL_BRANCH_PREFIX}{index}"
+        else:
+            wire.validate_name(branch_name)
         items.append(_Branch(index, fn, branch_name))
     wire.validate_name(name)
     return _Batch(scope, "parallel", name, cfg, items, wire.SubType.PARALLEL, wire.SubType.PARALLEL_BRANCH).run()
@@ -134,24 +143,30 @@ def run_parallel(scope: OperationScope, branches: Any, name: Optional[str] = Non
 
 def run_map(scope: OperationScope, items: Any, fn: Any, name: Optional[str] = None,
             config: Optional[MapConfig] = None) -> BatchResult:
-    """``ctx.map``: ``fn(ctx, item, index, items)`` for every item."""
+    """``ctx.map``: ``fn(ctx, item, index, items)`` for every item.
+
+    Names as in the official SDK: the map is named by ``name`` (else a decorated function's
+    name; a plain function's ``__name__`` is not used), item ``i`` by ``config.item_namer``,
+    else ``map-item-<i>``.
+    """
     if isinstance(items, str) and not callable(fn) and callable(name):  # map("name", items, fn)
         items, fn, name = fn, name, items
     cfg = _validate_config(_DEFAULT_MAP if config is None else config, "map")
     if not callable(fn):
         raise ValidationError(f"map needs a callable fn(ctx, item, index, items), got {type(fn).__name__}")
-    if _not_a_list(items):
-        raise ValidationError(f"map takes a list (or other sequence) of items, got {type(items).__name__}; "
-                              "pass list(...) to map over the keys of a dict or the characters of a string")
-    seq: Sequence[Any] = items if isinstance(items, (list, tuple)) else list(items)
+    seq = ordered_sequence(items, "map", "items")
+    check_takes(fn, _MAP_PARAMS, "the map function")
     namer = getattr(cfg, "item_namer", None)
     branches = []
     for index, item in enumerate(seq):
         item_name = namer(item, index) if namer is not None else None
-        wire.validate_name(item_name)
+        if item_name is None:
+            item_name = f"{MAP_ITEM_PREFIX}{index}"
+        else:
+            wire.validate_name(item_name)
         branches.append(_Branch(index, _MapCall(fn, item, index, seq), item_name))
     if name is None:
-        name = callable_name(fn)
+        name = decorated_name(fn)
     wire.validate_name(name)
     return _Batch(scope, "map", name, cfg, branches, wire.SubType.MAP, wire.SubType.MAP_ITERATION).run()
 

@@ -70,6 +70,7 @@ from ..config import ChildConfig
 from ..errors import NestedOperationError, SuspendExecution, ValidationError
 from ..pool import DEFAULT_MAX_THREADS, ERR, FATAL, MAX_THREADS, OK, SUSPEND, UnitPool, classify, outcome_of
 from ..serdes import deserialize_value, serialize_value
+from .calls import either
 from .child import ChildBlock, finish_block, open_block, run_child
 from .scope import Op, OperationScope, callable_name
 from .step import bad_callable, parse_step_call, run_step
@@ -259,18 +260,20 @@ class ConcurrentGroup:
         raise primary
 
     # -- submitting units ------------------------------------------------------------------------
-    def step(self, fn_or_name: Any, fn: Any = None, name: Optional[str] = None, config: Any = None) -> DurableFuture:
+    def step(self, fn_or_name: Any = None, fn: Any = None, name: Optional[str] = None, config: Any = None, *,
+             func: Any = None) -> DurableFuture:
         """Start a step (``step(fn, name=None, config=None)`` or ``step("name", fn, config)``); returns its future."""
         self._check("group.step(...)")
-        name, fn, cfg = parse_step_call(fn_or_name, fn, name, config)
+        name, fn, cfg = parse_step_call(either(fn_or_name, func, "fn", "func", "group.step"), fn, name, config)
         scope = self._scope
         op = scope.begin(wire.STEP, wire.SubType.STEP, name, f"group.step({name!r})")
         stored = op.status in (wire.SUCCEEDED, wire.FAILED)
         return self._submit("step", op, functools.partial(run_step, scope, op, fn, cfg), stored)
 
-    def run_in_child_context(self, fn: Callable[[Any], Any], name: Optional[str] = None,
-                             config: Optional[ChildConfig] = None) -> DurableFuture:
+    def run_in_child_context(self, fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
+                             config: Optional[ChildConfig] = None, *, func: Any = None) -> DurableFuture:
         """Start ``fn(child_ctx)`` as a child context on the pool; returns its future."""
+        fn = either(fn, func, "fn", "func", "group.run_in_child_context")
         if name is None and callable(fn):
             name = callable_name(fn)
         what = f"group.run_in_child_context({name!r})"

@@ -55,7 +55,7 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
         scope.checkpoint(op, wire.START, wait=False)
     check_ctx = StepContext(op.id, name, attempt, scope.arn)
     try:
-        new_state = scope.run_step_body(op, check, state, check_ctx)
+        new_state = scope.run_step_body(op, check, state, check_ctx, attempt=attempt)
         decision = config.wait_strategy(new_state, attempt)
         if not isinstance(decision, WaitForConditionDecision):
             raise ValidationError(

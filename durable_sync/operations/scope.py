@@ -40,21 +40,41 @@ import threading
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..errors import NestedOperationError, NonDeterminismError, SuspendExecution
+from ..errors import NestedOperationError, NonDeterminismError, SuspendExecution, error_object
 from ..serdes import SerDesContext
 from ..state import Runtime
 
-__all__ = ["Op", "OperationScope", "callable_name"]
+__all__ = ["Op", "OperationScope", "callable_name", "decorated_name"]
 
 _TERMINAL = wire.TERMINAL
 # A non-terminal record of these types does not end the replay: a context's body replays its
 # children, and creating a callback does not suspend (code after it already ran).
 _KEEPS_REPLAYING = frozenset({wire.CONTEXT, wire.CALLBACK})
+_TERMINAL_ACTIONS = frozenset({wire.SUCCEED, wire.FAIL})
+
+
+def _ended_by(exc: BaseException) -> tuple[Optional[dict], Optional[str]]:
+    """(error, outcome) for instrumentation of user code that raised ``exc``: a suspension is INCOMPLETE."""
+    if isinstance(exc, SuspendExecution):
+        return None, "INCOMPLETE"
+    return error_object(exc), None
+
+
+def decorated_name(fn: Any) -> Optional[str]:
+    """The name a decorator (``durable_step``, ``durable_with_child_context``) gave ``fn``, else None.
+
+    The only name the official SDK takes from a function (its ``_original_name``; accepted too).
+    """
+    for attribute in ("__durable_name__", "_original_name"):
+        name = getattr(fn, attribute, None)
+        if name and isinstance(name, str):
+            return name
+    return None
 
 
 def callable_name(fn: Any) -> Optional[str]:
     """The Name an operation gets from its function: decorated name, else __name__; lambdas get none."""
-    name = getattr(fn, "__durable_name__", None)
+    name = decorated_name(fn)
     if name:
         return name
     name = getattr(fn, "__name__", None)
@@ -218,24 +238,36 @@ class OperationScope:
                 state.replaying = False
         if cut:
             raise rt.suspend(f"{what}: invocation ended by the operation hook")
+        if rt.instrumentation is not None:
+            rt.instrumentation.begin(op_id, op_type, subtype, name, self.parent_id, record)
         return Op(op_id, op_type, subtype, name, record)
 
     # -- (b) user code of an operation runs -------------------------------------------------------------
-    def run_step_body(self, op: Op, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call a step-like body (a step attempt, a wait_for_condition check) on this thread.
+    def run_step_body(self, op: Op, fn: Callable[..., Any], *args: Any, attempt: int) -> Any:
+        """Call a step-like body (attempt ``attempt`` of a step, a wait_for_condition check) on this thread.
 
         Durable operations inside it are refused (``check``), and the thread does not count as
         running durable code meanwhile: a body may block on I/O, and batching must not wait for it.
         """
         rt = self.rt
         local = rt.local
+        instr = rt.instrumentation
+        run = instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id, op.record,
+                                        attempt) if instr is not None else None
         local.step = op.name or op.id
         rt.flusher.activity(-1)
         try:
-            return fn(*args)
+            result = fn(*args)
+        except BaseException as exc:
+            if run is not None:
+                instr.user_function_end(run, *_ended_by(exc))
+            raise
         finally:
             local.step = None
             rt.flusher.activity(1)
+        if run is not None:
+            instr.user_function_end(run, None)
+        return result
 
     def child_scope(self, op: Op) -> "OperationScope":
         """The scope of the child context ``op`` opens (its operations are numbered under ``op.id``)."""
@@ -251,14 +283,39 @@ class OperationScope:
 
     def run_child_body(self, op: Optional[Op], child: "OperationScope", fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(child_ctx)``: the body of child context ``op`` (None: a FLAT branch) in scope ``child``."""
-        return fn(self.rt.context_factory(child))
+        instr = self.rt.instrumentation
+        run = (instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id, op.record)
+               if instr is not None and op is not None else None)
+        try:  # one path with and without plugins: the same frames in a failure's stack trace
+            result = fn(self.rt.context_factory(child))
+        except BaseException as exc:
+            if run is not None:
+                instr.user_function_end(run, *_ended_by(exc))
+            raise
+        if run is not None:
+            instr.user_function_end(run, None)
+        return result
 
     def open_block(self, op: Op) -> "OperationScope":
         """Start the body of a ``with`` block (``ctx.child``, ``ctx.concurrently``): returns its scope."""
+        instr = self.rt.instrumentation
+        if instr is not None:  # blocks nest on their thread: their runs are a per-thread stack
+            local = self.rt.local
+            if not hasattr(local, "blocks"):
+                local.blocks = []
+            local.blocks.append(instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id,
+                                                          op.record))
         return self.child_scope(op)
 
     def close_block(self, op: Op, error: Optional[BaseException]) -> None:
         """The body of a ``with`` block opened by ``open_block`` ended (``error``: what it raised, if anything)."""
+        instr = self.rt.instrumentation
+        if instr is not None:
+            run = self.rt.local.blocks.pop()
+            if error is None:
+                instr.user_function_end(run, None)
+            else:
+                instr.user_function_end(run, *_ended_by(error))
 
     def run_unit(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a unit of this (group) context on the current thread -- a pool thread, or a thread that
@@ -282,4 +339,10 @@ class OperationScope:
             update["Name"] = op.name
         if fields:
             update.update(fields)
-        self.rt.flusher.enqueue(update, wait, shape_checked=True)
+        rt = self.rt
+        rt.flusher.enqueue(update, wait, shape_checked=True)
+        instr = rt.instrumentation
+        if instr is not None:
+            if action in _TERMINAL_ACTIONS:
+                instr.ended(update, rt.state.get(op.id))
+            instr.deliver_changes()

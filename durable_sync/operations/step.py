@@ -122,7 +122,7 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
         scope.checkpoint(op, wire.START, wait=at_most_once)
     step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
     try:
-        result = scope.run_step_body(op, fn, step_ctx)
+        result = scope.run_step_body(op, fn, step_ctx, attempt=attempt)
     except NestedOperationError as exc:
         # A programming error, not a transient failure: never retried, raised as itself.
         scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))

@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE_ENV = "DURABLE_CONFORMANCE_DIR"
 SEED_ENV = "DURABLE_CONFORMANCE_SEED"
 
-SUITES = ("step", "wait", "child", "callback", "wait_for_condition", "parallel")
+SUITES = ("step", "wait", "child", "callback", "wait_for_condition", "parallel", "plugin")
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
 
 #: Virtual seconds between two looks at the history of an ``AsyncInvoke`` requirement.
