@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any, Callable, Iterator, Optional
 
+from .. import wire
+
 DEFAULT_DB = "durable.db"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
@@ -63,8 +65,9 @@ def err(text: str) -> None:
 
 
 def exec_name(arn: str) -> str:
-    parts = arn.split("/")
-    return parts[-2] if len(parts) >= 3 else arn
+    """The execution's name in its ARN (the ARN itself when it is not one)."""
+    parts = wire.parse_execution_arn(arn)
+    return parts.name if parts else arn
 
 
 def when(ms: Optional[int], *, date: bool = True) -> str:

@@ -8,6 +8,7 @@ import shutil
 import time
 from typing import Any
 
+from .. import wire
 from ..inspection import format_duration, format_trace, read_execution, render_html, render_tree
 from .common import _STATUSES, EXIT_OK, CliError, db_option, err, find_execution, json_default, open_reader, when
 
@@ -23,7 +24,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:  # ListDurableExecutionsByFunction's response, as boto3 returns it (a paused one is PAUSED)
         print(json.dumps({"DurableExecutions": [
             {"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
-             "FunctionArn": r.arn.split("/durable-execution/")[0], "Status": paused.get(r.arn, r.status),
+             "FunctionArn": wire.parse_execution_arn(r.arn).function_arn, "Status": paused.get(r.arn, r.status),
              "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
              **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)} if r.end_ms else {})}
             for r in rows]}, default=json_default, indent=2))

@@ -544,11 +544,10 @@ def read_execution(info: Any, operations: Sequence[dict], history: Sequence[dict
     status = _get(info, "status", "Status") or exec_op.get("Status") or "RUNNING"
     name = _get(info, "name", "DurableExecutionName")
     function = _get(info, "function_name", "FunctionName")
-    parts = arn.split("/")
-    if not name and len(parts) >= 3 and parts[-3] == "durable-execution":
-        name = parts[-2]
-    if not function and ":function:" in arn:
-        function = arn.split(":function:", 1)[1].split(":")[0].split("/")[0]
+    parts = wire.parse_execution_arn(arn)
+    if parts is not None:
+        name = name or parts.name
+        function = function or parts.function_name
     start = to_ms(_get(info, "start_ms", "StartTimestamp")) or to_ms(exec_op.get("StartTimestamp"))
     end = to_ms(_get(info, "end_ms", "EndTimestamp")) or to_ms(exec_op.get("EndTimestamp"))
     error = _get(info, "error", "Error")

@@ -16,7 +16,7 @@ from . import foreign, scheduler
 from . import history as h
 from .commit import commit, service_change
 from .runner import LocalLambdaContext
-from .service import RUNNING, Execution, ServiceError, execution_arn
+from .service import RUNNING, Execution, ServiceError
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -53,7 +53,7 @@ def invoke_target(engine: "LocalEngine", function_name: str, ex: Execution, op_i
     if existing is not None:
         return existing, existing.rsplit("/", 1)[-1]
     execution_id = uuid.uuid4().hex
-    return execution_arn(name, child_name(ex, op_id), execution_id), execution_id
+    return wire.execution_arn(name, child_name(ex, op_id), execution_id), execution_id
 
 
 def launch_invoke(engine: "LocalEngine", ex: Execution, op_id: str) -> None:

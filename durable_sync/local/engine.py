@@ -42,7 +42,7 @@ from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContex
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
                       RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, check_text,
-                      execution_arn, page, visible_operations)
+                      page, visible_operations)
 from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer, boto_history, boto_operations
 from .store import open_store
 
@@ -258,7 +258,7 @@ class LocalEngine:
                     scheduler.mark_ready(self, ex)
             else:
                 exec_id = execution_id or uuid.uuid4().hex
-                arn = execution_arn(fn_name, name, exec_id)
+                arn = wire.execution_arn(fn_name, name, exec_id)
                 now = self.clock.now_ms()
                 ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
                                timeout_s=timeout, input_payload=payload)

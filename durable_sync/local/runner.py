@@ -21,7 +21,7 @@ from . import history as h
 from .handlers import load as load_handler
 from .isolation import run_in_child
 from .commit import Change, commit, completion
-from .service import (ACCOUNT, EXECUTED_VERSION, REGION, RUNNING, Execution, ServiceError, changed_operations, page,
+from .service import (EXECUTED_VERSION, RUNNING, Execution, ServiceError, changed_operations, page,
                       visible_operations)
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class LocalLambdaContext:
         self.endpoint_url = endpoint_url  # the Lambda API serving the engine (durable-sync serve), else None
         self.function_name = function_name
         self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.invoked_function_arn = wire.function_arn(function_name)
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = f"local/{self.aws_request_id}"
         self._deadline_ms = deadline_ms

@@ -43,15 +43,8 @@ TRANSITIONS: dict[str, dict[str, frozenset]] = {
 
 MAX_ERROR_BYTES = 32 * 1024  # an update's Error, as JSON text: the service refuses a larger one
 MAX_CALLBACK_TIMEOUT_SECONDS = 99_999_999  # CallbackOptions bounds of the botocore model; 0 means none
-EXECUTED_VERSION = "$LATEST"  # the version every local function runs as
-ACCOUNT = "000000000000"
-REGION = "us-east-1"
-
-
-def execution_arn(function_name: str, name: str, execution_id: str) -> str:
-    """The ARN of execution ``name`` (id ``execution_id``) of a local function."""
-    return (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}:{EXECUTED_VERSION}"
-            f"/durable-execution/{name}/{execution_id}")
+EXECUTED_VERSION = wire.LATEST  # the version every local function runs as
+ACCOUNT, REGION = wire.LOCAL_ACCOUNT, wire.LOCAL_REGION  # of every local function's ARN (wire.function_arn)
 
 
 def new_callback_id() -> str:
@@ -60,7 +53,7 @@ def new_callback_id() -> str:
     return secrets.token_hex(32)
 
 
-RUNNING = "RUNNING"  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
+RUNNING = wire.RUNNING  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout when none is given, and the longest
 
 
