@@ -14,7 +14,7 @@ from .. import wire
 
 DEFAULT_DB = "durable.db"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
+_STATUSES = wire.EXECUTION_STATUSES
 #: Exit status of ``run`` (and ``resume REF``) for each way an execution can stand when the command returns.
 EXIT_FOR_STATUS = {"SUCCEEDED": EXIT_OK, "FAILED": EXIT_FAILED, "TIMED_OUT": EXIT_FAILED, "STOPPED": EXIT_FAILED,
                    "RUNNING": EXIT_WAITING}

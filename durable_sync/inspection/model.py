@@ -23,7 +23,7 @@ __all__ = [
     "build_tree", "read_execution", "kind_word", "unnamed_label", "operation_label",
 ]
 
-EXECUTION_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+EXECUTION_TERMINAL = wire.EXECUTION_TERMINAL
 BRANCH_SUBTYPES = frozenset({wire.SubType.MAP_ITERATION, wire.SubType.PARALLEL_BRANCH})
 
 _KIND = {  # SubType (or Type) -> the word a user knows

@@ -14,7 +14,7 @@ from .results import OperationNotFoundError, TestResult
 
 __all__ = ["DurableTestRunner"]
 
-_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+_TERMINAL = wire.EXECUTION_TERMINAL
 #: wait_for_callback / wait(timeout) advance virtual time at most this many times.
 MAX_ADVANCES = 100_000
 
