@@ -41,8 +41,8 @@ from .handlers import reference as handler_reference
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
-                      RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, check_text,
-                      page, visible_operations)
+                      RUNNING, Execution, ServiceError, Timer, apply_batch, callback_id, changed_operations,
+                      check_text, page, visible_operations)
 from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer, boto_history, boto_operations
 from .store import open_store
 
@@ -51,24 +51,6 @@ _ERROR_OBJECT_KEYS = ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace")
 #: Invocations that run at once in real time (``LocalEngine(max_concurrent_invocations=...)``).
 DEFAULT_MAX_CONCURRENT_INVOCATIONS = 64
 MAX_CONCURRENT_INVOCATIONS_LIMIT = 4096
-
-
-#: The operation (type, status) each kind of timer acts on: a timer whose operation left it is stale.
-_TIMER_STATES = {"wait": (wire.WAIT, wire.STARTED), "retry": (wire.STEP, wire.PENDING),
-                 "callback_timeout": (wire.CALLBACK, wire.STARTED), "callback_heartbeat": (wire.CALLBACK, wire.STARTED),
-                 "invoke": (wire.CHAINED_INVOKE, wire.STARTED)}
-
-
-def _timer_is_live(ex: Execution, timer: Timer) -> bool:
-    """Called with ex.lock: whether ``timer`` will still do something when it fires."""
-    if timer.kind == "execution_timeout":
-        return timer.due_ms == control.timeout_due(ex)
-    if timer.kind == "reinvoke":  # the end of the last invocation could not be stored: it is invoked again
-        return True
-    op = ex.ops.get(timer.op_id)
-    if op is None or (op["Type"], op["Status"]) != _TIMER_STATES.get(timer.kind):
-        return False
-    return timer.kind != "callback_heartbeat" or op.get("_heartbeat_due") == timer.due_ms
 
 
 def _function_name(handler: Any) -> str:
@@ -412,15 +394,14 @@ class LocalEngine:
             execution = self.get_execution(arn)
             operations = tuple(boto_operations(ex.ops.values()))
             history = tuple(boto_history(ex.events))
-            callbacks = tuple(OpenCallback((op.get("CallbackDetails") or {}).get("CallbackId", ""), op["Id"],
-                                           op.get("Name"))
+            callbacks = tuple(OpenCallback(callback_id(op) or "", op["Id"], op.get("Name"))
                               for op in ex.ops.values() if op["Type"] == wire.CALLBACK and op["Status"] == wire.STARTED)
             in_flight, needs_invoke = ex.invoking, ex.needs_invoke
             with self._lock:
                 timers = sorted(t for t in self._timers if t.arn == arn)
                 queued = arn in self._ready
             pending = tuple(PendingTimer(t.kind, t.due_ms, t.op_id, (ex.ops.get(t.op_id) or {}).get("Name"))
-                            for t in timers if ex.status == RUNNING and _timer_is_live(ex, t))
+                            for t in timers if ex.status == RUNNING and scheduler.timer_is_live(ex, t))
             return ExecutionSnapshot(arn=ex.arn, function_name=ex.function_name, name=ex.name, execution=execution,
                                      start_ms=ex.start_ms, end_ms=ex.end_ms, operations=operations, history=history,
                                      pending_timers=pending, open_callbacks=callbacks if ex.status == RUNNING else (),
@@ -508,9 +489,9 @@ class LocalEngine:
                     del self._by_name[(ex.function_name, ex.name)]
                 self._missing.pop(arn, None)
                 for op in ex.ops.values():
-                    callback_id = (op.get("CallbackDetails") or {}).get("CallbackId")
-                    if callback_id and self._callbacks.get(callback_id, (None,))[0] == arn:
-                        del self._callbacks[callback_id]
+                    issued = callback_id(op)
+                    if issued and self._callbacks.get(issued, (None,))[0] == arn:
+                        del self._callbacks[issued]
                 for token_key in [k for k in self._control_tokens if k[1] == arn]:
                     del self._control_tokens[token_key]
         return wire.ms_to_datetime(now)
@@ -654,9 +635,9 @@ class LocalEngine:
         self._executions[ex.arn] = ex
         self._by_name[(ex.function_name, ex.name)] = ex.arn
         for op in ex.ops.values():
-            cb = (op.get("CallbackDetails") or {}).get("CallbackId")
-            if cb:
-                self._callbacks[cb] = (ex.arn, op["Id"])
+            issued = callback_id(op)
+            if issued:
+                self._callbacks[issued] = (ex.arn, op["Id"])
         if ex.status == RUNNING:
             runner.recall_changes(ex)
             pause = control.pause_of(ex)
@@ -696,8 +677,8 @@ class LocalEngine:
         tell the listeners, arm its timers, queue an invocation, settle the chained invoke of an execution
         that ended, wake waiters."""
         with self._lock:
-            for callback_id, op_id in callbacks:
-                self._callbacks.setdefault(callback_id, (ex.arn, op_id))
+            for issued, op_id in callbacks:
+                self._callbacks.setdefault(issued, (ex.arn, op_id))
         for event in change.events:
             self._emit(ex, event)
         for due, kind, op_id in change.timers:

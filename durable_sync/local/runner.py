@@ -21,7 +21,7 @@ from . import history as h
 from .handlers import load as load_handler
 from .isolation import run_in_child
 from .commit import Change, commit, completion
-from .service import (EXECUTED_VERSION, RUNNING, Execution, ServiceError, changed_operations, page,
+from .service import (EXECUTED_VERSION, RUNNING, TIMER_STATES, Execution, ServiceError, changed_operations, page,
                       visible_operations)
 
 if TYPE_CHECKING:
@@ -229,8 +229,9 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
 
 
 # -- what a loaded execution needs ---------------------------------------------------------------------
-_PENDING_STATES = frozenset({(wire.WAIT, wire.STARTED), (wire.STEP, wire.PENDING), (wire.STEP, wire.READY),
-                             (wire.CALLBACK, wire.STARTED), (wire.CHAINED_INVOKE, wire.STARTED)})
+#: What can still wake an execution: an operation a timer acts on (a wait, a retry not due yet, a callback,
+#: a chained invoke), or a retry that is due (READY).
+_PENDING_STATES = frozenset(TIMER_STATES.values()) | {(wire.STEP, wire.READY)}
 
 
 def has_pending_work(ex: Execution) -> bool:

@@ -61,9 +61,21 @@ DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout wh
 class Timer:
     due_ms: int
     seq: int
-    kind: str = field(compare=False)  # wait | retry | callback_timeout | callback_heartbeat | execution_timeout
+    kind: str = field(compare=False)  # a TIMER_STATES kind, execution_timeout or reinvoke
     arn: str = field(compare=False)
     op_id: Optional[str] = field(compare=False, default=None)
+
+
+#: The operation (type, status) each kind of operation timer acts on: a timer whose operation left that
+#: state is stale. (``execution_timeout`` and ``reinvoke`` act on the execution itself.)
+TIMER_STATES = {"wait": (wire.WAIT, wire.STARTED), "retry": (wire.STEP, wire.PENDING),
+                "callback_timeout": (wire.CALLBACK, wire.STARTED), "callback_heartbeat": (wire.CALLBACK, wire.STARTED),
+                "invoke": (wire.CHAINED_INVOKE, wire.STARTED)}
+
+
+def callback_id(op: dict) -> Optional[str]:
+    """The CallbackId of a CALLBACK operation record (None for any other)."""
+    return (op.get("CallbackDetails") or {}).get("CallbackId")
 
 
 @dataclass
