@@ -153,7 +153,7 @@ LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "000000000000"
 LATEST = "$LATEST"
 _EXECUTION_ARN_RE = re.compile(r"^(?P<function_arn>arn:[^:/]+:lambda:[^:/]+:[^:/]+:function:(?P<function>[^:/]+)"
-                               r"(?::(?P<qualifier>[^/]+))?)/durable-execution/(?P<name>[^/]+)/(?P<id>[^/]+)$")
+                               r"(?::(?P<qualifier>[^/]+))?)/durable-execution/(?P<name>.+)/(?P<id>[^/]+)$")
 # Lambda's FunctionName: a name, a partial ARN (ACCOUNT:function:NAME) or an ARN, with an optional qualifier.
 _FUNCTION_RE = re.compile(r"^(?:arn:[^:]*:lambda:)?(?:[a-z]{2}[a-z0-9-]*-\d:)?(?:\d{12}:)?(?:function:)?"
                           r"(?P<name>[A-Za-z0-9_.-]+)(?::(?P<qualifier>[A-Za-z0-9_$.-]+))?$")

@@ -12,7 +12,7 @@ from durable_sync.local import LocalEngine
 from durable_sync.local.http import start_server
 
 FUNCTION_NAMES = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
-EXECUTION_NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
+EXECUTION_NAMES = st.from_regex(r"[ -~]{1,256}", fullmatch=True)  # what the engine accepts (wire.validate_name)
 
 
 @given(FUNCTION_NAMES, EXECUTION_NAMES, st.from_regex(r"[0-9a-f]{32}", fullmatch=True))
@@ -53,5 +53,7 @@ def test_the_engine_the_facade_and_the_read_model_agree_on_an_execution_arn():
         assert (parts.function_name, parts.name) == ("echo", "e-1")
         assert got["FunctionArn"] == listed["FunctionArn"] == parts.function_arn == wire.function_arn("echo", "$LATEST")
         assert got["DurableExecutionName"] == "e-1" and got["Version"] == "$LATEST"
+        [item] = engine.list_executions()
+        assert (item["FunctionArn"], item["FunctionName"]) == (parts.function_arn, "echo")
         model = read_execution(engine.get_execution(arn), engine.operations(arn), engine.history(arn))
         assert (model.function_name, model.name) == ("echo", "e-1")  # an ExecutionResult has only the ARN

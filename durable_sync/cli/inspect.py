@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import shutil
 import time
 from typing import Any
 
-from .. import wire
 from ..inspection import format_duration, format_trace, read_execution, render_html, render_tree
 from .common import _STATUSES, EXIT_OK, CliError, db_option, err, find_execution, json_default, open_reader, when
 
@@ -22,12 +20,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         counts = reader.counts([r.arn for r in rows]) if rows else {}
         paused = reader.pause_statuses(rows)  # RUNNING, held by PauseDurableExecution
     if args.json:  # ListDurableExecutionsByFunction's response, as boto3 returns it (a paused one is PAUSED)
-        print(json.dumps({"DurableExecutions": [
-            {"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
-             "FunctionArn": wire.parse_execution_arn(r.arn).function_arn, "Status": paused.get(r.arn, r.status),
-             "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
-             **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)} if r.end_ms else {})}
-            for r in rows]}, default=json_default, indent=2))
+        from ..local.snapshot import list_item
+
+        print(json.dumps({"DurableExecutions": [list_item(r.arn, r.name, paused.get(r.arn, r.status), r.start_ms,
+                                                          r.end_ms) for r in rows]}, default=json_default, indent=2))
         return EXIT_OK
     if not rows:
         err(f"no executions{' match' if (args.function or args.name or status) else ''} in {args.db}")

@@ -43,7 +43,8 @@ from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContex
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
                       RUNNING, Execution, ServiceError, Timer, apply_batch, callback_id, changed_operations,
                       check_text, page, visible_operations)
-from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer, boto_history, boto_operations
+from .snapshot import (ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer, boto_history, boto_operations,
+                       list_item)
 from .store import open_store
 
 _log = logging.getLogger("durable_sync.engine")
@@ -363,9 +364,7 @@ class LocalEngine:
             selected.append((ex.start_ms, ex, reported, end_ms))
         selected.sort(key=lambda item: item[0], reverse=reverse)  # stable: creation order among equal starts
         stop = None if limit is None else max(0, offset) + max(0, limit)
-        return [{"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name, "FunctionName": ex.function_name,
-                 "Status": reported, "StartTimestamp": wire.ms_to_datetime(start_ms),
-                 **({"EndTimestamp": wire.ms_to_datetime(end_ms)} if end_ms else {})}
+        return [{**list_item(ex.arn, ex.name, reported, start_ms, end_ms), "FunctionName": ex.function_name}
                 for start_ms, ex, reported, end_ms in selected[max(0, offset):stop]]
 
     def next_due_ms(self, *, execution_timeouts: bool = False) -> Optional[int]:

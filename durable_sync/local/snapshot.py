@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+from .. import wire
 from .history import to_boto
 from .service import public_op
 
@@ -26,6 +27,17 @@ def boto_operations(records: Iterable[dict]) -> list[dict]:
 def boto_history(events: Iterable[dict]) -> list[dict]:
     """History events as boto3's ``get_durable_execution_history`` returns them."""
     return [to_boto(event) for event in events]
+
+
+def list_item(arn: str, name: str, status: str, start_ms: int, end_ms: Optional[int]) -> dict:
+    """One execution as ``ListDurableExecutionsByFunction`` lists it (boto3 shape: datetimes, no EndTimestamp
+    while it runs); ``status`` as the service reports it (PAUSING / PAUSED for a paused execution)."""
+    item = {"DurableExecutionArn": arn, "DurableExecutionName": name,
+            "FunctionArn": wire.parse_execution_arn(arn).function_arn, "Status": status,
+            "StartTimestamp": wire.ms_to_datetime(start_ms)}
+    if end_ms:
+        item["EndTimestamp"] = wire.ms_to_datetime(end_ms)
+    return item
 
 
 @dataclass(frozen=True)

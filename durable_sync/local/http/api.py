@@ -276,8 +276,7 @@ class LambdaApi:
                                             status=statuses or None, started_after=p.get("StartedAfter"),
                                             started_before=p.get("StartedBefore"), reverse=bool(p.get("ReverseOrder")),
                                             offset=start, limit=size + 1)
-        page = [{**item, "Status": reported_status(item["Status"]),
-                 "FunctionArn": _arn_parts(item["DurableExecutionArn"]).function_arn} for item in items[:size]]
+        page = [{**item, "Status": reported_status(item["Status"])} for item in items[:size]]
         return {"DurableExecutions": page, "NextMarker": str(start + size) if len(items) > size else None}
 
     def op_StopDurableExecution(self, p: dict) -> dict:
