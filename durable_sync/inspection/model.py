@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
 
 from .. import wire
+from ..events import TERMINAL_EXECUTION_EVENTS
 from ..serdes import SerDesContext, decode_plain_json, deserialize_value
 from .tree import operation_line, render_tree, to_ms
 
@@ -564,7 +565,7 @@ def read_execution(info: Any, operations: Sequence[dict], history: Sequence[dict
             start = start if start is not None else stamp
             if input_payload is None:
                 input_payload = ((event.get("ExecutionStartedDetails") or {}).get("Input") or {}).get("Payload")
-        elif etype in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionStopped"):
+        elif etype in TERMINAL_EXECUTION_EVENTS:
             end = end if end is not None else stamp
             details = event.get(f"{etype}Details") or {}
             if etype == "ExecutionSucceeded" and result is None:
