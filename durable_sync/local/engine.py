@@ -54,6 +54,13 @@ DEFAULT_MAX_CONCURRENT_INVOCATIONS = 64
 MAX_CONCURRENT_INVOCATIONS_LIMIT = 4096
 
 
+def _check_open(ex: Execution, op: dict, callback_id: str, takes: str) -> None:
+    """CallbackTimeoutException unless callback ``op`` still waits (for an answer or a heartbeat: ``takes``)."""
+    if op["Status"] != wire.STARTED or ex.status != RUNNING:
+        state = op["Status"] if op["Status"] != wire.STARTED else f"closed (execution {ex.status})"
+        raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {state}; it takes no more {takes}")
+
+
 def _function_name(handler: Any) -> str:
     raw = getattr(handler, "__name__", None) or type(handler).__name__
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in raw)[:64] or "handler"
@@ -532,12 +539,10 @@ class LocalEngine:
 
     def send_callback_heartbeat(self, callback_id: str) -> None:
         """SendDurableExecutionCallbackHeartbeat: restarts the callback's heartbeat timeout, if it has one."""
-        ex, op = self._callback_op(callback_id)
+        ex, op = self._callback_op(callback_id, "heartbeats")
         with ex.lock:
             op = ex.ops[op["Id"]]
-            if op["Status"] != wire.STARTED or ex.status != RUNNING:
-                raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {op['Status']}; "
-                                                     "it takes no more heartbeats")
+            _check_open(ex, op, callback_id, "heartbeats")
             timeout = op.get("_heartbeat_s")
             if timeout:
                 due = self.clock.now_ms() + timeout * 1000
@@ -764,17 +769,15 @@ class LocalEngine:
                            "from the database when the engine restarts", ex.arn, store_exc.message)
 
     # -- internals: callbacks ----------------------------------------------------------------------
-    def _callback_op(self, callback_id: str) -> tuple[Execution, dict]:
-        """The open callback ``callback_id``; the service's errors for unknown and closed ones."""
+    def _callback_op(self, callback_id: str, takes: str = "answers") -> tuple[Execution, dict]:
+        """The open callback ``callback_id``; the service's errors for unknown and closed ones (its state is
+        checked again under ``ex.lock`` before it changes: ``_check_open``)."""
         ref = self._callbacks.get(callback_id) if isinstance(callback_id, str) else None
         ex = self._executions.get(ref[0]) if ref is not None else None
         op = ex.ops.get(ref[1]) if ex is not None else None
         if op is None:  # never issued (or issued by a checkpoint batch that was refused)
             raise ServiceError(INVALID, f"unknown callback id {callback_id!r}: no callback of this engine has it")
-        if op["Status"] != wire.STARTED or ex.status != RUNNING:
-            state = op["Status"] if op["Status"] != wire.STARTED else f"closed (execution {ex.status})"
-            raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {state}; it takes no more "
-                                                 "answers")
+        _check_open(ex, op, callback_id, takes)
         return ex, op
 
     def _complete_callback(self, callback_id: str, status: str, result: Any = None,
@@ -783,8 +786,7 @@ class LocalEngine:
         self._wake(ex)
         with ex.lock:
             op = ex.ops[op["Id"]]
-            if op["Status"] != wire.STARTED or ex.status != RUNNING:
-                raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {op['Status']}")
+            _check_open(ex, op, callback_id, "answers")
             now = self.clock.now_ms()
             details = dict(op.get("CallbackDetails") or {})
             if status == wire.SUCCEEDED:
