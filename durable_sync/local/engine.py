@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .. import wire
 from ..errors import ValidationError
+from ..events import event_for
 from . import chained, control, foreign, runner, scheduler
 from .commit import SERVICE_ERROR, Change, commit, completion, describe, ends, service_change
 from . import history as h
@@ -255,7 +256,7 @@ class LocalEngine:
                 ex.handler_ref = handler_reference(handler)  # lets a restarted engine import it
                 ex.ops[exec_id] = {"Id": exec_id, "Type": wire.EXECUTION, "Status": wire.STARTED,
                                    "StartTimestamp": now, "ExecutionDetails": {"InputPayload": payload}}
-                started = h.execution_event("ExecutionStarted", ex.ops[exec_id], now, {
+                started = h.execution_event(event_for(wire.EXECUTION, wire.STARTED), ex.ops[exec_id], now, {
                     "Input": h.result(payload), "ExecutionTimeout": timeout})
                 started["EventId"] = 1
                 ex.events.append(started)  # not announced before the store has it
