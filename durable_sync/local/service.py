@@ -25,8 +25,6 @@ from . import history as h
 
 from ..errors import CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, ServiceError  # noqa: F401 - re-exported
 
-TOO_LARGE = "RequestEntityTooLargeException"
-
 
 # Action -> statuses the operation may be in before it (None: the operation is new). A callback and a
 # chained invoke take START only: the service completes them (an answer, a timeout, the target's end).
@@ -104,7 +102,6 @@ class Execution:
     service_changed: dict = field(default_factory=dict)  # ops changed by the service since the last checkpoint
     client_tokens: dict = field(default_factory=dict)  # ClientToken -> (token it was sent with, response)
     handler_ref: Optional[str] = None
-    on_event: Optional[Any] = field(default=None, repr=False, compare=False)
 
     token_prefix: str = ""
 
@@ -115,13 +112,6 @@ class Execution:
         self.token_seq += 1
         self.token = f"{self.token_prefix}.{self.token_seq}"
         return self.token
-
-    def add_event(self, event: dict) -> dict:
-        event["EventId"] = len(self.events) + 1
-        self.events.append(event)
-        if self.on_event is not None:
-            self.on_event(self, event)
-        return event
 
 
 def _invalid(message: str) -> ServiceError:
