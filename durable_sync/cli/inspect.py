@@ -22,8 +22,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:  # ListDurableExecutionsByFunction's response, as boto3 returns it (a paused one is PAUSED)
         from ..local.snapshot import list_item
 
-        print(json.dumps({"DurableExecutions": [list_item(r.arn, r.name, paused.get(r.arn, r.status), r.start_ms,
-                                                          r.end_ms) for r in rows]}, default=json_default, indent=2))
+        print(json.dumps({"DurableExecutions": [
+            list_item(r.arn, r.name, r.function_name, paused.get(r.arn, r.status), r.start_ms, r.end_ms)
+            for r in rows]}, default=json_default, indent=2))
         return EXIT_OK
     if not rows:
         err(f"no executions{' match' if (args.function or args.name or status) else ''} in {args.db}")

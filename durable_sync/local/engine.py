@@ -372,7 +372,8 @@ class LocalEngine:
             selected.append((ex.start_ms, ex, reported, end_ms))
         selected.sort(key=lambda item: item[0], reverse=reverse)  # stable: creation order among equal starts
         stop = None if limit is None else max(0, offset) + max(0, limit)
-        return [{**list_item(ex.arn, ex.name, reported, start_ms, end_ms), "FunctionName": ex.function_name}
+        return [{**list_item(ex.arn, ex.name, ex.function_name, reported, start_ms, end_ms),
+                 "FunctionName": ex.function_name}
                 for start_ms, ex, reported, end_ms in selected[max(0, offset):stop]]
 
     def next_due_ms(self, *, execution_timeouts: bool = False) -> Optional[int]:

@@ -29,11 +29,11 @@ def boto_history(events: Iterable[dict]) -> list[dict]:
     return [to_boto(event) for event in events]
 
 
-def list_item(arn: str, name: str, status: str, start_ms: int, end_ms: Optional[int]) -> dict:
-    """One execution as ``ListDurableExecutionsByFunction`` lists it (boto3 shape: datetimes, no EndTimestamp
-    while it runs); ``status`` as the service reports it (PAUSING / PAUSED for a paused execution)."""
+def list_item(arn: str, name: str, function_name: str, status: str, start_ms: int, end_ms: Optional[int]) -> dict:
+    """One execution of the local engine as ``ListDurableExecutionsByFunction`` lists it (boto3 shape: datetimes,
+    no EndTimestamp while it runs); ``status`` as the service reports it (PAUSING / PAUSED for a paused one)."""
     item = {"DurableExecutionArn": arn, "DurableExecutionName": name,
-            "FunctionArn": wire.parse_execution_arn(arn).function_arn, "Status": status,
+            "FunctionArn": wire.function_arn(function_name, wire.LATEST), "Status": status,
             "StartTimestamp": wire.ms_to_datetime(start_ms)}
     if end_ms:
         item["EndTimestamp"] = wire.ms_to_datetime(end_ms)
