@@ -9,7 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["durable_sync", "durable_sync.*"]),
     package_data={"durable_sync.inspection": ["timeline.html"],
-                  "durable_sync.console": ["static/*"]},  # the console's pages, CSS and JavaScript
+                  "durable_sync.console": ["static/*"],  # the console's pages, CSS and JavaScript
+                  "durable_sync.local": ["node/*.mjs"]},  # the Node.js bootstrap (node_runtime.py)
     python_requires=">=3.11",
     classifiers=[
         "Programming Language :: Python :: 3.11",

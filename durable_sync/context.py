@@ -46,7 +46,7 @@ class DurableContext:
     @classmethod
     def root(cls, runtime: Runtime) -> "DurableContext":
         """The handler's context for one invocation."""
-        return cls(OperationScope(runtime))
+        return cls(OperationScope.root(runtime))
 
     # -- small accessors -------------------------------------------------------
     @property

@@ -39,6 +39,7 @@ from . import history as h
 from .clock import RealClock, VirtualClock, check_clock
 from .control import MAX_REASON_CHARS  # noqa: F401 - re-exported
 from .handlers import reference as handler_reference
+from .handlers import resolve as resolve_handler
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
@@ -78,7 +79,8 @@ class LocalEngine:
         """Open the engine on ``db`` (a SQLite file, or ":memory:").
 
         - ``skip_time``: virtual time, driven by the caller (see the module docstring).
-        - ``functions``: name -> handler, the functions chained invokes (and the HTTP façade) call by name.
+        - ``functions``: name -> handler, the functions chained invokes (and the HTTP façade) call by name;
+          a handler may be given as a reference, e.g. ``"path/handler.js:handler"`` for a Node.js one.
         - ``isolation``: None (invocations run on the engine's threads) or "process" (a fresh child
           process per invocation).
         - ``clock``: the engine's clock (default: ``VirtualClock()`` with ``skip_time``, else
@@ -119,7 +121,7 @@ class LocalEngine:
         # (function name, execution name) of a chained invoke's durable target -> (caller ARN, op id)
         self._invoke_links: dict[tuple[str, str], tuple[str, str]] = {}
         self._tls = threading.local()  # per-thread: a scheduler.drain() loop is running
-        self._functions: dict[str, Callable] = dict(functions or {})
+        self._functions: dict[str, Callable] = {name: resolve_handler(fn) for name, fn in (functions or {}).items()}
         self._missing: dict[str, str] = {}  # ARN -> why its handler is unknown (adopted executions only)
         # (operation, ARN, ClientToken) -> (arguments, expiry ms) of recent pause / resume calls
         self._control_tokens: dict[tuple, tuple] = {}
@@ -180,8 +182,10 @@ class LocalEngine:
             for listener in self._listeners:
                 listener(ex.arn, boto_event)
 
-    def register_function(self, name: str, handler: Callable) -> None:
-        """Make ``handler`` invokable by name (chained invoke, CLI, HTTP)."""
+    def register_function(self, name: str, handler: Callable | str) -> None:
+        """Make ``handler`` invokable by name (chained invoke, CLI, HTTP); a reference
+        (``"path/handler.js:handler"``, ``"path/file.py:handler"``) is loaded first."""
+        handler = resolve_handler(handler)
         with self._lock:
             self._functions[name] = handler
             waiting = [self._executions[arn] for arn in self._missing if self._executions[arn].function_name == name]
@@ -620,6 +624,10 @@ class LocalEngine:
             self._callback_clock.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        for handler in list(self._functions.values()):  # e.g. a Node.js handler's warm processes
+            release = getattr(handler, "__durable_release__", None)
+            if release is not None:
+                release()
         self.foreign.close()
         self._store.close()
 

@@ -135,6 +135,7 @@ class Host:
         self._lock = threading.Lock()
         self._served_at: Optional[str] = None
         self._client: Any = None  # boto3 client for the served URL, made on first use
+        self._loopback: Any = None  # a façade of its own for handlers in other processes (RunningServer)
 
     def served_at(self, url: Optional[str]) -> None:
         """A façade serving this engine is at ``url`` (None: no more): foreign handlers use it."""
@@ -149,12 +150,13 @@ class Host:
         """The URL of the Lambda API serving this engine, or None (``lambda_context.endpoint_url``)."""
         return self._served_at
 
-    def environment(self) -> dict[str, str]:
-        """Variables that point boto3's ``lambda`` client in a child process at the served engine ({}
-        when it is not served)."""
-        if self._served_at is None:
+    def environment(self, url: Optional[str] = None) -> dict[str, str]:
+        """Variables that point boto3's ``lambda`` client in a child process at the served engine, or at
+        ``url`` ({} when there is neither)."""
+        url = url or self._served_at
+        if url is None:
             return {}
-        env = {"AWS_ENDPOINT_URL_LAMBDA": self._served_at}
+        env = {"AWS_ENDPOINT_URL_LAMBDA": url}
         if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
             env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = REGION
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
@@ -183,8 +185,26 @@ class Host:
         client = self._boto_client() if self._served_at is not None else EngineLambdaClient(engine_call)
         return entry(with_client(envelope, client), lambda_context)
 
+    def process_environment(self, engine: Any) -> dict[str, str]:
+        """``environment()`` for a handler that runs in a process of its own and reaches the engine over HTTP
+        whether or not it is served (a Node.js handler): an engine that is not served gets a loopback façade
+        for them, started on first need and stopped with the engine; its own clients stay as they are."""
+        with self._lock:
+            url = self._served_at
+            if url is None:
+                if self._loopback is None:
+                    from .http import start_server
+
+                    self._loopback = start_server(engine, "127.0.0.1", 0, attach=False)
+                url = self._loopback.url
+        return self.environment(url)
+
     def close(self) -> None:
         self.served_at(None)
+        with self._lock:
+            loopback, self._loopback = self._loopback, None
+        if loopback is not None:
+            loopback.stop()
 
 
 def with_client(envelope: dict, boto_client: Any) -> Any:

@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
 
 
+class InvocationFailed(Exception):
+    """Raised by a handler that runs outside this interpreter (a Node.js process) with the error object the
+    invocation ended with, as Lambda reports it (e.g. ``Runtime.ExitError`` when the process died)."""
+
+    def __init__(self, error_object: dict):
+        super().__init__(f"{error_object.get('ErrorType')}: {error_object.get('ErrorMessage')}")
+        self.error_object = error_object
+
+
 class LocalLambdaContext:
     """The ``lambda_context`` the engine passes: the members of Lambda's Python context object, and the
     in-process checkpoint client (``durable_client``) durable_sync handlers use."""
@@ -109,11 +118,16 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
         client = engine._client if engine.client_factory is None else engine.client_factory()
         lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock,
                                         engine.foreign.endpoint_url)
-        if engine.isolation == "process":
+        own_process = getattr(handler, "__durable_own_process__", False)  # a Node.js handler (node_runtime)
+        if own_process:  # its process reaches the engine over HTTP, as on Lambda
+            lambda_ctx.environment = engine.foreign.process_environment(engine)
+        if engine.isolation == "process" and not own_process:
             output, failure = run_in_child(engine, handler, envelope, ex.function_name)
         else:
             try:
                 output = engine.foreign.call(handler, envelope, lambda_ctx, functools.partial(_serve_call, engine))
+            except InvocationFailed as exc:
+                failure = exc.error_object
             except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
                 failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
             except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
@@ -182,7 +196,8 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
         failure = {"ErrorType": "Runtime.InvalidOutput",
                    "ErrorMessage": f"the handler returned {output!r:.200}; a durable handler returns "
                                    "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...}: is it decorated (durable_sync's "
-                                   "@durable_handler, the official SDK's @durable_execution)?"}
+                                   "@durable_handler, the official SDK's @durable_execution; in JavaScript, "
+                                   "withDurableExecution)?"}
     now = engine.clock.now_ms()
     details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": now, "RequestId": str(uuid.uuid4())}
     if failure is not None:

@@ -173,7 +173,8 @@ class LambdaHttpServer(ThreadingHTTPServer):
 
     def __init__(self, engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  functions: Optional[dict] = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None):
+                 invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None,
+                 attach: bool = True):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -188,7 +189,9 @@ class LambdaHttpServer(ThreadingHTTPServer):
         self._closed = False
         self._previous_factory = getattr(engine, "client_factory", None)
         self._installed_factory = None
-        if self._previous_factory is None:
+        # attach=False: a façade only for handlers in other processes (foreign.Host.process_environment):
+        # the engine's own handlers keep their clients.
+        if attach and self._previous_factory is None:
             from ...aws import BotoCheckpointClient, make_boto_client
 
             client = BotoCheckpointClient(make_boto_client(
