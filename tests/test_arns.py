@@ -1,7 +1,6 @@
 """ARNs: one grammar (``durable_sync.wire``) for the engine that makes them and every reader that parses them."""
 from __future__ import annotations
 
-import boto3
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -9,7 +8,7 @@ import durable_sync as ds
 from durable_sync import wire
 from durable_sync.inspection import read_execution
 from durable_sync.local import LocalEngine
-from durable_sync.local.http import start_server
+from durable_sync.local.http import LambdaApi
 
 FUNCTION_NAMES = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
 EXECUTION_NAMES = st.from_regex(r"[ -~]{1,256}", fullmatch=True)  # what the engine accepts (wire.validate_name)
@@ -42,13 +41,12 @@ def echo(event, ctx):
 
 def test_the_engine_the_facade_and_the_read_model_agree_on_an_execution_arn():
     with LocalEngine(db=":memory:", skip_time=True, functions={"echo": echo}) as engine:
-        with start_server(engine) as running:
-            lam = boto3.client("lambda", endpoint_url=running.url, region_name="us-east-1", aws_access_key_id="x",
-                               aws_secret_access_key="x")
-            arn = lam.invoke(FunctionName="echo", Payload=b"1", DurableExecutionName="e-1")["DurableExecutionArn"]
-            got = lam.get_durable_execution(DurableExecutionArn=arn)
-            [listed] = lam.list_durable_executions_by_function(FunctionName=wire.function_arn("echo"))[
-                "DurableExecutions"]
+        api = LambdaApi(engine)  # the HTTP façade's operations, without HTTP
+        arn = api.call("Invoke", {"FunctionName": "echo", "Payload": b"1",
+                                  "DurableExecutionName": "e-1"})["DurableExecutionArn"]
+        got = api.call("GetDurableExecution", {"DurableExecutionArn": arn})
+        [listed] = api.call("ListDurableExecutionsByFunction",
+                            {"FunctionName": wire.function_arn("echo")})["DurableExecutions"]
         parts = wire.parse_execution_arn(arn)
         assert (parts.function_name, parts.name) == ("echo", "e-1")
         assert got["FunctionArn"] == listed["FunctionArn"] == parts.function_arn == wire.function_arn("echo", "$LATEST")
