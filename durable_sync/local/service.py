@@ -25,8 +25,6 @@ from . import history as h
 
 from ..errors import CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, ServiceError  # noqa: F401 - re-exported
 
-TOO_LARGE = "RequestEntityTooLargeException"
-
 
 # Action -> statuses the operation may be in before it (None: the operation is new). A callback and a
 # chained invoke take START only: the service completes them (an answer, a timeout, the target's end).
@@ -43,15 +41,8 @@ TRANSITIONS: dict[str, dict[str, frozenset]] = {
 
 MAX_ERROR_BYTES = 32 * 1024  # an update's Error, as JSON text: the service refuses a larger one
 MAX_CALLBACK_TIMEOUT_SECONDS = 99_999_999  # CallbackOptions bounds of the botocore model; 0 means none
-EXECUTED_VERSION = "$LATEST"  # the version every local function runs as
-ACCOUNT = "000000000000"
-REGION = "us-east-1"
-
-
-def execution_arn(function_name: str, name: str, execution_id: str) -> str:
-    """The ARN of execution ``name`` (id ``execution_id``) of a local function."""
-    return (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}:{EXECUTED_VERSION}"
-            f"/durable-execution/{name}/{execution_id}")
+EXECUTED_VERSION = wire.LATEST  # the version every local function runs as
+ACCOUNT, REGION = wire.LOCAL_ACCOUNT, wire.LOCAL_REGION  # of every local function's ARN (wire.function_arn)
 
 
 def new_callback_id() -> str:
@@ -60,7 +51,7 @@ def new_callback_id() -> str:
     return secrets.token_hex(32)
 
 
-RUNNING = "RUNNING"  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
+RUNNING = wire.RUNNING  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout when none is given, and the longest
 
 
@@ -68,9 +59,21 @@ DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout wh
 class Timer:
     due_ms: int
     seq: int
-    kind: str = field(compare=False)  # wait | retry | callback_timeout | callback_heartbeat | execution_timeout
+    kind: str = field(compare=False)  # a TIMER_STATES kind, execution_timeout or reinvoke
     arn: str = field(compare=False)
     op_id: Optional[str] = field(compare=False, default=None)
+
+
+#: The operation (type, status) each kind of operation timer acts on: a timer whose operation left that
+#: state is stale. (``execution_timeout`` and ``reinvoke`` act on the execution itself.)
+TIMER_STATES = {"wait": (wire.WAIT, wire.STARTED), "retry": (wire.STEP, wire.PENDING),
+                "callback_timeout": (wire.CALLBACK, wire.STARTED), "callback_heartbeat": (wire.CALLBACK, wire.STARTED),
+                "invoke": (wire.CHAINED_INVOKE, wire.STARTED)}
+
+
+def callback_id(op: dict) -> Optional[str]:
+    """The CallbackId of a CALLBACK operation record (None for any other)."""
+    return (op.get("CallbackDetails") or {}).get("CallbackId")
 
 
 @dataclass
@@ -99,7 +102,6 @@ class Execution:
     service_changed: dict = field(default_factory=dict)  # ops changed by the service since the last checkpoint
     client_tokens: dict = field(default_factory=dict)  # ClientToken -> (token it was sent with, response)
     handler_ref: Optional[str] = None
-    on_event: Optional[Any] = field(default=None, repr=False, compare=False)
 
     token_prefix: str = ""
 
@@ -110,13 +112,6 @@ class Execution:
         self.token_seq += 1
         self.token = f"{self.token_prefix}.{self.token_seq}"
         return self.token
-
-    def add_event(self, event: dict) -> dict:
-        event["EventId"] = len(self.events) + 1
-        self.events.append(event)
-        if self.on_event is not None:
-            self.on_event(self, event)
-        return event
 
 
 def _invalid(message: str) -> ServiceError:
