@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from .. import wire
+from ..events import retry_event
 from . import history as h
 
 from ..errors import CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, ServiceError  # noqa: F401 - re-exported
@@ -278,19 +279,19 @@ def _step_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     details.pop("NextAttemptTimestamp", None)
     op["Status"] = wire.STARTED
     op["StepDetails"] = details
-    events.append(h.op_event("StepStarted", op, now_ms))
+    events.append(h.change_event(op, now_ms))
 
 
 def _step_succeed(ex, op, u, now_ms, events, timers, _applied) -> None:
     _finish(op, wire.SUCCEEDED, now_ms, "StepDetails", Result=u.get("Payload"))
     op["StepDetails"].pop("Error", None)
-    events.append(h.op_event("StepSucceeded", op, now_ms, {
+    events.append(h.change_event(op, now_ms, {
         "Result": h.result(u.get("Payload")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
 def _step_fail(ex, op, u, now_ms, events, timers, _applied) -> None:
     _finish(op, wire.FAILED, now_ms, "StepDetails", Error=u.get("Error"))
-    events.append(h.op_event("StepFailed", op, now_ms, {
+    events.append(h.change_event(op, now_ms, {
         "Error": h.error(u.get("Error")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
@@ -302,11 +303,11 @@ def _step_retry(ex, op, u, now_ms, events, timers, _applied) -> None:
     retry = {"CurrentAttempt": details.get("Attempt", 1), "NextAttemptDelaySeconds": delay}
     if u.get("Error") is not None:
         details["Error"] = u["Error"]
-        events.append(h.op_event("StepFailed", op, now_ms, {"Error": h.error(u["Error"]), "RetryDetails": retry}))
+        events.append(h.op_event(retry_event(True), op, now_ms, {"Error": h.error(u["Error"]), "RetryDetails": retry}))
     else:
         details["Result"] = u.get("Payload")
         details.pop("Error", None)
-        events.append(h.op_event("StepSucceeded", op, now_ms, {"Result": h.result(u.get("Payload")),
+        events.append(h.op_event(retry_event(False), op, now_ms, {"Result": h.result(u.get("Payload")),
                                                                 "RetryDetails": retry}))
     op["Status"] = wire.PENDING
     op["StepDetails"] = details
@@ -318,7 +319,7 @@ def _wait_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     seconds = _delay((u.get("WaitOptions") or {}).get("WaitSeconds"), "WaitOptions.WaitSeconds")
     due = now_ms + seconds * 1000
     op["WaitDetails"] = {"ScheduledEndTimestamp": due}
-    events.append(h.op_event("WaitStarted", op, now_ms, {"Duration": seconds, "ScheduledEndTimestamp": due}))
+    events.append(h.change_event(op, now_ms, {"Duration": seconds, "ScheduledEndTimestamp": due}))
     timers.append((due, "wait", op["Id"]))
 
 
@@ -326,15 +327,15 @@ def _wait_cancel(ex, op, u, now_ms, events, timers, _applied) -> None:
     op["Status"] = wire.CANCELLED
     op["EndTimestamp"] = now_ms
     details = {"Error": h.error(u["Error"])} if u.get("Error") else {}
-    events.append(h.op_event("WaitCancelled", op, now_ms, details))
+    events.append(h.change_event(op, now_ms, details))
 
 
 # -- CONTEXT ----------------------------------------------------------------------------
 def _context_start(ex, op, u, now_ms, events, timers, _applied) -> None:
-    events.append(h.op_event("ContextStarted", op, now_ms))
+    events.append(h.change_event(op, now_ms))
 
 
-def _context_done(status: str, event_type: str):
+def _context_done(status: str):
     def apply(ex, op, u, now_ms, events, timers, _applied) -> None:
         replay = bool((u.get("ContextOptions") or {}).get("ReplayChildren"))
         if status == wire.SUCCEEDED:
@@ -343,7 +344,7 @@ def _context_done(status: str, event_type: str):
         else:
             _finish(op, status, now_ms, "ContextDetails", Error=u.get("Error"), ReplayChildren=replay or None)
             details = {"Error": h.error(u.get("Error"))}
-        events.append(h.op_event(event_type, op, now_ms, details))
+        events.append(h.change_event(op, now_ms, details))
     return apply
 
 
@@ -369,7 +370,7 @@ def _callback_start(ex, op, u, now_ms, events, timers, applied) -> None:
         details["Timeout"] = timeout
     if heartbeat:
         details["HeartbeatTimeout"] = heartbeat
-    events.append(h.op_event("CallbackStarted", op, now_ms, details))
+    events.append(h.change_event(op, now_ms, details))
 
 
 # -- CHAINED_INVOKE ---------------------------------------------------------------------
@@ -388,7 +389,7 @@ def _invoke_start(ex, op, u, now_ms, applied: Applied, invoke_target: Optional[I
         details["TenantId"] = opts["TenantId"]
     if target_arn:
         details["DurableExecutionArn"] = target_arn
-    applied.events.append(h.op_event("ChainedInvokeStarted", op, now_ms, details))
+    applied.events.append(h.change_event(op, now_ms, details))
     applied.timers.append((now_ms, "invoke", op["Id"]))
 
 
@@ -397,8 +398,8 @@ _HANDLERS = {
     (wire.STEP, wire.FAIL): _step_fail, (wire.STEP, wire.RETRY): _step_retry,
     (wire.WAIT, wire.START): _wait_start, (wire.WAIT, wire.CANCEL): _wait_cancel,
     (wire.CONTEXT, wire.START): _context_start,
-    (wire.CONTEXT, wire.SUCCEED): _context_done(wire.SUCCEEDED, "ContextSucceeded"),
-    (wire.CONTEXT, wire.FAIL): _context_done(wire.FAILED, "ContextFailed"),
+    (wire.CONTEXT, wire.SUCCEED): _context_done(wire.SUCCEEDED),
+    (wire.CONTEXT, wire.FAIL): _context_done(wire.FAILED),
     (wire.CALLBACK, wire.START): _callback_start,
 }
 
