@@ -60,9 +60,8 @@ class Change:
 
 def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:
     """Called with ``ex.lock``: store, then memory, then announce (see the module docstring)."""
-    unknown = set(change.fields) - FIELDS
-    if unknown:
-        raise ValueError(f"a change cannot set {sorted(unknown)}")
+    if change.fields and not FIELDS.issuperset(change.fields):
+        raise ValueError(f"a change cannot set {sorted(set(change.fields) - FIELDS)}")
     for event_id, event in enumerate(change.events, len(ex.events) + 1):
         event["EventId"] = event_id
     try:
@@ -73,14 +72,19 @@ def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:
     # memory
     ex.ops.update(change.ops)
     ex.events.extend(change.events)
-    for name, value in change.fields.items():
-        setattr(ex, name, value)
-    callbacks = [(callback_id(op), op_id) for op_id, op in change.ops.items() if op["Type"] == wire.CALLBACK]
+    if change.fields:
+        for name, value in change.fields.items():
+            setattr(ex, name, value)
+    callbacks = []  # (callback id, operation id) of the callbacks that have an id
+    for op_id, op in change.ops.items():
+        if op["Type"] == wire.CALLBACK:
+            issued = callback_id(op)
+            if issued:
+                callbacks.append((issued, op_id))
     if change.by_service:
-        for op_id, op in change.ops.items():
-            ex.service_changed[op_id] = None  # an ordered set: the next checkpoint response carries them
+        ex.service_changed.update(dict.fromkeys(change.ops))  # an ordered set: the next checkpoint answer has them
     # announce
-    engine._announce(ex, change, [cb for cb in callbacks if cb[0]])
+    engine._announce(ex, change, callbacks)
 
 
 def completion(ex: Execution, status: str, now: int, result: Optional[str] = None,

@@ -54,6 +54,7 @@ _ERROR_OBJECT_KEYS = ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace")
 #: Invocations that run at once in real time (``LocalEngine(max_concurrent_invocations=...)``).
 DEFAULT_MAX_CONCURRENT_INVOCATIONS = 64
 MAX_CONCURRENT_INVOCATIONS_LIMIT = 4096
+CLIENT_TOKENS_KEPT = 64  # checkpoint answers kept per execution for a retried ClientToken (at least this many)
 
 
 def _check_open(ex: Execution, op: dict, callback_id: str, takes: str) -> None:
@@ -580,15 +581,21 @@ class LocalEngine:
                                             "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
             applied = apply_batch(ex, updates, now, trusted, functools.partial(chained.invoke_target, self))
-            change = Change(ops=dict(applied.ops), events=list(applied.events), timers=list(applied.timers))
+            # applied is this call's own: its lists go into the change as they are; its ops are copied only
+            # when the execution's end joins them (the answer carries the batch's operations alone)
+            change = Change(ops=applied.ops if applied.ending is None else dict(applied.ops), events=applied.events,
+                            timers=applied.timers)
             if applied.ending is not None:  # the EXECUTION update: the execution ends with this batch
                 status, result, error = applied.ending
                 change.merge(completion(ex, status, now, result, error, exec_op=applied.ops.get(ex.exec_op_id)))
             commit(self, ex, change)  # raises (nothing applied) on a store failure
             # The service's changes since the handler last saw them, then this batch's (a START the SDK
             # awaits comes back in its new state); one page, GetDurableExecutionState serves the rest.
-            changed = changed_operations(ex, [*ex.service_changed, *applied.ops])
-            ex.service_changed.clear()
+            if ex.service_changed:
+                changed = changed_operations(ex, [*ex.service_changed, *applied.ops])
+                ex.service_changed.clear()
+            else:
+                changed = changed_operations(ex, applied.ops)
             if applied.ending is not None:  # the EXECUTION update: the execution ended here, no token follows
                 response = {"NewExecutionState": {"Operations": page(changed)[0]}}
             else:
@@ -596,9 +603,10 @@ class LocalEngine:
                 state = {"Operations": ops, **({"NextMarker": "0"} if more is not None else {})}
                 response = {"CheckpointToken": ex.new_token(), "NewExecutionState": state}
             if client_token is not None:
-                if len(ex.client_tokens) > 64:
-                    ex.client_tokens.pop(next(iter(ex.client_tokens)))
-                ex.client_tokens[client_token] = (token, response)
+                tokens = ex.client_tokens
+                if len(tokens) >= 2 * CLIENT_TOKENS_KEPT:  # keep the newest CLIENT_TOKENS_KEPT, trimmed in bulk
+                    ex.client_tokens = tokens = dict(list(tokens.items())[-CLIENT_TOKENS_KEPT:])
+                tokens[client_token] = (token, response)
         return response
 
     def get_state(self, arn: str, token: str, marker: Optional[str] = None, max_items: int = PAGE_MAX_ITEMS) -> dict:
@@ -690,15 +698,19 @@ class LocalEngine:
         """Called with ex.lock by ``commit`` once a change is stored and applied: index its callback ids,
         tell the listeners, arm its timers, queue an invocation, settle the chained invoke of an execution
         that ended, wake waiters."""
-        with self._lock:
-            for issued, op_id in callbacks:
-                self._callbacks.setdefault(issued, (ex.arn, op_id))
-        for event in change.events:
-            self._emit(ex, event)
+        if callbacks:
+            with self._lock:
+                for issued, op_id in callbacks:
+                    self._callbacks.setdefault(issued, (ex.arn, op_id))
+        if self._listeners:
+            for event in change.events:
+                self._emit(ex, event)
         for due, kind, op_id in change.timers:
             scheduler.push_timer(self, due, kind, ex.arn, op_id)
         if change.ready and ex.status == RUNNING:
             scheduler.mark_ready(self, ex)
+        if not (change.fields or change.timers or change.ready):
+            return  # records and events only (a checkpoint's usual change): no loop or waiter has news
         if ends(change):
             with self._lock:
                 link = self._invoke_links.pop((ex.function_name, ex.name), None)

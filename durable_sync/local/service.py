@@ -174,7 +174,10 @@ def apply_batch(ex: Execution, updates: list[dict], now_ms: int, trusted: bool =
         raise _invalid("Updates must be a list")
     if len(updates) > wire.MAX_BATCH_UPDATES:
         raise _invalid(f"a checkpoint holds at most {wire.MAX_BATCH_UPDATES} updates, got {len(updates)}")
-    executions = [i for i, u in enumerate(updates) if isinstance(u, dict) and u.get("Type") == wire.EXECUTION]
+    executions = []  # a plain loop: this runs on every checkpoint
+    for i, u in enumerate(updates):
+        if isinstance(u, dict) and u.get("Type") == wire.EXECUTION:
+            executions.append(i)
     if len(executions) > 1:
         raise _invalid(f"a checkpoint holds at most one EXECUTION update, got {len(executions)}")
     if executions and executions[0] != len(updates) - 1:
@@ -408,11 +411,16 @@ PAGE_MAX_ITEMS = 1000  # operations in one page of state (GetDurableExecutionSta
 PAGE_MAX_BYTES = 5 * 1024 * 1024  # and about this much of them, so a page fits an invocation payload
 
 
+_DETAILS_KEYS = ("StepDetails", "WaitDetails", "ContextDetails", "CallbackDetails", "ChainedInvokeDetails",
+                 "ExecutionDetails")
+
+
 def _size(op: dict) -> int:
     """About how many bytes ``op`` takes on the wire (its payloads dominate)."""
     size = 200
-    for key, value in op.items():
-        if key.endswith("Details") and isinstance(value, dict):
+    for key in _DETAILS_KEYS:
+        value = op.get(key)
+        if type(value) is dict:
             for item in value.values():
                 if isinstance(item, str):
                     size += len(item)
@@ -450,16 +458,19 @@ def _visible(ops: dict, op: dict) -> bool:
     return True
 
 
-def changed_operations(ex: Execution, changed_ids: list) -> list[dict]:
+def changed_operations(ex: Execution, changed_ids) -> list[dict]:
     """The visible operations among ``changed_ids`` (each once, in order), as a checkpoint response carries
     them: its own batch's and those the service changed since the handler last saw them."""
     out, seen = [], set()
+    ops = ex.ops
     for op_id in changed_ids:
-        op = ex.ops.get(op_id)
-        if op_id in seen or op is None or not _visible(ex.ops, op):
+        op = ops.get(op_id)
+        if op is None or op_id in seen:
+            continue
+        if op.get("ParentId") is not None and not _visible(ops, op):  # a root operation is always visible
             continue
         seen.add(op_id)
-        out.append(public_op(op))
+        out.append(op if op["Type"] not in _PRIVATE_KEYS_TYPES else public_op(op))
     return out
 
 
