@@ -223,7 +223,8 @@ def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
     allowed = TRANSITIONS[op_type]
     if action not in allowed:
         raise _invalid(f"operation {op_id}: action {action} is not valid for type {op_type}")
-    _check_fields(u)
+    if action == wire.FAIL or u.get("Error") is not None:  # _check_fields refuses nothing else
+        _check_fields(u)
     view = applied.ops
     if op_type == wire.EXECUTION:  # the execution itself, whatever the update's Id
         if ex.ops[ex.exec_op_id]["Status"] not in allowed[action]:
@@ -271,7 +272,9 @@ def _finish(op: dict, status: str, now_ms: int, details_key: str, **details: Any
     op["Status"] = status
     op["EndTimestamp"] = now_ms
     merged = dict(op.get(details_key) or {})
-    merged.update({k: v for k, v in details.items() if v is not None})
+    for key, value in details.items():
+        if value is not None:
+            merged[key] = value
     op[details_key] = merged
 
 
