@@ -1,18 +1,18 @@
 """The checkpoint client protocol and the per-invocation flusher.
 
-Callers enqueue updates, in one of three ways:
+Callers enqueue updates, each with how long it may stay unsaved (``persist``):
 
-* **awaited** (``wait=True``): the caller blocks until the batch holding the update is
-  persisted (an at-most-once START, a wait, a callback, an invoke: something the service must
-  know before the code goes on);
-* **deferred** (``deferred=True``): not awaited now, but persisted before anything could act on
-  it: before the next step body runs (``persist_deferred``), with the next awaited update, and
-  before the invocation ends (``drain``). A step's SUCCEED is deferred, so it rides with the
-  next step's round trip instead of paying its own;
-* **queued** (neither): sent with the next batch, or by the background thread once it has
-  lingered ``ASYNC_LINGER_SECONDS`` with nobody flushing (an at-least-once START; a step's
-  SUCCEED in ``CheckpointMode.PIPELINED``). At most one batch (the service's limits: 250
-  updates, 750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
+* ``AWAIT``: the caller blocks until the batch holding the update is persisted (an
+  at-most-once START, a wait, a callback, an invoke: the service must know before the code
+  goes on);
+* ``DEFER``: not awaited now, but persisted before anything could act on it: before the next
+  step body runs (``persist_deferred``), with the next awaited update, and before the
+  invocation ends (``drain``). A step's SUCCEED is deferred, so it rides with the next
+  step's round trip instead of paying its own;
+* ``QUEUE``: sent with the next batch, or by the background thread once it has lingered
+  ``ASYNC_LINGER_SECONDS`` with nobody flushing (an at-least-once START; a step's SUCCEED in
+  ``CheckpointMode.PIPELINED``). At most one batch (the service's limits: 250 updates,
+  750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
 
 Updates are applied in order (FIFO, one batch in flight at a time, each call using the token
 the previous one returned), so an awaited update also persists everything queued before it.
@@ -45,8 +45,13 @@ from queue import Empty, SimpleQueue
 from typing import Any, Callable, Protocol
 
 from . import wire
-from .errors import CheckpointError, DurableError
+from .errors import CheckpointError, DurableError, ExecutionEnvelopeError
 from .state import ExecutionState
+
+
+#: How long an update may stay unsaved (``Flusher.enqueue``; see the module doc).
+AWAIT, DEFER, QUEUE = "await", "defer", "queue"
+_PERSIST = (AWAIT, DEFER, QUEUE)
 
 
 class CheckpointClient(Protocol):
@@ -63,13 +68,13 @@ def read_pages(client: CheckpointClient, arn: str, token: str, marker: Any) -> l
     """The operations of the pages after ``marker`` (GetDurableExecutionState), in order.
 
     Used for the invocation's initial state and for every paged checkpoint response. A marker
-    the service returns twice would loop forever: it is refused with ``CheckpointError``.
+    the service returns twice would loop forever: it is refused with ``ExecutionEnvelopeError``.
     """
     ops: list[dict[str, Any]] = []
     seen = set()
     while marker:
         if marker in seen:
-            raise CheckpointError(f"GetDurableExecutionState returned the marker {marker!r} twice", retryable=True)
+            raise ExecutionEnvelopeError(f"GetDurableExecutionState returned the marker {marker!r} twice")
         seen.add(marker)
         page = client.get_state(arn, token, marker) or {}
         ops.extend(page.get("Operations") or [])
@@ -148,9 +153,10 @@ class Flusher:
         self._batches = 0
 
     # -- callers -------------------------------------------------------------
-    def enqueue(self, update: dict[str, Any], wait: bool, shape_checked: bool = False, *,
-                deferred: bool = False) -> None:
-        """Queue one update: awaited (``wait``), deferred, or queued (see the module doc)."""
+    def enqueue(self, update: dict[str, Any], persist: str, shape_checked: bool = False) -> None:
+        """Queue one update; ``persist`` is AWAIT, DEFER or QUEUE (see the module doc)."""
+        if persist not in _PERSIST:
+            raise ValueError(f"persist must be AWAIT, DEFER or QUEUE, got {persist!r}")
         size = wire.validate_update(update, shape_checked)
         with self._lock:
             if self.error is not None:
@@ -161,14 +167,14 @@ class Flusher:
             seq = self._enqueued
             self._queue.append((seq, update, size))
             self._unsaved_bytes += size
-            if wait:
+            if persist == AWAIT:
                 self._wait_for(seq)
                 return
             if seq - self._persisted > wire.MAX_BATCH_UPDATES or self._unsaved_bytes > wire.MAX_BATCH_BYTES:
                 # More than one batch would be unsaved: persist what came before (an update too big
                 # for any batch goes alone, now).
                 self._wait_for(seq if size > wire.MAX_BATCH_BYTES else seq - 1)
-            if deferred:
+            if persist == DEFER:
                 self._deferred = seq  # the next awaited point sends it: no background send needed
                 return
             if self._thread is None:

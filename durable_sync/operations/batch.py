@@ -60,7 +60,7 @@ from ..pool import DEFAULT_MAX_THREADS, ERR, MAX_THREADS, OK, SUSPEND, UnitPool,
 from ..serdes import SerDesContext, deserialize_value, serialize_value
 from .batch_result import BatchItem, BatchItemStatus, BatchResult, Completion, CompletionReason
 from .child import run_child
-from .scope import Op, OperationScope, callable_name
+from .scope import DEFER, QUEUE, Op, OperationScope, callable_name
 
 __all__ = ["run_parallel", "run_map"]
 
@@ -209,20 +209,20 @@ class _Batch:
             if op.completed:
                 raise ChildContextError.from_error_object(details.get("Error"))
         else:
-            scope.checkpoint(op, wire.START, wait=False)
+            scope.checkpoint(op, wire.START, QUEUE)
         result = self._execute()
         try:
             payload = self._encode(result, sctx)
             value = self._decode(payload, sctx)
         except SerDesError as exc:
-            scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
+            scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
             raise
         nbytes = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
         if nbytes > wire.MAX_CONTEXT_RESULT_BYTES:
-            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=self._summary(result),
+            scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=self._summary(result),
                              ContextOptions={"ReplayChildren": True})
         else:
-            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
+            scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload)
         return value
 
     # -- scheduling -------------------------------------------------------------------------

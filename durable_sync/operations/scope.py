@@ -28,8 +28,11 @@ The three places instrumentation and checkpoint policy attach to, each exactly o
     child, the ``wait_for_callback`` child). A ``with ctx.child()`` / ``with group.child()`` block
     is Python's ``with`` body: it runs between ``open_block`` (which makes its context) and
     ``close_block``.
-(c) **An operation's update is checkpointed** in ``checkpoint(op, action, wait, **fields)``;
-    ``wait`` says whether the caller blocks until the update is persisted.
+(c) **An operation's update is checkpointed** in ``checkpoint(op, action, persist, **fields)``;
+    ``persist`` says how long it may stay unsaved (``durable_sync.checkpoint``): ``AWAIT`` (the
+    caller blocks until it is persisted), ``DEFER`` (persisted before anything could act on it:
+    the next step body -- ``run_step_body`` makes sure --, the next awaited update, the end of
+    the invocation) or ``QUEUE`` (with the next batch). SPEC §3 "When an update must be persisted".
 
 Operation modules never read ``Runtime`` internals other than through these methods and
 the small read-only accessors (``serdes``, ``record``, ``serdes_ctx``, ``suspend``).
@@ -40,11 +43,12 @@ import threading
 from typing import Any, Callable, Optional
 
 from .. import wire
+from ..checkpoint import AWAIT, DEFER, QUEUE
 from ..errors import NestedOperationError, NonDeterminismError, SuspendExecution
 from ..serdes import SerDesContext
 from ..state import Runtime
 
-__all__ = ["Op", "OperationScope", "callable_name"]
+__all__ = ["Op", "OperationScope", "callable_name", "AWAIT", "DEFER", "QUEUE"]
 
 _TERMINAL = wire.TERMINAL
 # A non-terminal record of these types does not end the replay: a context's body replays its
@@ -140,6 +144,11 @@ class OperationScope:
         return self.rt.suspend(reason)
 
     @property
+    def checkpoint_mode(self) -> Any:
+        """The handler's ``CheckpointMode`` (None: AWAITED); a step's config may override it."""
+        return self.rt.checkpoint_mode
+
+    @property
     def activity(self) -> Callable[[int], None]:
         """The flusher's ``activity(+1 | -1)``: a thread starts / stops running durable code (pools)."""
         return self.rt.flusher.activity
@@ -228,6 +237,7 @@ class OperationScope:
         running durable code meanwhile: a body may block on I/O, and batching must not wait for it.
         """
         rt = self.rt
+        rt.flusher.persist_deferred()  # the body may act on any result before it: those are saved first
         local = rt.local
         local.step = op.name or op.id
         rt.flusher.activity(-1)
@@ -273,8 +283,8 @@ class OperationScope:
             local.step = in_step
 
     # -- (c) an update is checkpointed ------------------------------------------------------------------
-    def checkpoint(self, op: Op, action: str, wait: bool, **fields: Any) -> None:
-        """Queue ``action`` for ``op``; with ``wait`` return once it is persisted."""
+    def checkpoint(self, op: Op, action: str, persist: str, **fields: Any) -> None:
+        """Queue ``action`` for ``op``; ``persist``: AWAIT (return once it is persisted), DEFER or QUEUE."""
         update = {"Id": op.id, "Type": op.type, "SubType": op.subtype, "Action": action}
         if self.parent_id is not None:
             update["ParentId"] = self.parent_id
@@ -282,4 +292,4 @@ class OperationScope:
             update["Name"] = op.name
         if fields:
             update.update(fields)
-        self.rt.flusher.enqueue(update, wait, shape_checked=True)
+        self.rt.flusher.enqueue(update, persist, shape_checked=True)

@@ -3,7 +3,10 @@
 A STEP (SubType Step). Live: START (awaited only for at-most-once steps), the body
 runs on the caller's thread (``OperationScope.run_step_body``), then SUCCEED with the
 serialized result, or the retry strategy decides RETRY (with NextAttemptDelaySeconds;
-the invocation suspends) or FAIL (``StepError``). Replay: SUCCEEDED returns the
+the invocation suspends) or FAIL (``StepError``). SUCCEED and FAIL are not awaited: they
+are saved before anything could act on them (SPEC §3), and a SUCCEED in
+``CheckpointMode.PIPELINED`` (per handler, or ``StepConfig.checkpoint_mode``) only with the
+next awaited update or at the end of the invocation. Replay: SUCCEEDED returns the
 stored result, FAILED raises ``StepError``, a retry not yet due suspends, READY runs
 the next attempt, STARTED re-runs the attempt whose invocation ended (an at-most-once
 step fails with ``StepInterruptedError`` instead).
@@ -13,13 +16,13 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..config import StepConfig, StepSemantics
+from ..config import CheckpointMode, StepConfig, StepSemantics
 from ..errors import (NestedOperationError, SerDesError, StepError, StepInterruptedError, ValidationError,
                       error_object)
 from ..logs import USER_LOGGER, DurableLogger
 from ..retry import resolve_retry_strategy
 from ..serdes import deserialize_value, serialize_value
-from .scope import Op, OperationScope, callable_name
+from .scope import AWAIT, DEFER, QUEUE, Op, OperationScope, callable_name
 
 __all__ = ["StepContext", "step", "parse_step_call", "run_step", "next_step_attempt", "bad_callable"]
 
@@ -120,13 +123,13 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
                 error_type="StepInterruptedError")
             return _failed(scope, op, cfg, interrupted, attempt)
     if send_start:
-        scope.checkpoint(op, wire.START, wait=at_most_once)
+        scope.checkpoint(op, wire.START, AWAIT if at_most_once else QUEUE)
     step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
     try:
         result = scope.run_step_body(op, fn, step_ctx)
     except NestedOperationError as exc:
         # A programming error, not a transient failure: never retried, raised as itself.
-        scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
+        scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
         raise
     except Exception as exc:  # noqa: BLE001 - the retry strategy decides
         return _failed(scope, op, cfg, exc, attempt)
@@ -134,9 +137,13 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
     try:
         payload = serialize_value(serdes, result, sctx)
     except SerDesError as exc:
-        scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
+        scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
         raise
-    scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
+    # Saved before anything could act on the result (the next step body, ...), not before returning;
+    # in PIPELINED mode it only rides with the next awaited update or the end of the invocation.
+    mode = cfg.checkpoint_mode or scope.checkpoint_mode
+    pipelined = mode is CheckpointMode.PIPELINED and not at_most_once
+    scope.checkpoint(op, wire.SUCCEED, QUEUE if pipelined else DEFER, Payload=payload)
     return deserialize_value(serdes, payload, sctx)
 
 
@@ -144,8 +151,8 @@ def _failed(scope: OperationScope, op: Op, cfg: StepConfig, exc: Exception, atte
     decision = resolve_retry_strategy(cfg.retry_strategy)(exc, attempt)
     err = error_object(exc)
     if decision.should_retry:
-        scope.checkpoint(op, wire.RETRY, wait=True, Error=err,
+        scope.checkpoint(op, wire.RETRY, AWAIT, Error=err,
                          StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
         raise scope.suspend(f"step {op.label} retries in {decision.delay_seconds} s") from None
-    scope.checkpoint(op, wire.FAIL, wait=True, Error=err)
+    scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
     raise StepError.from_error_object(err) from exc
