@@ -182,14 +182,17 @@ def test_drain_persists_queued_async_updates():
 def test_a_deferred_update_rides_with_the_next_awaited_point(no_linger):
     client = GateClient()
     flusher = make(client)
-    flusher.enqueue(upd(1, action="SUCCEED"), DEFER)
-    flusher.enqueue(upd(2), QUEUE)  # the next step's START
-    assert client.calls == []  # nothing waits for either yet
+    flusher.enqueue(upd(0), QUEUE)  # a step's START
+    flusher.enqueue(upd(0, action="SUCCEED"), DEFER)  # ... and its SUCCEED
+    flusher.enqueue(upd(1), QUEUE)  # the next step's START
+    assert client.calls == []  # nothing waits for any of them yet
     flusher.persist_deferred()  # the next step body is about to run
-    assert [c["ids"] for c in client.calls] == [["op-1", "op-2"]]  # one call, in order
+    # one call, in order, up to the deferred update: the next START goes with that step's SUCCEED
+    assert [c["ids"] for c in client.calls] == [["op-0", "op-0"]]
     flusher.persist_deferred()  # nothing deferred is unsaved: no call
     assert len(client.calls) == 1
     flusher.close()
+    assert [c["ids"] for c in client.calls] == [["op-0", "op-0"], ["op-1"]]
 
 
 def test_an_awaited_update_carries_the_deferred_ones_before_it(no_linger):
@@ -289,15 +292,15 @@ def test_batch_limit_of_250_updates(no_linger):
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
     producer = enqueue_all(flusher, [upd(i) for i in range(600)])
-    # at most one batch (250) is unsaved, the update in flight included: the 251st waits for room
-    wait_until(lambda: flusher._enqueued == 251 and len(flusher._waiting) == 1, "the producer to block")
+    # at most one batch (250) is unsaved, the update in flight included: the 250th waits for room
+    wait_until(lambda: flusher._enqueued == 250 and len(flusher._waiting) == 1, "the producer to block")
     assert client.calls == []
     client.release()
     leader.join(TIMEOUT)
     producer.join(TIMEOUT)
     assert not producer.is_alive()
     flusher.drain()
-    assert client.sizes == [1, 250, 250, 100]
+    assert client.sizes == [1, 249, 250, 101]
     assert client.ids == ["op-held"] + [f"op-{i}" for i in range(600)]
     assert max(client.sizes) <= wire.MAX_BATCH_UPDATES
     flusher.close()
@@ -578,9 +581,13 @@ def test_watchers_hear_of_slow_calls_only(monkeypatch, slow):
     client = SlowClient(0.001)
     flusher = make(client)
     heard = []
-    flusher.watch_slow_calls(heard.append)
+
+    def grow():
+        heard.append(threading.current_thread().name)
+
+    flusher.watch_slow_calls(grow)
     flusher.enqueue(upd(1), AWAIT)
-    flusher.unwatch_slow_calls(heard.append)
+    flusher.unwatch_slow_calls(grow)
     flusher.enqueue(upd(2), AWAIT)
-    assert heard == ([1] if slow else [])  # one thread (the caller) waited for the first call
+    assert heard == ([threading.current_thread().name] if slow else [])  # told by the thread that made the call
     flusher.close()

@@ -153,6 +153,13 @@ class OperationScope:
         """The flusher's ``activity(+1 | -1)``: a thread starts / stops running durable code (pools)."""
         return self.rt.flusher.activity
 
+    def watch_slow_calls(self, grow: Callable[[], None]) -> None:
+        """``grow()`` after every slow checkpoint call, until ``unwatch_slow_calls`` (``Flusher.watch_slow_calls``)."""
+        self.rt.flusher.watch_slow_calls(grow)
+
+    def unwatch_slow_calls(self, grow: Callable[[], None]) -> None:
+        self.rt.flusher.unwatch_slow_calls(grow)
+
     def suspension_mark(self) -> bool:
         """Whether a suspension was raised so far (map/parallel/concurrently restore it when they absorb one)."""
         return self.rt.suspended
