@@ -207,3 +207,15 @@ def test_checkpoint_mode_is_validated(engine):
         ds.durable_handler(checkpoint_mode="PIPELINED")(lambda event, ctx: None)
     with pytest.raises(ds.ValidationError, match="CheckpointMode.PIPELINED, not the string"):
         ds.StepConfig(checkpoint_mode="pipelined")
+
+
+def test_an_invocation_that_fails_still_saves_its_pipelined_steps(engine, calls):
+    @ds.durable_handler(checkpoint_mode=PIPELINED)
+    def handler(event, ctx):
+        steps(ctx, 5)
+        raise RuntimeError("after five steps")
+
+    result = engine.run(handler, {})
+    assert result.status == "FAILED" and "after five steps" in result.error["ErrorMessage"]
+    assert [e["Name"] for e in events(engine, result.arn, "StepSucceeded")] == [f"s{i}" for i in range(5)]
+    assert len(calls) == 1  # saved before the invocation returned its failure
