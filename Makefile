@@ -1,10 +1,10 @@
 # `sam build --template-file examples/template.yaml` runs the target named after the function's logical id
 # (BuildMethod: makefile) and packages only what lands in $(ARTIFACTS_DIR): the SDK (without the local
-# engine, the CLI, the testing toolkit and the execution views, which a Lambda function never imports),
+# engine, the CLI, the testing toolkit, the execution views and the console, which a Lambda function never imports),
 # the handler file, and the runtime dependencies of requirements.txt.
 PIP_INSTALL ?= python3 -m pip install --quiet --disable-pip-version-check
 SDK_ONLY = --exclude=__pycache__ --exclude=local --exclude=testing --exclude=cli --exclude=cli.py \
-	--exclude=inspection --exclude=views.py
+	--exclude=inspection --exclude=console --exclude=views.py
 
 build-OrderWorkflowFunction:
 	$(PIP_INSTALL) --requirement requirements.txt --target "$(ARTIFACTS_DIR)"

@@ -252,6 +252,21 @@ def paired_ratio(rows: list[dict], big: str, small: str, store: str) -> Optional
     return median(ratios), ratios
 
 
+def otel_cost(rows: list[dict]) -> list[dict]:
+    """Per store: a step's cost with OtelPlugin against the same steps without, from the same rounds."""
+    out = []
+    for plain in (r for r in rows if r["workload"] == "sequential_1k"):
+        traced = next((r for r in rows if r["workload"] == "sequential_1k_otel" and r["store"] == plain["store"]), None)
+        if traced is None:
+            continue
+        pairs = list(zip(traced["samples_s"], plain["samples_s"]))
+        out.append({"store": plain["store"], "plain_us_per_step": plain["us_per_unit"],
+                    "otel_us_per_step": traced["us_per_unit"],
+                    "added_us_per_step": median([(t - p) / plain["n"] * 1e6 for t, p in pairs]),
+                    "ratio": median([t / p for t, p in pairs])})
+    return out
+
+
 # -- memory (fresh subprocess per measurement, so the high-water marks are clean) ---------------------
 def memory_probe(store_key: str, mode: str, n: int) -> dict:
     """Runs inside a fresh interpreter: n steps + a wait (suspend, then replay n steps), one execution."""
@@ -568,6 +583,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                                          ("tracemalloc", "rss")))
 
     print_table(rows)
+    otel = otel_cost(rows)
+    for o in otel:
+        print(f"OtelPlugin  {o['store']:7} {o['otel_us_per_step']:.1f} us/step traced vs {o['plain_us_per_step']:.1f} "
+              f"without: +{o['added_us_per_step']:.1f} us/step ({o['ratio']:.2f}x, median of paired rounds)")
     if memory:
         print()
         for m in memory:
@@ -605,7 +624,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                            "stores": [s.key for s in stores]},
            "stores": [{"store": s.key, "available": s.available, "note": s.note} for s in stores],
            "calibration_s": {"start": calib_start, "end": calib_end}, "loadavg_start": load_start,
-           "results": rows, "memory": memory, "checks": checks, "notes": notes,
+           "results": rows, "otel": otel, "memory": memory, "checks": checks, "notes": notes,
            "elapsed_s": elapsed}
     if profile_text:
         out["profile"] = profile_text

@@ -83,6 +83,32 @@ def make_steps_then_wait(n: int) -> Callable:
     return steps_then_wait
 
 
+def has_otel() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("opentelemetry.sdk") is not None
+
+
+def make_sequential_otel(n: int) -> Callable:
+    """``make_sequential`` traced by ``durable_sync.otel.OtelPlugin`` on an SDK tracer provider whose
+    exporter drops the spans (SimpleSpanProcessor): the cost of building and ending them."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    from durable_sync.otel import OtelPlugin
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+
+    @ds.durable_handler(plugins=[OtelPlugin(provider)])
+    def sequential_steps_otel(event: Any, ctx: ds.DurableContext) -> int:
+        return sequential_body(ctx, n)
+    return sequential_steps_otel
+
+
 def has_map() -> bool:
     return hasattr(ds.DurableContext, "map")
 
@@ -146,6 +172,10 @@ def all_workloads() -> list[Workload]:
         Workload("sequential_10k", f"sequential steps ({large:,})", large, "step",
                  lambda: make_sequential(large), sequential_expected(large), lambda: baseline_sequential(large),
                  group="sequential"),
+        Workload("sequential_1k_otel", f"sequential steps ({small:,}) + OtelPlugin", small, "step",
+                 lambda: make_sequential_otel(small), sequential_expected(small), lambda: baseline_sequential(small),
+                 group="sequential", available=has_otel,
+                 missing_note="opentelemetry-sdk is not installed (extra [otel]): OtelPlugin workload skipped"),
         Workload("wait_1k", f"{small:,} steps + wait (2 invocations)", small, "step",
                  lambda: make_steps_then_wait(small), sequential_expected(small),
                  lambda: baseline_sequential(small), suspends=True, group="wait"),

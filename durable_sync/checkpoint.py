@@ -37,9 +37,9 @@ A ``CheckpointDurableExecution`` response's ``NewExecutionState`` is paged: when
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
-import uuid
 from collections import deque
 from queue import Empty, SimpleQueue
 from typing import Any, Callable, Protocol
@@ -147,9 +147,12 @@ class Flusher:
         self.updates_sent = 0
         self.gather_timeouts = 0  # gatherings that ended by GATHER_SECONDS, not by every runner arriving
         self._thread: threading.Thread | None = None
+        #: ``on_response(operations)``: called with the operations of each checkpoint response, with the
+        #: flusher's lock held (so it only queues them): instrumentation's on_operation_change.
+        self.on_response: Any = None
         self._slow_call_watchers: list[Callable[[], None]] = []
         # ClientTokens: unique per batch, stable across the client's own retries of that batch.
-        self._token_prefix = uuid.uuid4().hex
+        self._token_prefix = os.urandom(16).hex()
         self._batches = 0
 
     # -- callers -------------------------------------------------------------
@@ -362,6 +365,8 @@ class Flusher:
             self.token = token
             if ops:
                 self._state.merge(ops)
+                if self.on_response is not None:
+                    self.on_response(ops)
             self._persisted = batch[-1][0]
         if self.error is not None:  # every waiter wakes to raise it
             for waiter in self._waiting + list(self._ready):

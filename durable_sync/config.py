@@ -257,6 +257,8 @@ def expect(config: Any, cls: type, operation: str, default: Any = None) -> Any:
 
 @dataclass(frozen=True)
 class StepConfig:
+    """How a step runs: its retry strategy, its semantics per attempt and its result's serdes."""
+
     retry_strategy: Any = None
     step_semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY
     serdes: Any = None
@@ -271,6 +273,8 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class ChildConfig(Generic[T]):
+    """The serdes of a child context's result."""
+
     serdes: Any = None
 
     def __post_init__(self) -> None:
@@ -294,6 +298,8 @@ class CallbackConfig:
 
 @dataclass(frozen=True)
 class WaitForCallbackConfig(CallbackConfig):
+    """A callback's config plus the retry strategy of the step that submits it."""
+
     retry_strategy: Any = None
 
     def __post_init__(self) -> None:
@@ -329,6 +335,8 @@ class WaitForConditionDecision:
 
 @dataclass(frozen=True)
 class WaitForConditionConfig(Generic[T]):
+    """``wait_strategy(state, attempt)`` decides after each poll; polling starts from ``initial_state``."""
+
     wait_strategy: Callable[[Any, int], WaitForConditionDecision]
     initial_state: Any = None
     serdes: Any = None
@@ -341,6 +349,8 @@ class WaitForConditionConfig(Generic[T]):
 
 @dataclass(frozen=True)
 class InvokeConfig(Generic[P, R]):
+    """The serdes of a chained invoke's payload and result, and the target's tenant."""
+
     serdes_payload: Any = None
     serdes_result: Any = None
     tenant_id: Optional[str] = None
@@ -388,6 +398,8 @@ class CompletionConfig:
 
 @dataclass(frozen=True)
 class ParallelConfig:
+    """How many branches run at once, when the batch is complete, and the serdes of results."""
+
     max_concurrency: Optional[int] = None
     completion_config: CompletionConfig = field(default_factory=CompletionConfig.all_completed)
     serdes: Any = None
@@ -409,6 +421,8 @@ class ParallelConfig:
 
 @dataclass(frozen=True)
 class MapConfig(ParallelConfig, Generic[T]):
+    """ParallelConfig for ``map``, plus ``item_namer(item, index) -> str`` naming each item."""
+
     item_namer: Optional[Callable[[Any, int], str]] = None
 
     def __post_init__(self) -> None:

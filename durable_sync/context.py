@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Optional
 
-from .config import ChildConfig, StepConfig
+from .config import ChildConfig, ParallelBranch, StepConfig
 from .errors import DurableOperationError
 from .logs import USER_LOGGER, DurableLogger
 from .operations import batch as _batch
@@ -20,11 +20,19 @@ from .operations import condition as _condition
 from .operations import invoke as _invoke
 from .operations import step as _step
 from .operations import wait as _wait
+from .operations.calls import either
 from .operations.scope import OperationScope
 from .operations.step import StepContext
 from .state import Runtime
 
-__all__ = ["DurableContext", "StepContext", "durable_step", "durable_with_child_context", "DurableOperationError"]
+__all__ = ["DurableContext", "StepContext", "durable_step", "durable_with_child_context", "durable_parallel_branch",
+           "durable_wait_for_callback", "DurableOperationError", "WaitForCallbackContext",
+           "WaitForConditionCheckContext"]
+
+# What a wait_for_callback submitter and a wait_for_condition check receive: a StepContext
+# (logger, attempt, ...). The official SDK's names for them, for annotations.
+WaitForCallbackContext = StepContext
+WaitForConditionCheckContext = StepContext
 
 
 class DurableContext:
@@ -38,7 +46,7 @@ class DurableContext:
     @classmethod
     def root(cls, runtime: Runtime) -> "DurableContext":
         """The handler's context for one invocation."""
-        return cls(OperationScope(runtime))
+        return cls(OperationScope.root(runtime))
 
     # -- small accessors -------------------------------------------------------
     @property
@@ -63,13 +71,16 @@ class DurableContext:
         return self._logger
 
     # -- operations --------------------------------------------------------------
-    def step(self, fn_or_name: Any, fn: Any = None, name: Optional[str] = None,
-             config: Optional[StepConfig] = None) -> Any:
+    # Every method also takes the official SDK's keyword names where they differ from ours
+    # (``step(func=...)``, ``map(inputs=..., func=...)``, ``parallel(functions=...)``,
+    # ``run_in_child_context(func=...)``); the others are the same names.
+    def step(self, fn_or_name: Any = None, fn: Any = None, name: Optional[str] = None,
+             config: Optional[StepConfig] = None, *, func: Any = None) -> Any:
         """Run ``fn(step_ctx)`` once (with retries) and checkpoint its result.
 
         Call as ``step(fn, name=None, config=None)`` or ``step("name", fn, config)``.
         """
-        return _step.step(self._scope, fn_or_name, fn, name, config)
+        return _step.step(self._scope, either(fn_or_name, func, "fn", "func", "step"), fn, name, config)
 
     def wait(self, duration: Any, name: Optional[str] = None) -> None:
         """Pause the execution durably for ``duration`` (Duration, timedelta or seconds)."""
@@ -79,18 +90,31 @@ class DurableContext:
         """``with ctx.child("name") as c:`` groups operations in a child context."""
         return _child.ChildBlock(self._scope, name, config)
 
-    def run_in_child_context(self, fn: Callable[["DurableContext"], Any], name: Optional[str] = None,
-                             config: Optional[ChildConfig] = None) -> Any:
+    def run_in_child_context(self, fn: Optional[Callable[["DurableContext"], Any]] = None, name: Optional[str] = None,
+                             config: Optional[ChildConfig] = None, *, func: Any = None) -> Any:
         """Run ``fn(child_ctx)`` as a child context; a completed child returns its stored result."""
-        return _child.run_in_child_context(self._scope, fn, name, config)
+        return _child.run_in_child_context(self._scope, either(fn, func, "fn", "func", "run_in_child_context"),
+                                           name, config)
 
-    def parallel(self, branches: Any, name: Optional[str] = None, config: Any = None) -> Any:
-        """Run ``branches`` (callables ``fn(ctx)`` or ``ParallelBranch``) on a thread pool; returns a BatchResult."""
-        return _batch.run_parallel(self._scope, branches, name, config)
+    def parallel(self, branches: Any = None, name: Optional[str] = None, config: Any = None, *,
+                 functions: Any = None) -> Any:
+        """Run ``branches`` (callables ``fn(ctx)`` or ``ParallelBranch``) on a thread pool; returns a BatchResult.
 
-    def map(self, items: Any, fn: Callable[..., Any], name: Optional[str] = None, config: Any = None) -> Any:
-        """Run ``fn(ctx, item, index, items)`` for every item on a thread pool; returns a BatchResult."""
-        return _batch.run_map(self._scope, items, fn, name, config)
+        ``branches`` is a list (or other sequence, in a fixed order); a branch without a
+        ParallelBranch name is named ``parallel-branch-<index>``.
+        """
+        return _batch.run_parallel(self._scope, either(branches, functions, "branches", "functions", "parallel"),
+                                   name, config)
+
+    def map(self, items: Any = None, fn: Optional[Callable[..., Any]] = None, name: Optional[str] = None,
+            config: Any = None, *, inputs: Any = None, func: Any = None) -> Any:
+        """Run ``fn(ctx, item, index, items)`` for every item on a thread pool; returns a BatchResult.
+
+        ``items`` is a list (or other sequence, in a fixed order: never a set or a generator);
+        an item without an ``item_namer`` name is named ``map-item-<index>``.
+        """
+        return _batch.run_map(self._scope, either(items, inputs, "items", "inputs", "map"),
+                              either(fn, func, "fn", "func", "map"), name, config)
 
     def concurrently(self, name: Optional[str] = None, max_concurrency: Optional[int] = None) -> Any:
         """``with ctx.concurrently("name") as group:`` -- ``group.step(...)`` / ``group.child(...)`` /
@@ -137,6 +161,35 @@ def durable_with_child_context(fn: Callable[..., Any]) -> Callable[..., Callable
     def bind(*args: Any, **kwargs: Any) -> Callable[[DurableContext], Any]:
         def call(child_ctx: DurableContext) -> Any:
             return fn(child_ctx, *args, **kwargs)
+        call.__durable_name__ = fn.__name__
+        call.__name__ = fn.__name__
+        return call
+    return bind
+
+
+def durable_parallel_branch(name: Optional[str] = None) -> Callable[[Callable[..., Any]], Callable[..., ParallelBranch]]:
+    """``@durable_parallel_branch(name=None)``: ``f(ctx, *args)`` becomes ``f(*args) -> ParallelBranch``.
+
+    The branch is named ``name`` (None: ``parallel-branch-<index>``, as the official SDK does).
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., ParallelBranch]:
+        @functools.wraps(fn)
+        def bind(*args: Any, **kwargs: Any) -> ParallelBranch:
+            def call(ctx: DurableContext) -> Any:
+                return fn(ctx, *args, **kwargs)
+            return ParallelBranch(call, name)
+        return bind
+    return decorate
+
+
+def durable_wait_for_callback(fn: Callable[..., Any]) -> Callable[..., Callable[[str, Any], Any]]:
+    """``f(callback_id, ctx, *args)`` becomes ``f(*args) -> submitter`` for ``wait_for_callback``, named after ``f``."""
+
+    @functools.wraps(fn)
+    def bind(*args: Any, **kwargs: Any) -> Callable[[str, Any], Any]:
+        def call(callback_id: str, ctx: Any) -> Any:
+            return fn(callback_id, ctx, *args, **kwargs)
         call.__durable_name__ = fn.__name__
         call.__name__ = fn.__name__
         return call

@@ -16,25 +16,29 @@ from .config import CheckpointMode, check_checkpoint_mode
 from .context import DurableContext
 from .errors import (CheckpointError, DurableError, ExecutionEnvelopeError, SerDesError, SuspendExecution,
                      ValidationError, error_object)
+from .instrumentation.dispatch import open_invocation
+from .instrumentation.registry import explicit_sources
 from .serdes import decode_plain_json
 from .state import ExecutionState, Runtime
 
 
 def durable_handler(fn: Optional[Callable[[Any, DurableContext], Any]] = None, *,
-                    client: Optional[CheckpointClient] = None, serdes: Any = None,
+                    client: Optional[CheckpointClient] = None, serdes: Any = None, plugins: Any = None,
                     checkpoint_mode: Optional[CheckpointMode] = None) -> Any:
     """Decorate ``fn(event, ctx)``; the result is a Lambda handler ``(event, lambda_context) -> dict``.
-
+    ``plugins``: instrumentation plugins (instances or per-invocation factories; docs/observability.md).
     ``checkpoint_mode=CheckpointMode.PIPELINED``: the handler's at-least-once steps do not wait
     for their results to be saved (SPEC §3; docs/performance.md says what a crash costs then).
     """
     check_checkpoint_mode("durable_handler", "checkpoint_mode", checkpoint_mode)
     if fn is None:
-        return lambda f: durable_handler(f, client=client, serdes=serdes, checkpoint_mode=checkpoint_mode)
+        return lambda f: durable_handler(f, client=client, serdes=serdes, plugins=plugins,
+                                         checkpoint_mode=checkpoint_mode)
+    sources = explicit_sources(plugins)  # checked now: a wrong entry fails at import, not per invocation
 
     @functools.wraps(fn)
     def lambda_handler(event: Any, lambda_context: Any = None) -> dict[str, Any]:
-        return run_invocation(fn, event, lambda_context, client, serdes, checkpoint_mode)
+        return run_invocation(fn, event, lambda_context, client, serdes, sources, checkpoint_mode)
 
     lambda_handler.__durable_function__ = fn  # type: ignore[attr-defined]
     return lambda_handler
@@ -101,9 +105,9 @@ def _failed(exc: BaseException) -> dict[str, Any]:
 
 
 def run_invocation(fn: Callable[[Any, DurableContext], Any], event: Any, lambda_context: Any,
-                   client: Optional[CheckpointClient], serdes: Any,
+                   client: Optional[CheckpointClient], serdes: Any, plugins: Any = (),
                    checkpoint_mode: Optional[CheckpointMode] = None) -> dict[str, Any]:
-    """One invocation of a durable function, from envelope to output."""
+    """One invocation of a durable function, from envelope to output (reported to ``plugins``)."""
     arn, token, ops, marker = _parse_envelope(event)
     client = _resolve_client(client, lambda_context)
     ops = _load_operations(client, arn, token, ops, marker)
@@ -111,6 +115,15 @@ def run_invocation(fn: Callable[[Any, DurableContext], Any], event: Any, lambda_
     flusher = Flusher(client, arn, token, state)
     runtime = Runtime(arn, state, flusher, serdes, context_factory=DurableContext, checkpoint_mode=checkpoint_mode)
     runtime.operation_hook = getattr(lambda_context, "durable_operation_hook", None)
+    instr = runtime.instrumentation = open_invocation(plugins, arn, lambda_context, ops, event, flusher)
+    if instr is not None:
+        return instr.run_invocation(lambda: _outcome(fn, runtime), state.operations)
+    return _outcome(fn, runtime)
+
+
+def _outcome(fn: Callable[[Any, DurableContext], Any], runtime: Runtime) -> dict[str, Any]:
+    """Run the user function and persist everything: the invocation's output."""
+    state, flusher = runtime.state, runtime.flusher
     try:
         try:
             user_event = _user_input(state)

@@ -40,12 +40,14 @@ class DurableLogger(logging.LoggerAdapter):
 
 
 _FIELDS = (("execution_arn", "executionArn"), ("operation_id", "operationId"),
-           ("operation_name", "operationName"), ("attempt", "attempt"))
+           ("operation_name", "operationName"), ("attempt", "attempt"),
+           ("trace_id", "trace_id"), ("span_id", "span_id"))  # set by durable_sync.otel (OpenTelemetry)
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: timestamp (UTC, ISO-8601 ``...Z``), level, message, logger,
-    executionArn, operationId, operationName, attempt."""
+    executionArn, operationId, operationName, attempt (and trace_id / span_id when durable_sync.otel
+    traces the execution)."""
 
     converter = staticmethod(time.gmtime)  # formatTime in UTC, whatever the process's TZ
 

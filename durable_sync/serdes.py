@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import decimal
 import enum
+import importlib
 import json
 import sys
 import threading
 import types
-import uuid
 from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
 from .errors import SerDesError, ValidationError, utf8_safe
@@ -80,20 +79,33 @@ class SerDes(Protocol[T]):
 
 # --------------------------------------------------------------------------- allow-list
 
-# Captured at import so that patching (e.g. freezegun's FakeDatetime) cannot change them.
+# The standard value types allowed by default. The datetime family is captured at import so
+# that patching (e.g. freezegun's FakeDatetime) cannot change it. Decimal and UUID are found in
+# their modules when a value needs them: a Decimal can only exist once decimal is imported, and
+# decoding one imports decimal (a fixed standard module of this table, never one a payload names).
 _STD_CLASSES: dict[str, type] = {
     "datetime.datetime": _dt.datetime,
     "datetime.date": _dt.date,
     "datetime.time": _dt.time,
     "datetime.timedelta": _dt.timedelta,
     "datetime.timezone": _dt.timezone,
-    "decimal.Decimal": decimal.Decimal,
-    "uuid.UUID": uuid.UUID,
     "builtins.frozenset": frozenset,
 }
+_STD_ON_DEMAND = {"decimal.Decimal": "decimal", "uuid.UUID": "uuid"}
 _registered: dict[str, type] = {}  # importable name -> class, from allow()
 _registered_set: set[type] = set()
 _STD_SET = frozenset(_STD_CLASSES.values())
+
+
+def _std_class(name: str, load: bool = False) -> Any:
+    """The standard class ``name`` of the tables above (None if unknown, or not loaded and not ``load``)."""
+    cls = _STD_CLASSES.get(name)
+    if cls is None and name in _STD_ON_DEMAND:
+        module = sys.modules.get(_STD_ON_DEMAND[name])
+        if module is None and load:
+            module = importlib.import_module(_STD_ON_DEMAND[name])
+        cls = getattr(module, name.rpartition(".")[2], None)
+    return cls
 
 _SAFE_TAGS = frozenset({"py/object", "py/tuple", "py/set", "py/b64", "py/b85", "py/id"})
 _OBJECT_TAGS = frozenset({"py/newargs", "py/seq", "py/state"})  # only next to py/object
@@ -134,7 +146,7 @@ def _class_has(cls: type, attr: str) -> bool:
 def _is_allowed_class(cls: Any) -> bool:
     if not isinstance(cls, type):
         return False
-    if cls in _registered_set or cls in _STD_SET:
+    if cls in _registered_set or cls in _STD_SET or _std_class(_class_name(cls)) is cls:
         return True
     if _class_has(cls, "__dataclass_fields__") or issubclass(cls, enum.Enum):
         return True
@@ -143,7 +155,7 @@ def _is_allowed_class(cls: Any) -> bool:
 
 def _find_loaded_class(name: str) -> Any:
     """The object ``name`` refers to, looked up in already imported modules only."""
-    found = _registered.get(name) or _STD_CLASSES.get(name)
+    found = _registered.get(name) or _std_class(name, load=True)
     if found is not None:
         return found
     parts = name.split(".")
@@ -341,21 +353,21 @@ class _TimezoneHandler(_StdHandler):
 class _DecimalHandler(_StdHandler):
     name = "decimal.Decimal"
 
-    def dump(self, obj: decimal.Decimal) -> dict:
+    def dump(self, obj: Any) -> dict:
         return {"value": str(obj)}
 
-    def restore(self, data: dict) -> decimal.Decimal:
-        return decimal.Decimal(data["value"])
+    def restore(self, data: dict) -> Any:
+        return _std_class(self.name, load=True)(data["value"])
 
 
 class _UUIDHandler(_StdHandler):
     name = "uuid.UUID"
 
-    def dump(self, obj: uuid.UUID) -> dict:
+    def dump(self, obj: Any) -> dict:
         return {"hex": obj.hex}
 
-    def restore(self, data: dict) -> uuid.UUID:
-        return uuid.UUID(hex=data["hex"])
+    def restore(self, data: dict) -> Any:
+        return _std_class(self.name, load=True)(hex=data["hex"])
 
 
 class _FrozensetHandler(_StdHandler):
@@ -382,19 +394,18 @@ class _EnumHandler(_Handler):
 
 
 # Order matters for subclasses: datetime is a subclass of date.
-_HANDLERS: tuple[tuple[type, type[_Handler]], ...] = tuple(
-    (_STD_CLASSES[h.name], h) for h in (_DatetimeHandler, _DateHandler, _TimeHandler, _TimedeltaHandler,
-                                         _TimezoneHandler, _DecimalHandler, _UUIDHandler, _FrozensetHandler)
-) + ((enum.Enum, _EnumHandler),)
+_HANDLERS: tuple[type[_StdHandler], ...] = (_DatetimeHandler, _DateHandler, _TimeHandler, _TimedeltaHandler,
+                                            _TimezoneHandler, _DecimalHandler, _UUIDHandler, _FrozensetHandler)
 
 
 def _handler_for(cls: Any) -> Optional[type[_Handler]]:
     if not isinstance(cls, type):
         return None
-    for base, handler in _HANDLERS:
-        if issubclass(cls, base):
+    for handler in _HANDLERS:
+        base = _std_class(handler.name)  # None when its module is not loaded: no such value exists
+        if base is not None and issubclass(cls, base):
             return handler
-    return None
+    return _EnumHandler if issubclass(cls, enum.Enum) else None
 
 
 _codec: Optional[tuple[type, type]] = None

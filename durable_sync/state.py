@@ -24,20 +24,6 @@ class ExecutionState:
             self._ops[op["Id"]] = op
             if op.get("Type") == wire.EXECUTION:
                 self.execution_op = op
-        # Replaying while the code walks through operations that already completed. It ends at the
-        # first new or unfinished operation, or once the code has reached every completed one: code
-        # after the last completed operation is new work (its logs are not repeats).
-        self.replaying = any(op.get("Type") != wire.EXECUTION for op in self._ops.values())
-        self._unvisited = {op_id for op_id, op in self._ops.items()
-                           if op.get("Type") != wire.EXECUTION and op.get("Status") in wire.TERMINAL}
-
-    def visit(self, op_id: str) -> None:
-        """The code reached the completed operation ``op_id``; the last one ends the replay."""
-        if self.replaying and self._unvisited:
-            with self._lock:
-                self._unvisited.discard(op_id)
-                if not self._unvisited:
-                    self.replaying = False
 
     def get(self, op_id: str) -> dict[str, Any] | None:
         return self._ops.get(op_id)
@@ -80,6 +66,8 @@ class Runtime:
         # Testing hook (durable_sync.testing): ``hook(request, record) -> bool`` sees every operation the code
         # asks for (request: Id, ParentId, Position, Type, SubType, Name); True ends the invocation there.
         self.operation_hook: Optional[Callable[[dict, Optional[dict]], bool]] = None
+        #: The invocation's instrumentation plugins (durable_sync.instrumentation.dispatch), None without plugins.
+        self.instrumentation: Any = None
 
     def suspend(self, reason: str) -> SuspendExecution:
         """The exception that ends the invocation PENDING; remembers that one was raised."""

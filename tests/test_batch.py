@@ -77,8 +77,10 @@ def test_parallel_wire_shape_ids_and_index_ordered_results(engine):
     branches = sorted(ops_of(engine, res.arn, "ParallelBranch"), key=lambda op: op["StartTimestamp"])
     assert {op["Id"] for op in branches} == {wire.branch_id(parent["Id"], i) for i in range(3)}
     by_id = {op["Id"]: op for op in branches}
-    assert by_id[wire.branch_id(parent["Id"], 0)]["Name"] == "first"  # a plain function's __name__
+    # The official SDK's default name (a plain function's __name__ is not used), else ParallelBranch's name
+    assert by_id[wire.branch_id(parent["Id"], 0)]["Name"] == "parallel-branch-0"
     assert by_id[wire.branch_id(parent["Id"], 1)]["Name"] == "middle"
+    assert by_id[wire.branch_id(parent["Id"], 2)]["Name"] == "parallel-branch-2"
     assert all(op["ParentId"] == parent["Id"] and op["Type"] == "CONTEXT" for op in branches)
     steps = {op["Name"]: op for op in ops_of(engine, res.arn, "Step")}
     assert steps["s0"]["ParentId"] == wire.branch_id(parent["Id"], 0)
@@ -120,7 +122,7 @@ def test_map_passes_item_index_items_names_iterations_and_uses_item_serdes(engin
     assert res.result == ["A", "B", "C"]
     assert sorted(seen) == [("a", 0, ("a", "b", "c")), ("b", 1, ("a", "b", "c")), ("c", 2, ("a", "b", "c"))]
     [parent] = ops_of(engine, res.arn, "Map")
-    assert parent["Name"] == "fn"  # named after the function, like a step
+    assert "Name" not in parent  # as in the official SDK: a plain function's __name__ does not name a map
     iterations = ops_of(engine, res.arn, "MapIteration")
     assert sorted(op["Name"] for op in iterations) == ["item-0-a", "item-1-b", "item-2-c"]
     assert all(json.loads(op["ContextDetails"]["Result"]).keys() == {"tagged"} for op in iterations)

@@ -78,10 +78,17 @@ def check_concurrent(result, err):
 
 def check_official_paid(result, err):
     assert result == {"order_id": "o-1", "status": "paid", "approved_by": "auto", "charged": 40, "attempts": 2}
+    assert "retry in 30 s" in err  # the official SDK's retry strategy, in virtual time
 
 
 def check_official_expired(result, err):
-    assert result == {"order_id": "o-2", "status": "expired"}  # nobody answered within the 24 h timeout
+    assert result == {"order_id": "o-2", "status": "expired"}  # nobody answered in 24 h
+    assert "CallbackTimedOut" in err
+
+
+def check_traced(result, err):
+    assert result == {"report": "weekly", "rows": 3, "total": 1000}
+    assert "retry in 1 s" in err  # the eu source failed once: two invocations, one trace
 
 
 CASES = [
@@ -95,6 +102,7 @@ CASES = [
     ("concurrent_enrichment.py", {"user_id": 42}, check_concurrent),
     ("official_sdk_approval.py", {"order_id": "o-1", "amount": 40}, check_official_paid),
     ("official_sdk_approval.py", {"order_id": "o-2", "amount": 250}, check_official_expired),
+    ("traced_report.py", {"report": "weekly", "regions": ["eu", "us", "ap"]}, check_traced),
 ]
 
 

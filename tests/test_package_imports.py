@@ -46,7 +46,7 @@ MODULES = {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
 
 # the parts the issue names, each one node; everything else is grouped by its first level
 GROUPS = ("durable_sync.cli", "durable_sync.local.http", "durable_sync.inspection", "durable_sync.views",
-          "durable_sync.testing")
+          "durable_sync.testing", "durable_sync.console")
 
 
 def _group(module: str) -> str:

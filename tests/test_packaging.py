@@ -44,7 +44,8 @@ def test_the_lambda_artifact_holds_only_what_the_function_imports(tmp_path):
     assert "examples/order_workflow.py" in files and "durable_sync/__init__.py" in files
     assert not {f for f in files if f.startswith(("tests/", "docs/", "benchmarks/", "durable_sync/local/",
                                                    "durable_sync/testing/", "durable_sync/cli",
-                                                   "durable_sync/inspection/")) or "__pycache__" in f}
+                                                   "durable_sync/inspection/", "durable_sync/console/"))
+                or "__pycache__" in f}
     # the handler runs from the artifact alone: one invocation (it ends PENDING at the flaky reservation's retry)
     probe = textwrap.dedent('''
         import json, sys

@@ -543,3 +543,17 @@ def test_official_json_and_pass_through_serdes():
         {"py/reduce": [1]}
     assert serdes.PassThroughSerDes().serialize("raw text", CTX) == "raw text"
     assert serdes.PassThroughSerDes().deserialize("raw text", CTX) == "raw text"
+
+
+def test_decimal_and_uuid_are_decoded_in_a_process_that_never_imported_them():
+    # Encoded here; decoded by a fresh interpreter where decimal and uuid are not loaded yet.
+    text = DEFAULT_SERDES.serialize([decimal.Decimal("1.25"), uuid.UUID(int=7)], CTX)
+    code = f"""if True:
+        import sys
+        from durable_sync.serdes import DEFAULT_SERDES as S
+        assert "decimal" not in sys.modules and "uuid" not in sys.modules
+        value = S.deserialize({text!r}, None)
+        import decimal, uuid
+        assert value == [decimal.Decimal("1.25"), uuid.UUID(int=7)], value
+    """
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(serdes.__file__).parent.parent)

@@ -265,3 +265,33 @@ def test_lone_surrogates_over_http_are_refused_and_the_store_never_sees_them(tmp
     finally:
         running.stop()
         engine.close()
+
+
+def test_updated_operation_ids_survive_a_restart(tmp_path):
+    """A callback answered while the execution was paused, then the engine closed: the engine that opens
+    the database next still lists it in the envelope of the next invocation."""
+    db = str(tmp_path / "d.db")
+    seen = []
+
+    def raw(event, lambda_context):
+        seen.append(event["UpdatedOperationIds"])
+        if len(seen) == 1:
+            engine.checkpoint(event["DurableExecutionArn"], event["CheckpointToken"], [
+                {"Id": "cb", "Type": "CALLBACK", "SubType": "Callback", "Action": "START"}])
+            return {"Status": "PENDING"}
+        return {"Status": "SUCCEEDED", "Result": "1"}
+
+    engine = LocalEngine(db=db, skip_time=True, functions={"raw": raw})
+    arn = engine.start(raw, {}, function_name="raw")
+    engine.pause(arn)
+    [callback_id] = [e["CallbackStartedDetails"]["CallbackId"] for e in engine.history(arn)
+                     if e["EventType"] == "CallbackStarted"]
+    engine.send_callback_success(callback_id, '"late"')  # completes; no invocation while paused
+    engine.close()
+    engine = LocalEngine(db=db, skip_time=True, functions={"raw": raw})
+    try:
+        engine.resume_execution(arn)
+        assert engine.get_execution(arn).status == "SUCCEEDED"
+        assert seen == [[], ["cb"]]
+    finally:
+        engine.close()

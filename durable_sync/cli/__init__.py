@@ -1,7 +1,7 @@
 """``durable-sync``: run, inspect and operate durable executions on the embedded engine.
 
 One module per group of commands: ``run`` (run.py), ``list`` / ``history`` (inspect.py), ``resume``
-/ ``pause`` / ``stop`` / ``delete`` / ``callback`` (control.py), ``serve`` (serve.py); what they
+/ ``pause`` / ``stop`` / ``delete`` / ``callback`` (control.py), ``serve`` and ``console`` (serve.py); what they
 share is in common.py, and what ``run`` shows while an execution runs in progress.py.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .inspect import add_parsers as _inspect_parsers
 from .inspect import cmd_history, cmd_list
 from .run import add_parser as _run_parser
 from .run import cmd_run
-from .serve import add_serve_parser, cmd_serve
+from .serve import add_console_parser, add_serve_parser, cmd_serve
 
 __all__ = ["main", "build_parser", "load_handler", "CliError", "cmd_run", "cmd_list", "cmd_history", "cmd_resume",
            "cmd_pause", "cmd_stop", "cmd_delete", "cmd_callback", "cmd_serve", "DEFAULT_DB", "EXIT_OK",
@@ -38,6 +38,7 @@ EXAMPLES = """examples:
   durable-sync run examples/order_workflow.py --input '{"order_id": "o-1", "items": [{"sku": "apple", "qty": 3}]}'
   durable-sync list
   durable-sync history NAME --html timeline.html
+  durable-sync console    (the live console: http://127.0.0.1:9014/console/)
   durable-sync resume NAME --skip-time
   durable-sync COMMAND --help     (what each command does, with examples)"""
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect_parsers(sub)
     _control_parsers(sub)
     add_serve_parser(sub)
+    add_console_parser(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from .. import wire
 from ..inspection import format_duration, format_trace
 from ..inspection.history import operation_type_of
-from ..inspection.model import BRANCH_SUBTYPES, kind_word, unnamed_label
+from ..inspection.model import BRANCH_SUBTYPES, kind_word, operation_label
 from ..inspection.tree import to_ms
 from .common import err, exec_name, when
 
@@ -64,9 +64,9 @@ class Labels:
         parent = self._ops.get((arn, parent_id)) if parent_id else None
         name = event.get("Name")
         label = name
-        if not label:
+        if not label or sub in BRANCH_SUBTYPES:
             position = self._position(arn, parent_id, op_id)
-            label = unnamed_label(kind_word(sub), sub, position, parent.label if parent else None)
+            label = operation_label(name, kind_word(sub), sub, position, parent.label if parent else None)
         if parent is not None and parent.in_batch:  # inside a map item: say which ("enrich-3 › lookup")
             item = parent.label.split(" › ")[0]
             label = f"{item} › {label}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import signal
@@ -41,6 +42,8 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--skip-time", action="store_true", help="virtual time: waits and retries take no real time")
     run.add_argument("--json", action="store_true",
                      help='print one object {"status", "arn", "name", "result" | "error"} on stdout, for every outcome')
+    run.add_argument("--trace", default=None, metavar="FILE",
+                     help="write the run's OpenTelemetry spans to FILE as OTLP-JSON lines (extra [otel])")
     verbose_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -172,6 +175,17 @@ def _existing(engine: Any, fn_name: str, name: Optional[str], given: bool, paylo
     return snapshot, stored
 
 
+def traced(path: Optional[str], service_name: str) -> Any:
+    """With ``--trace FILE``: every handler of the run traced to FILE (docs/observability.md)."""
+    if path is None:
+        return contextlib.nullcontext()
+    try:
+        from ..otel import trace_to_file
+    except ImportError as exc:
+        raise CliError(f"--trace needs OpenTelemetry ({exc}): pip install 'lambda-durable-sync[otel]'") from None
+    return trace_to_file(path, service_name)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..local import LocalEngine
 
@@ -183,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     printer = EventPrinter(db=args.db)
     live = live_progress(printer)  # a status line when stderr is a terminal; else one line per event
     name: Optional[str] = args.name
-    with interrupts_as_keyboard(), user_logs(args):
+    with interrupts_as_keyboard(), user_logs(args), traced(args.trace, fn_name):
         engine = LocalEngine(db=args.db, skip_time=args.skip_time, functions=functions, listeners=[live or printer],
                              resume_unfinished=False)
         try:

@@ -20,7 +20,7 @@ from .tree import operation_line, render_tree, to_ms
 __all__ = [
     "Operation", "StepOperation", "StepAttempt", "WaitOperation", "ContextOperation", "CallbackOperation",
     "InvokeOperation", "OperationNotFoundError", "Status", "Execution", "Invocation", "build_operation",
-    "build_tree", "read_execution", "kind_word", "unnamed_label",
+    "build_tree", "read_execution", "kind_word", "unnamed_label", "operation_label",
 ]
 
 EXECUTION_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -372,6 +372,19 @@ def _step_attempts(events: Sequence[dict]) -> tuple[StepAttempt, ...]:
     return tuple(StepAttempt(**a) for a in attempts)
 
 
+#: The Name both SDKs give map item / parallel branch ``i`` that has none of its own (``map-item-3``).
+DEFAULT_BRANCH_NAMES = {wire.SubType.MAP_ITERATION: "map-item-", wire.SubType.PARALLEL_BRANCH: "parallel-branch-"}
+
+
+def operation_label(name: Optional[str], kind: str, sub_type: Optional[str], position: Optional[int],
+                    parent_label: Optional[str]) -> str:
+    """The name, or ``unnamed_label`` when there is none or it is a branch's default name (``m[3]``,
+    not ``map-item-3``)."""
+    if name and not (position is not None and name == f"{DEFAULT_BRANCH_NAMES.get(sub_type)}{position}"):
+        return name
+    return unnamed_label(kind, sub_type, position, parent_label)
+
+
 def unnamed_label(kind: str, sub_type: Optional[str], position: Optional[int], parent_label: Optional[str]) -> str:
     """The label of an operation without a name: ``m[3]`` for item 3 of map ``m``, ``step #2`` for the
     second operation of its context, ``(step)`` when its position is unknown."""
@@ -443,8 +456,8 @@ def build_tree(operations: Sequence[dict], history: Sequence[dict] = (), arn: st
 
     def build(op: dict, parent_label: Optional[str]) -> Operation:
         position = positions.get(op["Id"])
-        label = op.get("Name") or unnamed_label(kind_word(op.get("SubType") or op.get("Type")),
-                                                op.get("SubType"), position, parent_label)
+        label = operation_label(op.get("Name"), kind_word(op.get("SubType") or op.get("Type")), op.get("SubType"),
+                                position, parent_label)
         kids = [build(child, label) for child in in_code_order(op["Id"], children_of.get(op["Id"], []))]
         return build_operation(op, events_by_id.get(op["Id"], ()), kids, arn, position, label)
 

@@ -38,6 +38,7 @@ from . import history as h
 from .clock import RealClock, VirtualClock, check_clock
 from .control import MAX_REASON_CHARS  # noqa: F401 - re-exported
 from .handlers import reference as handler_reference
+from .handlers import resolve as resolve_handler
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
@@ -87,7 +88,8 @@ class LocalEngine:
         """Open the engine on ``db`` (a SQLite file, or ":memory:").
 
         - ``skip_time``: virtual time, driven by the caller (see the module docstring).
-        - ``functions``: name -> handler, the functions chained invokes (and the HTTP façade) call by name.
+        - ``functions``: name -> handler, the functions chained invokes (and the HTTP façade) call by name;
+          a handler may be given as a reference, e.g. ``"path/handler.js:handler"`` for a Node.js one.
         - ``isolation``: None (invocations run on the engine's threads) or "process" (a fresh child
           process per invocation).
         - ``clock``: the engine's clock (default: ``VirtualClock()`` with ``skip_time``, else
@@ -128,7 +130,7 @@ class LocalEngine:
         # (function name, execution name) of a chained invoke's durable target -> (caller ARN, op id)
         self._invoke_links: dict[tuple[str, str], tuple[str, str]] = {}
         self._tls = threading.local()  # per-thread: a scheduler.drain() loop is running
-        self._functions: dict[str, Callable] = dict(functions or {})
+        self._functions: dict[str, Callable] = {name: resolve_handler(fn) for name, fn in (functions or {}).items()}
         self._missing: dict[str, str] = {}  # ARN -> why its handler is unknown (adopted executions only)
         # (operation, ARN, ClientToken) -> (arguments, expiry ms) of recent pause / resume calls
         self._control_tokens: dict[tuple, tuple] = {}
@@ -139,7 +141,7 @@ class LocalEngine:
         self._timer_failures = 0  # virtual time: timers failed in a row (scheduler.MAX_TIMER_FAILURES)
         self._ready: deque[str] = deque()
         self._client = InProcessClient(self)
-        self.foreign = foreign.Host(self)  # the endpoint handlers not written with durable_sync reach it by
+        self.foreign = foreign.Host()  # how handlers not written with durable_sync reach the engine
         # Serve mode (durable_sync.local.http): returns the checkpoint client handlers get in their
         # lambda_context (None there: the SDK's boto3 default client); None here: the in-process client.
         self.client_factory: Optional[Callable[[], Any]] = None
@@ -189,8 +191,10 @@ class LocalEngine:
             for listener in self._listeners:
                 listener(ex.arn, boto_event)
 
-    def register_function(self, name: str, handler: Callable) -> None:
-        """Make ``handler`` invokable by name (chained invoke, CLI, HTTP)."""
+    def register_function(self, name: str, handler: Callable | str) -> None:
+        """Make ``handler`` invokable by name (chained invoke, CLI, HTTP); a reference
+        (``"path/handler.js:handler"``, ``"path/file.py:handler"``) is loaded first."""
+        handler = resolve_handler(handler)
         with self._lock:
             self._functions[name] = handler
             waiting = [self._executions[arn] for arn in self._missing if self._executions[arn].function_name == name]
@@ -200,6 +204,22 @@ class LocalEngine:
             scheduler.mark_ready(self, ex)
         if waiting:
             scheduler.after_change(self)
+
+    def run_unfinished(self) -> list[str]:
+        """Run onward every unfinished execution the engine left alone (``resume_unfinished=False``): arm
+        its timers and invoke it if it needs an invocation (its last one was cut short, say), as an engine
+        opened with ``resume_unfinished=True`` does when it opens. Returns their ARNs, oldest first.
+
+        For a host that must be ready before handlers run: ``durable-sync serve`` opens the engine with
+        ``resume_unfinished=False``, starts its HTTP server (handlers that reach the engine over HTTP
+        need its URL), then calls this. Virtual time: their due invocations run before it returns (the
+        clock does not move; ``wait(arn)`` moves it). Calling it again does nothing."""
+        with self._lock:
+            dormant = [ex for arn, ex in self._executions.items() if arn in self._dormant]
+        for ex in dormant:
+            self._wake(ex)
+        scheduler.after_change(self)
+        return [ex.arn for ex in dormant]
 
     def missing_handlers(self) -> dict[str, str]:
         """ARN -> why an unfinished execution loaded from the database cannot be invoked (no handler)."""
@@ -607,6 +627,10 @@ class LocalEngine:
             self._callback_clock.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        for handler in list(self._functions.values()):  # e.g. a Node.js handler's warm processes
+            release = getattr(handler, "__durable_release__", None)
+            if release is not None:
+                release()
         self.foreign.close()
         self._store.close()
 
@@ -632,6 +656,7 @@ class LocalEngine:
             if cb:
                 self._callbacks[cb] = (ex.arn, op["Id"])
         if ex.status == RUNNING:
+            runner.recall_changes(ex)
             pause = control.pause_of(ex)
             if pause is not None and pause["Status"] == control.PAUSING:  # its invocation ended with the process
                 control.pause_takes_effect(self, ex, {**pause, "Interrupted": True})

@@ -119,6 +119,12 @@ def load(spec: str, *, fresh: bool = False) -> Callable:
     return handler
 
 
+def resolve(handler: Any) -> Callable:
+    """A function given to the engine as a callable or as a reference (``"path/handler.js:handler"``,
+    ``"path/file.py:handler"``): the callable, loaded when it is a reference."""
+    return load(handler) if isinstance(handler, str) else handler
+
+
 def load_python_file(path: str, attr: str, fresh: bool = False) -> Callable:
     """Import the module at ``path`` (its directory goes on sys.path) and return its callable ``attr``.
 
@@ -133,8 +139,17 @@ def load_python_file(path: str, attr: str, fresh: bool = False) -> Callable:
     return handler
 
 
+def load_node_file(path: str, attr: str, fresh: bool = False) -> Callable:
+    """The Node.js handler ``attr`` of the module at ``path``, checked by loading it in Node
+    (``node_runtime.load_node_handler``); each invocation then runs in a Node process."""
+    from .node_runtime import load_node_handler  # node_runtime raises this module's HandlerLoadError
+
+    return load_node_handler(path, attr)
+
+
 #: File suffix -> loader(path, attr, fresh) of a handler in such a file.
-FILE_LOADERS: dict[str, Callable[[str, str, bool], Callable]] = {".py": load_python_file}
+FILE_LOADERS: dict[str, Callable[[str, str, bool], Callable]] = {
+    ".py": load_python_file, ".js": load_node_file, ".mjs": load_node_file, ".cjs": load_node_file}
 
 
 def _import_file(path: str, fresh: bool) -> Any:

@@ -17,9 +17,10 @@ isolation is for: emulating crashes (``os._exit``), leaks and process-global sta
 The child gets the engine's ``sys.path`` and current environment, imports the
 handler from its reference (``handlers.reference``: "FILE:ATTR" or "module:qualname"),
 else the handler pickled by reference, and runs it with a ``PipeClient`` as its
-checkpoint client (a handler not written with durable_sync gets the engine's
-endpoint in its environment instead, see ``foreign``): ``checkpoint`` and ``get_state`` are calls answered by the
-engine in the parent while the child runs. Log records the child emits are sent to
+checkpoint client (an official-SDK handler gets a boto3-like client over the same
+pipe, or the served engine's endpoint in its environment: see ``foreign``):
+``checkpoint`` and ``get_state`` are calls answered by the engine in the parent
+while the child runs. Log records the child emits are sent to
 the parent and handled there by the logger of the same name, so log capture works
 as with in-process invocations. A child that dies before answering (``os._exit``,
 a signal, a crash of the interpreter) becomes an invocation error
@@ -72,11 +73,9 @@ def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
     if not hasattr(socket, "socketpair") or os.name == "nt":
         return None, {"ErrorType": "Runtime.IsolationError",
                       "ErrorMessage": "isolation='process' needs a POSIX system"}
-    try:  # a handler not written with durable_sync reaches the engine through boto3: give it the endpoint
-        env = None if foreign.kind(handler) == foreign.DURABLE_SYNC else {**os.environ, **engine.foreign.environment()}
-    except Exception as exc:  # noqa: BLE001 - no loopback port, the engine is closing
-        return None, {"ErrorType": "Runtime.IsolationError",
-                      "ErrorMessage": f"cannot serve the engine's endpoint to the child: {type(exc).__name__}: {exc}"}
+    # A served engine's endpoint goes in the child's environment, for handlers that reach it through boto3.
+    endpoint_url = engine.foreign.endpoint_url
+    env = {**os.environ, **engine.foreign.environment()} if endpoint_url else None
     parent_sock, child_sock = socket.socketpair()
     try:
         proc = subprocess.Popen([sys.executable, "-c", _BOOT.format(root=_ROOT), str(child_sock.fileno())],
@@ -91,7 +90,7 @@ def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
     try:
         conn.send({"sys_path": list(sys.path), "handler": spec, "envelope": envelope,
                    "function_name": function_name, "deadline_ms": int((time.time() + timeout) * 1000),
-                   "log_levels": _log_levels()})
+                   "log_levels": _log_levels(), "endpoint_url": endpoint_url})
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not conn.poll(remaining):
@@ -256,8 +255,12 @@ def child_main(fd: int) -> None:
         from .clock import RealClock
         from .runner import LocalLambdaContext
 
-        lambda_context = LocalLambdaContext(PipeClient(channel), boot["function_name"], boot["deadline_ms"], RealClock())
-        output = handler(boot["envelope"], lambda_context)
+        lambda_context = LocalLambdaContext(PipeClient(channel), boot["function_name"], boot["deadline_ms"], RealClock(),
+                                            boot["endpoint_url"])
+        if boot["endpoint_url"]:  # foreign handlers find the served engine in the environment
+            output = handler(boot["envelope"], lambda_context)
+        else:  # an official-SDK handler gets a client that calls the engine over the pipe
+            output = foreign.Host().call(handler, boot["envelope"], lambda_context, channel.call)
         try:
             channel.send(("output", output))
         except Exception:  # noqa: BLE001 - unpicklable output: the engine reports it as invalid

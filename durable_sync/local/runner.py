@@ -8,6 +8,7 @@ is in flight per execution at a time.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 MAX_INVOCATION_ATTEMPTS = 3  # an invocation that errors is retried, then the execution fails
 
 
+class InvocationFailed(Exception):
+    """Raised by a handler that runs outside this interpreter (a Node.js process) with the error object the
+    invocation ended with, as Lambda reports it (e.g. ``Runtime.ExitError`` when the process died)."""
+
+    def __init__(self, error_object: dict):
+        super().__init__(f"{error_object.get('ErrorType')}: {error_object.get('ErrorMessage')}")
+        self.error_object = error_object
+
+
 class LocalLambdaContext:
     """The ``lambda_context`` the engine passes: the members of Lambda's Python context object, and the
     in-process checkpoint client (``durable_client``) durable_sync handlers use."""
@@ -39,8 +49,10 @@ class LocalLambdaContext:
     identity = None
     tenant_id = None
 
-    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any):
+    def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any,
+                 endpoint_url: Optional[str] = None):
         self.durable_client = client
+        self.endpoint_url = endpoint_url  # the Lambda API serving the engine (durable-sync serve), else None
         self.function_name = function_name
         self.aws_request_id = str(uuid.uuid4())
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
@@ -104,12 +116,18 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     output, failure = None, None
     try:
         client = engine._client if engine.client_factory is None else engine.client_factory()
-        lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock)
-        if engine.isolation == "process":
+        lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock,
+                                        engine.foreign.endpoint_url)
+        own_process = getattr(handler, "__durable_own_process__", False)  # a Node.js handler (node_runtime)
+        if own_process:  # its process reaches the engine over HTTP, as on Lambda
+            lambda_ctx.environment = engine.foreign.process_environment(engine)
+        if engine.isolation == "process" and not own_process:
             output, failure = run_in_child(engine, handler, envelope, ex.function_name)
         else:
             try:
-                output = engine.foreign.call(handler, envelope, lambda_ctx)
+                output = engine.foreign.call(handler, envelope, lambda_ctx, functools.partial(_serve_call, engine))
+            except InvocationFailed as exc:
+                failure = exc.error_object
             except Exception as exc:  # noqa: BLE001 - an invocation error, as Lambda reports it
                 failure = {"ErrorType": type(exc).__name__, "ErrorMessage": str(exc)}
             except BaseException as exc:  # noqa: BLE001 - sys.exit() & co.: on Lambda the runtime process exits
@@ -130,6 +148,11 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     with engine._cond:
         engine._cond.notify_all()
     return True
+
+
+def _serve_call(engine: "LocalEngine", method: str, *args: Any) -> dict:
+    """A foreign handler's call of the service API, answered by the engine (``foreign.EngineLambdaClient``)."""
+    return {"checkpoint": engine.checkpoint, "get_state": engine.get_state}[method](*args)
 
 
 def invocation_envelope(ex: Execution, token: str) -> dict:
@@ -173,7 +196,8 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
         failure = {"ErrorType": "Runtime.InvalidOutput",
                    "ErrorMessage": f"the handler returned {output!r:.200}; a durable handler returns "
                                    "{'Status': 'SUCCEEDED'|'FAILED'|'PENDING', ...}: is it decorated (durable_sync's "
-                                   "@durable_handler, the official SDK's @durable_execution)?"}
+                                   "@durable_handler, the official SDK's @durable_execution; in JavaScript, "
+                                   "withDurableExecution)?"}
     now = engine.clock.now_ms()
     details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": now, "RequestId": str(uuid.uuid4())}
     if failure is not None:
@@ -229,6 +253,17 @@ def has_pending_work(ex: Execution) -> bool:
     return any((op["Type"], op["Status"]) in _PENDING_STATES for op in ex.ops.values())
 
 
+def recall_changes(ex: Execution) -> None:
+    """An execution loaded from the store: what the service changed since its last invocation ended (a
+    completion recorded after it, a retry come due), so the next envelope lists it in UpdatedOperationIds."""
+    changed = [op["Id"] for op in ex.ops.values() if op["Type"] == wire.STEP and op["Status"] == wire.READY]
+    for event in reversed(ex.events):
+        if event["EventType"] == "InvocationCompleted":
+            break
+        if event["EventType"] in SERVICE_COMPLETIONS:
+            changed.append(event["Id"])
+    for op_id in reversed(changed):
+        ex.service_changed[op_id] = None
 
 
 def needs_invocation(ex: Execution) -> bool:

@@ -192,22 +192,23 @@ def apply_batch(ex: Execution, updates: list[dict], now_ms: int, trusted: bool =
 
 def _check_fields(u: dict) -> None:
     """The members an action may carry (the service refuses the others rather than drop them)."""
-    op_id, action, op_type = u.get("Id"), u.get("Action"), u.get("Type")
-    if action == wire.SUCCEED and u.get("Error") is not None:
-        raise _invalid(f"operation {op_id} ({op_type}): a SUCCEED update cannot carry an Error")
+    action, error = u.get("Action"), u.get("Error")
+    if error is None:
+        if action == wire.FAIL and u.get("Payload") is not None:
+            raise _invalid(f"operation {u.get('Id')} ({u.get('Type')}): a FAIL update cannot carry a Payload")
+        return
+    where = f"operation {u.get('Id')} ({u.get('Type')})"
+    if action == wire.SUCCEED:
+        raise _invalid(f"{where}: a SUCCEED update cannot carry an Error")
     if action == wire.FAIL and u.get("Payload") is not None:
-        raise _invalid(f"operation {op_id} ({op_type}): a FAIL update cannot carry a Payload")
-    if action == wire.RETRY and u.get("Error") is not None and u.get("Payload") is not None:
-        raise _invalid(f"operation {op_id} ({op_type}): a RETRY update carries an Error or a Payload, not both")
-    error = u.get("Error")
-    if error is not None:
-        if not isinstance(error, dict):
-            raise _invalid(f"operation {op_id} ({op_type}): Error must be an ErrorObject "
-                           "(ErrorType, ErrorMessage, ErrorData, StackTrace)")
-        size = len(json.dumps(error, ensure_ascii=False).encode("utf-8", "surrogatepass"))
-        if size > MAX_ERROR_BYTES:
-            raise _invalid(f"operation {op_id} ({op_type}): the Error object is {size} bytes; it must be at most "
-                           f"{MAX_ERROR_BYTES} bytes")
+        raise _invalid(f"{where}: a FAIL update cannot carry a Payload")
+    if action == wire.RETRY and u.get("Payload") is not None:
+        raise _invalid(f"{where}: a RETRY update carries an Error or a Payload, not both")
+    if not isinstance(error, dict):
+        raise _invalid(f"{where}: Error must be an ErrorObject (ErrorType, ErrorMessage, ErrorData, StackTrace)")
+    size = len(json.dumps(error, ensure_ascii=False).encode("utf-8"))  # check_text refused lone surrogates
+    if size > MAX_ERROR_BYTES:
+        raise _invalid(f"{where}: the Error object is {size} bytes; it must be at most {MAX_ERROR_BYTES} bytes")
 
 
 def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
@@ -427,6 +428,8 @@ def _size(op: dict) -> int:
 def page(ops: list, start: int = 0, max_items: int = PAGE_MAX_ITEMS,
          max_bytes: int = PAGE_MAX_BYTES) -> tuple[list, Optional[int]]:
     """``ops`` from ``start``: at most ``max_items`` and about ``max_bytes`` (at least one); the next start."""
+    if len(ops) - start <= 1:  # the usual checkpoint answer: one operation, always a page of its own
+        return ops[start:], None
     out: list = []
     total = 0
     for op in ops[start:start + max_items]:

@@ -34,8 +34,9 @@ context SUCCEEDs with the BatchResult even when branches failed; only
 ``BatchResult.throw_if_error()`` raises.
 
 Suspension. When no branch runs, the outcome is not decided and at least one
-branch suspended, the call raises ``runtime.suspend(...)`` from the calling thread; the engine re-invokes at the earliest completion and the suspended
-branches resume from their checkpoints. A ``CheckpointError`` in a branch fails
+branch suspended, the call raises the scope's ``suspend(...)`` from the calling thread; the
+engine re-invokes at the earliest completion and the suspended branches resume from their
+checkpoints. A ``CheckpointError`` in a branch fails
 the invocation (it is re-raised from the calling thread), not the branch.
 
 Payload. The batch context's Payload is the default serdes text of
@@ -54,53 +55,36 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from .. import wire
-from ..config import CompletionConfig, MapConfig, NestingType, ParallelBranch, ParallelConfig
+from ..config import MapConfig, NestingType, ParallelBranch, ParallelConfig, expect
 from ..errors import CheckpointError, ChildContextError, NonDeterminismError, SerDesError, SuspendExecution, \
     ValidationError, error_object
 from ..pool import ERR, OK, SUSPEND, UnitPool, outcome_of, pool_threads
 from ..serdes import SerDesContext, deserialize_value, serialize_value
 from .batch_result import BatchItem, BatchItemStatus, BatchResult, Completion, CompletionReason
 from .child import run_child
-from .scope import DEFER, QUEUE, Op, OperationScope, callable_name
+from .calls import check_takes, ordered_sequence
+from .scope import DEFER, QUEUE, Op, OperationScope, decorated_name, recorded_error
 
 __all__ = ["run_parallel", "run_map"]
 
 
 # --------------------------------------------------------------------------- validation
 
-def _validate_config(cfg: Any, kind: str) -> ParallelConfig:
-    if not isinstance(cfg, ParallelConfig):
-        raise ValidationError(f"{kind} takes config={'MapConfig' if kind == 'map' else 'ParallelConfig'}(...), "
-                              f"got {type(cfg).__name__}")
-    mc = cfg.max_concurrency
-    if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
-        raise ValidationError(f"{kind}: max_concurrency must be a positive integer (or None for no limit), got {mc!r}")
-    cc = cfg.completion_config
-    if cc is None:
-        return cfg
-    if not isinstance(cc, CompletionConfig):
-        raise ValidationError(f"{kind}: completion_config must be a CompletionConfig, got {type(cc).__name__}")
-    if cc.min_successful is not None and (isinstance(cc.min_successful, bool)
-                                          or not isinstance(cc.min_successful, int) or cc.min_successful < 1):
-        raise ValidationError(f"{kind}: min_successful must be an integer >= 1, got {cc.min_successful!r}")
-    tfc = cc.tolerated_failure_count
-    if tfc is not None and (isinstance(tfc, bool) or not isinstance(tfc, int) or tfc < 0):
-        raise ValidationError(f"{kind}: tolerated_failure_count must be an integer >= 0, got {tfc!r}")
-    tfp = cc.tolerated_failure_percentage
-    if tfp is not None and (isinstance(tfp, bool) or not isinstance(tfp, (int, float)) or not 0 <= tfp <= 100):
-        raise ValidationError(f"{kind}: tolerated_failure_percentage must be a number from 0 to 100, got {tfp!r}")
-    return cfg
-
-
-def _not_a_list(value: Any) -> bool:
-    return value is None or isinstance(value, (str, bytes, bytearray, dict)) or not hasattr(value, "__iter__")
-
-
-# --------------------------------------------------------------------------- entry points
-
 _DEFAULT_PARALLEL = ParallelConfig()
 _DEFAULT_MAP = MapConfig()
 
+
+def _config(config: Any, kind: str) -> ParallelConfig:
+    """The batch's config: a MapConfig for map, a ParallelConfig for parallel (each checks its fields)."""
+    if kind == "map":
+        return expect(config, MapConfig, "map", _DEFAULT_MAP)
+    if isinstance(config, MapConfig):
+        raise ValidationError("parallel takes config=ds.ParallelConfig(...), got MapConfig; MapConfig is for "
+                              "ctx.map (pass the same fields to ds.ParallelConfig)")
+    return expect(config, ParallelConfig, "parallel", _DEFAULT_PARALLEL)
+
+
+# --------------------------------------------------------------------------- entry points
 
 @dataclass(frozen=True)
 class _Branch:
@@ -109,25 +93,37 @@ class _Branch:
     name: Optional[str]
 
 
+_MAP_PARAMS = ("ctx", "item", "index", "items")
+_BRANCH_PARAMS = ("ctx",)
+#: The official SDK's Names of map items / parallel branches without a name of their own.
+MAP_ITEM_PREFIX, PARALLEL_BRANCH_PREFIX = "map-item-", "parallel-branch-"
+
+
 def run_parallel(scope: OperationScope, branches: Any, name: Optional[str] = None,
                  config: Optional[ParallelConfig] = None) -> BatchResult:
-    """``ctx.parallel``: branches are callables ``fn(ctx)`` or ``ParallelBranch(fn, name)``."""
-    if isinstance(branches, str) and not _not_a_list(name):  # parallel("name", [branches])
+    """``ctx.parallel``: branches are callables ``fn(ctx)`` or ``ParallelBranch(fn, name)``.
+
+    A branch without a ParallelBranch name is named ``parallel-branch-<index>`` (its function's
+    name is not used), and the parallel itself only by ``name``, as in the official SDK.
+    """
+    if isinstance(branches, str) and not isinstance(name, (str, type(None))):  # parallel("name", [branches])
         branches, name = name, branches
-    cfg = _validate_config(_DEFAULT_PARALLEL if config is None else config, "parallel")
-    if _not_a_list(branches):
-        raise ValidationError(f"parallel takes a list of branches (callables or ParallelBranch), "
-                              f"got {type(branches).__name__}")
+    cfg = _config(config, "parallel")
+    seq = ordered_sequence(branches, "parallel", "branches")
     items = []
-    for index, branch in enumerate(branches):
+    for index, branch in enumerate(seq):
         if isinstance(branch, ParallelBranch):
             fn, branch_name = branch.func, branch.name
         else:
-            fn, branch_name = branch, callable_name(branch)
+            fn, branch_name = branch, None
         if not callable(fn):
             raise ValidationError(f"parallel branch {index} is a {type(fn).__name__}, not a callable; pass "
                                   "functions taking the branch context, or ParallelBranch(fn, name)")
-        wire.validate_name(branch_name)
+        check_takes(fn, _BRANCH_PARAMS, f"parallel branch {index}")
+        if branch_name is None:
+            branch_name = f"{PARALLEL_BRANCH_PREFIX}{index}"
+        else:
+            wire.validate_name(branch_name)
         items.append(_Branch(index, fn, branch_name))
     wire.validate_name(name)
     return _Batch(scope, "parallel", name, cfg, items, wire.SubType.PARALLEL, wire.SubType.PARALLEL_BRANCH).run()
@@ -135,24 +131,30 @@ def run_parallel(scope: OperationScope, branches: Any, name: Optional[str] = Non
 
 def run_map(scope: OperationScope, items: Any, fn: Any, name: Optional[str] = None,
             config: Optional[MapConfig] = None) -> BatchResult:
-    """``ctx.map``: ``fn(ctx, item, index, items)`` for every item."""
+    """``ctx.map``: ``fn(ctx, item, index, items)`` for every item.
+
+    Names as in the official SDK: the map is named by ``name`` (else a decorated function's
+    name; a plain function's ``__name__`` is not used), item ``i`` by ``config.item_namer``,
+    else ``map-item-<i>``.
+    """
     if isinstance(items, str) and not callable(fn) and callable(name):  # map("name", items, fn)
         items, fn, name = fn, name, items
-    cfg = _validate_config(_DEFAULT_MAP if config is None else config, "map")
+    cfg = _config(config, "map")
     if not callable(fn):
         raise ValidationError(f"map needs a callable fn(ctx, item, index, items), got {type(fn).__name__}")
-    if _not_a_list(items):
-        raise ValidationError(f"map takes a list (or other sequence) of items, got {type(items).__name__}; "
-                              "pass list(...) to map over the keys of a dict or the characters of a string")
-    seq: Sequence[Any] = items if isinstance(items, (list, tuple)) else list(items)
+    seq = ordered_sequence(items, "map", "items")
+    check_takes(fn, _MAP_PARAMS, "the map function")
     namer = getattr(cfg, "item_namer", None)
     branches = []
     for index, item in enumerate(seq):
         item_name = namer(item, index) if namer is not None else None
-        wire.validate_name(item_name)
+        if item_name is None:
+            item_name = f"{MAP_ITEM_PREFIX}{index}"
+        else:
+            wire.validate_name(item_name)
         branches.append(_Branch(index, _MapCall(fn, item, index, seq), item_name))
     if name is None:
-        name = callable_name(fn)
+        name = decorated_name(fn)
     wire.validate_name(name)
     return _Batch(scope, "map", name, cfg, branches, wire.SubType.MAP, wire.SubType.MAP_ITERATION).run()
 
@@ -196,8 +198,7 @@ class _Batch:
     # -- entry --------------------------------------------------------------------------
     def run(self) -> BatchResult:
         scope = self.scope
-        what = f"ctx.{self.kind}({self.name!r})" if self.name else f"ctx.{self.kind}()"
-        op = self.op = scope.begin(wire.CONTEXT, self.subtype, self.name, what)
+        op = self.op = scope.begin(wire.CONTEXT, self.subtype, self.name, self._label())
         self.op_id = op.id
         self.batch_scope = scope.child_scope(op)
         sctx = scope.serdes_ctx(op.id)
@@ -208,7 +209,7 @@ class _Batch:
                     return self._rebuild(details.get("Result"))
                 return self._decode(details.get("Result"), sctx)
             if op.completed:
-                raise ChildContextError.from_error_object(details.get("Error"))
+                raise recorded_error(ChildContextError, details.get("Error"))
         else:
             scope.checkpoint(op, wire.START, QUEUE)
         result = self._execute()
@@ -316,13 +317,26 @@ class _Batch:
 
     def _run_branch(self, index: int) -> tuple[str, Any]:
         """Run branch ``index``; its outcome as (kind, value), a failure as a ChildContextError."""
-        kind, value = outcome_of(self._call_branch, index)
+        kind, value = outcome_of(self._call_unit, index)
         if kind == ERR and type(value) is not ChildContextError:
             value = ChildContextError.from_error_object(error_object(value))
         return kind, value
 
+    def _label(self) -> str:
+        return f"ctx.{self.kind}({self.name!r})" if self.name else f"ctx.{self.kind}()"
+
     def _what(self, index: int) -> str:
-        return f"{self.kind} {self.name or self.op_id} branch {index}"
+        return f"branch {index} of {self._label()}"
+
+    def _call_unit(self, index: int) -> Any:
+        """Run branch ``index`` on this thread as a unit: a body of its own, whose context is its only one."""
+        return self.batch_scope.run_unit(self, index, self._call_branch, index)
+
+    def describe_unit(self, index: int) -> tuple[str, str]:
+        """(label, context) of branch ``index`` for refusal messages (OperationScope.Body)."""
+        item = "map item" if self.kind == "map" else "parallel branch"
+        return (f"{item} {index} of {self._label()}",
+                f"the context it receives (the `ctx` argument of the {item}'s function)")
 
     def _call_branch(self, index: int) -> Any:
         branch = self.branches[index]
@@ -438,11 +452,15 @@ class _Batch:
 
     def _replay_inline(self, index: int) -> BatchItem:
         try:
-            value = self._call_branch(index)
+            value = self._call_unit(index)
         except ChildContextError as exc:
-            return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))
+            return _failed_item(index, exc)
         except (SuspendExecution, CheckpointError, NonDeterminismError):
             raise
         except Exception as exc:  # noqa: BLE001 - a FLAT branch's failure replays as its exception
-            return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))
+            return _failed_item(index, exc)
         return BatchItem(index, BatchItemStatus.SUCCEEDED, value)
+
+
+def _failed_item(index: int, exc: BaseException) -> BatchItem:
+    return BatchItem(index, BatchItemStatus.FAILED, None, ChildContextError.from_error_object(error_object(exc)))

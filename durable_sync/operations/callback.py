@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..config import CallbackConfig, StepConfig, WaitForCallbackConfig, checked_delay, to_seconds
+from ..config import CallbackConfig, StepConfig, WaitForCallbackConfig, expect, optional_delay
 from ..errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutError, CheckpointError,
                       ChildContextError, StepError, ValidationError)
 from ..serdes import decode_plain_json, deserialize_value
@@ -31,19 +31,14 @@ TIMEOUT_ERROR_TYPES = frozenset({"Callback.Timeout", "Callback.Heartbeat"})
 SUBMITTER_ERROR_TYPE = "CallbackSubmitterError"
 
 _DEFAULT_CONFIG = CallbackConfig()
-
-
-def _optional_seconds(value: Any, what: str) -> Optional[int]:
-    """None (or 0) means "no timeout"; otherwise whole seconds in 1 s .. 366 days."""
-    if value is None or to_seconds(value, what) == 0:
-        return None
-    return checked_delay(value, what)
+_DEFAULT_WAIT_CONFIG = WaitForCallbackConfig()
 
 
 def _callback_options(config: CallbackConfig) -> dict[str, int]:
+    """CallbackOptions of the START (the config checked its timeouts when it was built)."""
     options: dict[str, int] = {}
-    timeout = _optional_seconds(config.timeout, "callback timeout")
-    heartbeat = _optional_seconds(config.heartbeat_timeout, "callback heartbeat_timeout")
+    timeout = optional_delay(config.timeout, "callback timeout")
+    heartbeat = optional_delay(config.heartbeat_timeout, "callback heartbeat_timeout")
     if timeout is not None:
         options["TimeoutSeconds"] = timeout
     if heartbeat is not None:
@@ -101,7 +96,7 @@ class Callback:
     def result(self) -> Any:
         """The callback's answer; suspends the invocation while it has none."""
         scope = self._scope
-        scope.check(f"Callback.result() of callback {self._label()}")
+        scope.check_thread(f"Callback.result() of callback {self._label()}")
         op = scope.record(self._op) or {}
         status = op.get("Status")
         details = op.get("CallbackDetails") or {}
@@ -128,9 +123,7 @@ def create_callback(scope: OperationScope, name: Optional[str] = None,
     Never raises for the callback's outcome (that is ``result()``'s job); only bad input
     (ValidationError) or a service that returned no CallbackId raise here.
     """
-    cfg = _DEFAULT_CONFIG if config is None else config
-    if not isinstance(cfg, CallbackConfig):
-        raise ValidationError(f"create_callback config must be a CallbackConfig, got {type(cfg).__name__}")
+    cfg = expect(config, CallbackConfig, "create_callback", _DEFAULT_CONFIG)
     options = _callback_options(cfg)
     op = scope.begin(wire.CALLBACK, wire.SubType.CALLBACK, name, f"ctx.create_callback({name!r})")
     record = op.record
@@ -158,10 +151,8 @@ def wait_for_callback(scope: OperationScope, submitter: Callable[[str, Any], Any
     if not callable(submitter):
         raise ValidationError(f"wait_for_callback needs a callable submitter(callback_id, ctx), got "
                               f"{type(submitter).__name__}")
-    cfg = WaitForCallbackConfig() if config is None else config
-    if not isinstance(cfg, CallbackConfig):
-        raise ValidationError(f"wait_for_callback config must be a WaitForCallbackConfig, got {type(cfg).__name__}")
-    _callback_options(cfg)  # validate before anything is checkpointed
+    cfg = config if isinstance(config, CallbackConfig) else expect(
+        config, WaitForCallbackConfig, "wait_for_callback", _DEFAULT_WAIT_CONFIG)
     if name is None:
         name = callable_name(submitter)
     prefix = f"{name} " if name else ""

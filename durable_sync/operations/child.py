@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..config import ChildConfig
-from ..errors import ChildContextError, NonDeterminismError, SuspendExecution, error_object
+from ..config import ChildConfig, expect
+from ..errors import CheckpointError, ChildContextError, NonDeterminismError, SuspendExecution, error_object
 from ..serdes import deserialize_value, serialize_value
-from .scope import DEFER, QUEUE, Op, OperationScope, callable_name
+from .scope import DEFER, QUEUE, Op, OperationScope, callable_name, raised_as_itself, recorded_error
 from .step import bad_callable
 
 __all__ = ["run_in_child_context", "run_child", "ChildBlock", "open_block", "finish_block", "utf8_len"]
@@ -41,7 +41,7 @@ def run_in_child_context(scope: OperationScope, fn: Callable[[Any], Any], name: 
         raise bad_callable("run_in_child_context", fn)
     if name is None:
         name = callable_name(fn)
-    cfg = config or _DEFAULT_CONFIG
+    cfg = expect(config, ChildConfig, "run_in_child_context", _DEFAULT_CONFIG)
     op = scope.begin(wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, name, f"child context {name!r}")
     return run_child(scope, op, fn, cfg.serdes)
 
@@ -57,20 +57,21 @@ def run_child(scope: OperationScope, op: Op, fn: Callable[[Any], Any], serdes: A
         if status == wire.SUCCEEDED and not details.get("ReplayChildren"):
             return deserialize_value(serdes, details.get("Result"), sctx)
         if status == wire.FAILED:
-            raise ChildContextError.from_error_object(details.get("Error"))
+            raise recorded_error(ChildContextError, details.get("Error"))
     else:
         scope.checkpoint(op, wire.START, QUEUE)
     completed = op.completed
     try:
-        result = scope.run_child_body(op, scope.child_scope(op), fn)
-    except (SuspendExecution, NonDeterminismError):
-        raise  # changed code is not the context's outcome: never recorded, never wrapped
+        payload = serialize_value(serdes, scope.run_child_body(op, scope.child_scope(op), fn), sctx)
+    except (SuspendExecution, NonDeterminismError, CheckpointError):
+        raise  # changed code / the checkpoint path is not the context's outcome: never recorded, never wrapped
     except Exception as exc:  # noqa: BLE001 - recorded as the context's failure
         err = error_object(exc)
         if not completed:
             scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
+        if raised_as_itself(exc):
+            raise
         raise ChildContextError.from_error_object(err) from exc
-    payload = serialize_value(serdes, result, sctx)
     if not completed:
         if utf8_len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
             scope.checkpoint(op, wire.SUCCEED, DEFER, Payload="", ContextOptions={"ReplayChildren": True})
@@ -90,7 +91,7 @@ def open_block(scope: OperationScope, name: Optional[str], what: str) -> Op:
         scope.checkpoint(op, wire.START, QUEUE)
     elif op.completed and not op.details("ContextDetails").get("ReplayChildren"):
         if op.status == wire.FAILED:
-            raise ChildContextError.from_error_object(op.details("ContextDetails").get("Error"))
+            raise recorded_error(ChildContextError, op.details("ContextDetails").get("Error"))
         raise NonDeterminismError(
             f"child context {name!r} ({op.id}) was recorded by run_in_child_context, but the code now opens it "
             f"with `with {what}`")
@@ -118,13 +119,22 @@ class ChildBlock:
     def __init__(self, scope: OperationScope, name: Optional[str], cfg: Optional[ChildConfig]):
         self._scope = scope
         self._name = name
-        self._cfg = cfg or _DEFAULT_CONFIG
+        self._cfg = expect(cfg, ChildConfig, "child", _DEFAULT_CONFIG)
         self.op: Optional[Op] = None
         self._ctx: Any = None
 
     def __enter__(self) -> Any:
+        self.begin()
+        return self.open()
+
+    def begin(self) -> Op:
+        """Begin the block's operation in the enclosing context (START it when new)."""
+        self.op = open_block(self._scope, self._name, f"ctx.child({self._name!r})")
+        return self.op
+
+    def open(self) -> Any:
+        """Make the block's context (it belongs to the body the current thread runs)."""
         scope = self._scope
-        self.op = open_block(scope, self._name, f"ctx.child({self._name!r})")
         self._ctx = scope.context(scope.open_block(self.op))
         return self._ctx
 
@@ -135,7 +145,8 @@ class ChildBlock:
                                                       or issubclass(exc_type, NonDeterminismError))):
             return False  # replayed block, suspension / interpreter exit, or changed code: nothing to record
         if exc is None:
-            payload = serialize_value(self._cfg.serdes or scope.serdes, self._ctx.result, scope.serdes_ctx(op.id, op.name))
+            payload = serialize_value(self._cfg.serdes or scope.serdes, self._ctx.result,
+                                      scope.serdes_ctx(op.id, op.name))
             if utf8_len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
                 payload = ""
             finish_block(scope, op, None, payload)

@@ -67,12 +67,13 @@ import time
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..config import ChildConfig
+from ..config import ChildConfig, expect
 from ..errors import NestedOperationError, SuspendExecution, ValidationError
 from ..pool import ERR, FATAL, OK, SUSPEND, UnitPool, classify, outcome_of, pool_threads
 from ..serdes import deserialize_value, serialize_value
+from .calls import either
 from .child import ChildBlock, finish_block, open_block, run_child
-from .scope import Op, OperationScope, callable_name
+from .scope import Body, Op, OperationScope, callable_name
 from .step import bad_callable, parse_step_call, run_step
 
 __all__ = ["ConcurrentGroup", "DurableFuture", "GroupChildBlock"]
@@ -161,8 +162,6 @@ class ConcurrentGroup:
         self._pool: Optional[UnitPool] = None
         self._growing = False  # the pool grows while checkpoint calls are slow (no max_concurrency)
         self._units: list[DurableFuture] = []
-        self._owner: Optional[int] = None
-        self._inline: Optional["GroupChildBlock"] = None
         self._fatal: Optional[BaseException] = None
         self._was_suspended = False
         self._prev_reason: Optional[str] = None
@@ -198,7 +197,6 @@ class ConcurrentGroup:
         self._growing = max_threads > threads  # no max_concurrency: more threads start while checkpoints are slow
         if self._growing:
             parent.watch_slow_calls(self._pool.grow)
-        self._owner = threading.get_ident()
         self._was_suspended = parent.suspension_mark()
         self._prev_reason = parent.closed_reason
         parent.closed_reason = (
@@ -266,35 +264,37 @@ class ConcurrentGroup:
         raise primary
 
     # -- submitting units ------------------------------------------------------------------------
-    def step(self, fn_or_name: Any, fn: Any = None, name: Optional[str] = None, config: Any = None) -> DurableFuture:
+    def step(self, fn_or_name: Any = None, fn: Any = None, name: Optional[str] = None, config: Any = None, *,
+             func: Any = None) -> DurableFuture:
         """Start a step (``step(fn, name=None, config=None)`` or ``step("name", fn, config)``); returns its future."""
         self._check("group.step(...)")
-        name, fn, cfg = parse_step_call(fn_or_name, fn, name, config)
+        name, fn, cfg = parse_step_call(either(fn_or_name, func, "fn", "func", "group.step"), fn, name, config)
         scope = self._scope
         op = scope.begin(wire.STEP, wire.SubType.STEP, name, f"group.step({name!r})")
         stored = op.status in (wire.SUCCEEDED, wire.FAILED)
         return self._submit("step", op, functools.partial(run_step, scope, op, fn, cfg), stored)
 
-    def run_in_child_context(self, fn: Callable[[Any], Any], name: Optional[str] = None,
-                             config: Optional[ChildConfig] = None) -> DurableFuture:
+    def run_in_child_context(self, fn: Optional[Callable[[Any], Any]] = None, name: Optional[str] = None,
+                             config: Optional[ChildConfig] = None, *, func: Any = None) -> DurableFuture:
         """Start ``fn(child_ctx)`` as a child context on the pool; returns its future."""
+        fn = either(fn, func, "fn", "func", "group.run_in_child_context")
         if name is None and callable(fn):
             name = callable_name(fn)
         what = f"group.run_in_child_context({name!r})"
         self._check(what)
         if not callable(fn):
             raise bad_callable("run_in_child_context", fn)
+        cfg = expect(config, ChildConfig, "group.run_in_child_context", _DEFAULT_CHILD_CONFIG)
         scope = self._scope
         op = scope.begin(wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, name, what)
         stored = op.status == wire.FAILED or (
             op.status == wire.SUCCEEDED and not op.details("ContextDetails").get("ReplayChildren"))
-        serdes = config.serdes if config is not None else None
-        return self._submit("child", op, functools.partial(run_child, scope, op, fn, serdes), stored)
+        return self._submit("child", op, functools.partial(run_child, scope, op, fn, cfg.serdes), stored)
 
     def child(self, name: Optional[str] = None, config: Optional[ChildConfig] = None) -> "GroupChildBlock":
         """``with group.child("name") as c:`` -- a child-context unit whose body runs inline, on this thread."""
         self._check(f"group.child({name!r})")
-        return GroupChildBlock(self, name, config or _DEFAULT_CHILD_CONFIG)
+        return GroupChildBlock(self, name, expect(config, ChildConfig, "group.child", _DEFAULT_CHILD_CONFIG))
 
     def _check(self, what: str) -> None:
         if self._state != "open":
@@ -304,15 +304,18 @@ class ConcurrentGroup:
             raise NestedOperationError(
                 f"{what} after the `with {self._label()}` block closed: a group takes units only inside its "
                 "block (its futures stay readable). Open a new `with ctx.concurrently()` block for more units.")
-        if threading.get_ident() != self._owner:
+        here = self._scope.body_here()
+        if isinstance(here, Body) and isinstance(here.owner, GroupChildBlock) and here.owner._group is self:
             raise NestedOperationError(
-                f"{what} was called from another thread (a unit's body?): submit units from the code of the "
+                f"{what} was called inside `with group.child({here.owner._name!r}) as c:`: use c.step(...) / "
+                "c.child(...) for that child's operations, or submit the unit after its block.")
+        if here is not self._scope.body:
+            if isinstance(here, Op):
+                self._scope.check(what)  # inside a step body: the step's message
+            raise NestedOperationError(
+                f"{what} was called from inside a unit or from another thread: submit units from the code of the "
                 f"`with {self._label()}` block itself; inside a unit use that unit's own context (the `c` of "
                 "group.run_in_child_context(lambda c: ...)).")
-        if self._inline is not None:
-            raise NestedOperationError(
-                f"{what} was called inside `with group.child({self._inline._name!r}) as c:`: use c.step(...) / "
-                "c.child(...) for that child's operations, or submit the unit after its block.")
 
     def _submit(self, kind: str, op: Op, run: Callable[[], Any], stored: bool) -> DurableFuture:
         """(caller's thread, after the unit was numbered) Queue a unit; a completed one is answered at once."""
@@ -330,7 +333,11 @@ class ConcurrentGroup:
     # -- pool callbacks and waiting ------------------------------------------------------------------
     def _run_unit(self, future: DurableFuture) -> tuple[str, Any]:
         """Run a unit (on a pool thread, or on a thread that waits for it): its outcome as (kind, value)."""
-        return self._scope.run_unit(outcome_of, future._run)
+        return self._scope.run_unit(self, future, outcome_of, future._run)
+
+    def describe_unit(self, future: DurableFuture) -> tuple[str, str]:
+        """(label, context) of a unit for refusal messages (OperationScope.Body)."""
+        return future._label(), "the context it receives (the `c` of group.run_in_child_context(lambda c: ...))"
 
     def _on_start(self, future: DurableFuture) -> None:
         """(pool lock held) The unit is taken by the current thread."""
@@ -426,6 +433,7 @@ class GroupChildBlock:
         self._cfg = cfg
         self._block: Optional[ChildBlock] = None
         self._ctx: Any = None
+        self._before: Any = None  # what the thread ran before the block's body (scope.enter_unit)
         self.future: Optional[DurableFuture] = None
 
     def __enter__(self) -> Any:
@@ -437,22 +445,33 @@ class GroupChildBlock:
         if not pool.acquire_inline():
             raise group._parent.suspend(f"{group._label()}: no slot for child {self._name!r} before the suspended "
                                     "units resume")
+        scope = group._scope
+        entered = False
         try:
-            self._block = ChildBlock(group._scope, self._name, self._cfg)
-            self._ctx = self._block.__enter__()
+            block = self._block = ChildBlock(scope, self._name, self._cfg)
+            block.begin()
+            future = DurableFuture(group, len(group._units) + 1, "child", self._name, block.op.id, None)
+            # The `with` body is a unit of its own: its context belongs to it, not to the block's code.
+            self._before = scope.enter_unit(self)
+            entered = True
+            self._ctx = block.open()
         except BaseException:
+            if entered:
+                scope.leave_unit(self._before)
             pool.release_inline(suspended=False)
             raise
-        future = DurableFuture(group, len(group._units) + 1, "child", self._name, self._block.op.id, None)
         future._state, future._runner = _RUNNING, threading.get_ident()
         group._units.append(future)
-        group._inline = self
         self.future = future
         return self._ctx
 
+    def describe_unit(self, key: Any) -> tuple[str, str]:
+        """(label, context) of the block's body for refusal messages (OperationScope.Body)."""
+        return self.future._label(), f"its `c` (`with group.child({self._name!r}) as c:`)"
+
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
         group, future = self._group, self.future
-        group._inline = None
+        group._scope.leave_unit(self._before)
         raised: Optional[BaseException] = None
         try:
             self._block.__exit__(exc_type, exc, tb)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..config import WaitForConditionConfig, WaitForConditionDecision
+from ..config import WaitForConditionConfig, WaitForConditionDecision, expect
 from ..errors import ValidationError, WaitForConditionError, error_object
 from ..serdes import deserialize_value, serialize_value
-from .scope import AWAIT, DEFER, QUEUE, OperationScope, callable_name
+from .scope import AWAIT, DEFER, QUEUE, OperationScope, callable_name, raised_as_itself
 from .step import StepContext, next_step_attempt
 
 __all__ = ["wait_for_condition"]
@@ -30,13 +30,10 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
     if not callable(check):
         raise ValidationError(f"wait_for_condition needs a callable check(state, check_ctx), got "
                               f"{type(check).__name__}")
-    if not isinstance(config, WaitForConditionConfig):
-        raise ValidationError(
-            "wait_for_condition needs config=WaitForConditionConfig(wait_strategy=..., initial_state=...), got "
-            f"{type(config).__name__}")
-    if not callable(config.wait_strategy):
-        raise ValidationError("WaitForConditionConfig.wait_strategy must be a callable (state, attempt) -> "
-                              "WaitForConditionDecision; see ds.create_wait_strategy()")
+    if config is None:
+        raise ValidationError("wait_for_condition needs config=ds.WaitForConditionConfig(wait_strategy=..., "
+                              "initial_state=...)")
+    config = expect(config, WaitForConditionConfig, "wait_for_condition")
     if name is None:
         name = callable_name(check)
     op = scope.begin(wire.STEP, wire.SubType.WAIT_FOR_CONDITION, name, f"ctx.wait_for_condition({name!r})")
@@ -55,7 +52,7 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
         scope.checkpoint(op, wire.START, QUEUE)
     check_ctx = StepContext(op.id, name, attempt, scope.arn)
     try:
-        new_state = scope.run_step_body(op, check, state, check_ctx)
+        new_state = scope.run_step_body(op, check, state, check_ctx, attempt=attempt)
         decision = config.wait_strategy(new_state, attempt)
         if not isinstance(decision, WaitForConditionDecision):
             raise ValidationError(
@@ -68,6 +65,8 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
     except Exception as exc:  # noqa: BLE001 - no retry of check errors: the operation fails
         err = error_object(exc)
         scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
+        if raised_as_itself(exc):
+            raise
         raise WaitForConditionError.from_error_object(err) from exc
     if not decision.should_continue:
         scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload)

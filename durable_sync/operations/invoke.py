@@ -15,7 +15,7 @@ import json
 from typing import Any, Optional
 
 from .. import wire
-from ..config import InvokeConfig
+from ..config import InvokeConfig, expect
 from ..errors import InvokeError, SerDesError, ValidationError
 from ..serdes import decode_plain_json, deserialize_value, serialize_value
 from .scope import AWAIT, OperationScope
@@ -56,11 +56,7 @@ def invoke(scope: OperationScope, function_name: str, payload: Any = None, name:
     if not isinstance(function_name, str) or not function_name or len(function_name) > _MAX_FUNCTION_NAME:
         raise ValidationError(f"invoke needs a function name or ARN (1 to {_MAX_FUNCTION_NAME} characters), "
                               f"got {function_name!r}")
-    cfg = _DEFAULT_CONFIG if config is None else config
-    if not isinstance(cfg, InvokeConfig):
-        raise ValidationError(f"invoke config must be an InvokeConfig, got {type(cfg).__name__}")
-    if cfg.tenant_id is not None and (not isinstance(cfg.tenant_id, str) or not cfg.tenant_id):
-        raise ValidationError(f"InvokeConfig.tenant_id must be a non-empty string, got {cfg.tenant_id!r}")
+    cfg = expect(config, InvokeConfig, "invoke", _DEFAULT_CONFIG)  # InvokeConfig checked its tenant_id
     op = scope.begin(wire.CHAINED_INVOKE, wire.SubType.CHAINED_INVOKE, name, f"ctx.invoke({function_name!r})")
     label = f"{name!r} ({function_name})" if name else repr(function_name)
     if op.record is not None:

@@ -16,13 +16,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..config import CheckpointMode, StepConfig, StepSemantics
-from ..errors import (NestedOperationError, SerDesError, StepError, StepInterruptedError, ValidationError,
-                      error_object)
+from ..config import CheckpointMode, StepConfig, StepSemantics, expect
+from ..errors import StepError, StepInterruptedError, ValidationError, error_object
 from ..logs import USER_LOGGER, DurableLogger
-from ..retry import resolve_retry_strategy
 from ..serdes import deserialize_value, serialize_value
-from .scope import AWAIT, DEFER, QUEUE, Op, OperationScope, callable_name
+from .scope import AWAIT, DEFER, QUEUE, Op, OperationScope, callable_name, raised_as_itself, recorded_error
 
 __all__ = ["StepContext", "step", "parse_step_call", "run_step", "next_step_attempt", "bad_callable"]
 
@@ -61,6 +59,8 @@ def parse_step_call(fn_or_name: Any, fn: Any, name: Optional[str],
     if isinstance(fn_or_name, str):
         if fn is None or not callable(fn):
             raise bad_callable("step", fn)
+        if name is not None and not isinstance(name, str) and config is None:
+            name, config = None, name  # step("name", fn, config): the config is the third positional argument
         if name is not None and name != fn_or_name:
             raise ValidationError(f"step got two names: {fn_or_name!r} and name={name!r}")
         name = fn_or_name
@@ -75,7 +75,7 @@ def parse_step_call(fn_or_name: Any, fn: Any, name: Optional[str],
         fn = fn_or_name
         if name is None:
             name = callable_name(fn)
-    return name, fn, config or _DEFAULT_CONFIG
+    return name, fn, expect(config, StepConfig, "step", _DEFAULT_CONFIG)
 
 
 def step(scope: OperationScope, fn_or_name: Any, fn: Any = None, name: Optional[str] = None,
@@ -96,7 +96,7 @@ def next_step_attempt(scope: OperationScope, op: Op, error_cls: type, what: str)
     status = op.status
     details = op.details("StepDetails")
     if status == wire.FAILED:
-        raise error_cls.from_error_object(details.get("Error"))
+        raise recorded_error(error_cls, details.get("Error"))
     if status == wire.PENDING:
         raise scope.suspend(f"{what} waits for its next attempt")
     recorded = int(details.get("Attempt") or 1)
@@ -125,31 +125,35 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
     if send_start:
         scope.checkpoint(op, wire.START, AWAIT if at_most_once else QUEUE)
     step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
-    try:
-        result = scope.run_step_body(op, fn, step_ctx)
-    except NestedOperationError as exc:
-        # A programming error, not a transient failure: never retried, raised as itself.
-        scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
-        raise
-    except Exception as exc:  # noqa: BLE001 - the retry strategy decides
-        return _failed(scope, op, cfg, exc, attempt)
     sctx = scope.serdes_ctx(op.id, op.name)
     try:
-        payload = serialize_value(serdes, result, sctx)
-    except SerDesError as exc:
-        scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
-        raise
+        payload = serialize_value(serdes, scope.run_step_body(op, fn, step_ctx, attempt=attempt), sctx)
+    except Exception as exc:  # noqa: BLE001 - the retry strategy decides (programming errors: no retry)
+        if raised_as_itself(exc):
+            scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
+            raise
+        return _failed(scope, op, cfg, exc, attempt)
     # Saved before anything could act on the result (the next step body, ...), not before returning;
     # in PIPELINED mode it only rides with the next awaited update or the end of the invocation.
     mode = cfg.checkpoint_mode or scope.checkpoint_mode
     pipelined = mode is CheckpointMode.PIPELINED and not at_most_once
-    scope.checkpoint(op, wire.SUCCEED, QUEUE if pipelined else DEFER, Payload=payload)
+    scope.checkpoint(op, wire.SUCCEED, QUEUE if pipelined else DEFER, Payload=payload)  # too large: SerDesError
     return deserialize_value(serdes, payload, sctx)
 
 
 def _failed(scope: OperationScope, op: Op, cfg: StepConfig, exc: Exception, attempt: int) -> Any:
-    decision = resolve_retry_strategy(cfg.retry_strategy)(exc, attempt)
+    from ..retry import resolve_retry_strategy  # only when a step fails (cold start)
+
     err = error_object(exc)
+    try:
+        decision = resolve_retry_strategy(cfg.retry_strategy)(exc, attempt)
+    except Exception as broken:  # noqa: BLE001 - the step fails for good, with the strategy's error
+        err = error_object(broken)
+        err["ErrorMessage"] = (f"the retry strategy of step {op.label!r} raised {err['ErrorType']}: "
+                               f"{err['ErrorMessage']} (deciding about attempt {attempt}, which failed with "
+                               f"{type(exc).__name__})")[:8192]
+        scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
+        raise StepError.from_error_object(err) from broken
     if decision.should_retry:
         scope.checkpoint(op, wire.RETRY, AWAIT, Error=err,
                          StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})

@@ -11,7 +11,9 @@ check); returning True ends the invocation there (it returns PENDING).
 * :func:`always_replay` wraps a handler so that every invocation may start at most one
   new operation: the invocation is then cut short and re-invoked with the state so
   far, so every completed operation is replayed at least once and non-determinism
-  hidden by a long first invocation shows up.
+  hidden by a long first invocation shows up. A new operation that was let through but
+  could not start (a ``concurrently`` unit queued behind a suspended one) does not count
+  in later invocations, so every correct handler finishes.
 """
 from __future__ import annotations
 
@@ -72,21 +74,28 @@ class _TokenTracker:
 
 
 class _OneNewOperation:
-    """The hook of always-replay mode: the second new operation of an invocation ends it."""
+    """The hook of always-replay mode: the second new operation of an invocation ends it.
 
-    def __init__(self) -> None:
+    ``stalled``: new operations an earlier invocation let through that never started (a
+    ``concurrently`` unit queued behind a suspended one): they do not count, or such a unit,
+    asked for first on every replay, would use up each invocation's one new operation and the
+    others would never run.
+    """
+
+    def __init__(self, stalled: frozenset = frozenset()) -> None:
         self._lock = threading.Lock()
-        self._new = 0
+        self._stalled = stalled
+        self.allowed: list[str] = []  # ids of the new operations let through
         self.cut = False
 
     def __call__(self, request: dict, record: Optional[dict]) -> bool:
-        if record is not None:
+        if record is not None or request["Id"] in self._stalled:
             return False
         with self._lock:
-            self._new += 1
-            if self._new > 1:
+            if self.allowed:
                 self.cut = True
                 return True
+            self.allowed.append(request["Id"])
         return False
 
 
@@ -107,13 +116,17 @@ def always_replay(handler: Callable[[Any, Any], dict]) -> Callable[[Any, Any], d
         arn = event["DurableExecutionArn"]
         tracker = _TokenTracker(client, event["CheckpointToken"])
         envelope = event
+        stalled: set = set()
         for _ in range(MAX_REPLAY_ROUNDS):
-            gate = _OneNewOperation()
+            gate = _OneNewOperation(frozenset(stalled))
             output = handler(envelope, _LambdaContext(lambda_context, tracker, gate))
             if not gate.cut or not isinstance(output, dict) or output.get("Status") != "PENDING":
                 return output
+            operations = _all_operations(tracker, arn)
+            recorded = {op["Id"] for op in operations}
+            stalled.update(op_id for op_id in gate.allowed if op_id not in recorded)
             envelope = {"DurableExecutionArn": arn, "CheckpointToken": tracker.token,
-                        "InitialExecutionState": {"Operations": _all_operations(tracker, arn)}}
+                        "InitialExecutionState": {"Operations": operations}}
         raise DurableError(f"always_replay: the handler was still starting new operations after "
                            f"{MAX_REPLAY_ROUNDS} re-invocations")
 

@@ -24,7 +24,9 @@ import os
 import random
 import re
 import string
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -35,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE_ENV = "DURABLE_CONFORMANCE_DIR"
 SEED_ENV = "DURABLE_CONFORMANCE_SEED"
 
-SUITES = ("step", "wait", "child", "callback", "wait_for_condition", "parallel")
+SUITES = ("step", "wait", "child", "callback", "wait_for_condition", "parallel", "plugin")
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
 
 #: Virtual seconds between two looks at the history of an ``AsyncInvoke`` requirement.
@@ -376,12 +378,14 @@ def assert_history(
 
 
 class LogCapture(logging.Handler):
-    """Captures log records of a run as JSON lines in a file.
+    """Captures log records of a run as JSON lines in a file, and the JSON lines written to stdout.
 
     A file (appended per record, unbuffered) rather than a list, so that records emitted by
     a forked handler process (``isolation="process"``) right before ``os._exit`` survive.
     Each line is ``durable_sync.JsonFormatter``'s output when the SDK provides it, merged
-    over ``{"level", "message", "logger"}``, so ``message`` is always there.
+    over ``{"level", "message", "logger"}``, so ``message`` is always there. A line printed to
+    ``sys.stdout`` that is a JSON object (the plugin suite's plugins print theirs) is a record
+    too, in the order it was written; other output goes on to the real stdout.
     """
 
     def __init__(self, path: Optional[Path] = None, level: int = logging.INFO):
@@ -393,6 +397,7 @@ class LogCapture(logging.Handler):
         self.path = path
         self._json_formatter = _sdk_json_formatter()
         self._root_level: Optional[int] = None
+        self._stdout: Optional[_StdoutTee] = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -407,14 +412,18 @@ class LogCapture(logging.Handler):
                         line.update(sdk_line)
                 except Exception:  # noqa: BLE001 - the SDK formatter is work in progress
                     pass
-            data = (json.dumps(line, default=str) + "\n").encode("utf-8")
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            self.append(line)
         except Exception:  # noqa: BLE001
             self.handleError(record)
+
+    def append(self, line: dict[str, Any]) -> None:
+        """Add one record (a JSON object) to the file."""
+        data = (json.dumps(line, default=str) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> "LogCapture":
         root = logging.getLogger()
@@ -422,9 +431,15 @@ class LogCapture(logging.Handler):
         if root.getEffectiveLevel() > self.level:
             root.setLevel(self.level)
         root.addHandler(self)
+        self._stdout = _StdoutTee(sys.stdout, self.append)
+        sys.stdout = self._stdout
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._stdout is not None:
+            self._stdout.flush()
+            sys.stdout = self._stdout.target
+            self._stdout = None
         root = logging.getLogger()
         root.removeHandler(self)
         if self._root_level is not None:
@@ -446,6 +461,48 @@ class LogCapture(logging.Handler):
             pass
 
 
+class _StdoutTee:
+    """Stands in for ``sys.stdout``: complete lines that are JSON objects go to ``sink``, the rest to
+    ``target``. Lines are assembled per thread, so concurrent ``print`` calls do not mix."""
+
+    def __init__(self, target: Any, sink: Callable[[dict[str, Any]], None]):
+        self.target = target
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._partial: dict[int, str] = {}
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            key = threading.get_ident()
+            buffered = self._partial.pop(key, "") + text
+            *complete, rest = buffered.split("\n")
+            if rest:
+                self._partial[key] = rest
+            for raw in complete:
+                self._line(raw)
+        return len(text)
+
+    def _line(self, raw: str) -> None:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            self._sink(value)
+        else:
+            self.target.write(raw + "\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            for raw in self._partial.values():
+                self._line(raw)
+            self._partial.clear()
+        self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
 def _sdk_json_formatter() -> Optional[logging.Formatter]:
     try:
         import durable_sync
@@ -456,10 +513,18 @@ def _sdk_json_formatter() -> Optional[logging.Formatter]:
         return None
 
 
+_ARN_KEYS = ("executionArn", "durableExecutionArn")
+
+
+def _line_arn(line: dict[str, Any]) -> Optional[str]:
+    return next((line[k] for k in _ARN_KEYS if line.get(k)), None)
+
+
 def execution_log_lines(lines: list[dict[str, Any]], arn: Optional[str]) -> list[dict[str, Any]]:
-    """The lines of one execution: when records carry an execution ARN, only that ARN's."""
-    if arn and any(line.get("executionArn") for line in lines):
-        return [line for line in lines if line.get("executionArn") == arn]
+    """The lines of one execution: when records carry an execution ARN (``executionArn``, or the
+    plugins' ``durableExecutionArn``), only that ARN's."""
+    if arn and any(_line_arn(line) for line in lines):
+        return [line for line in lines if _line_arn(line) == arn]
     return lines
 
 
@@ -467,22 +532,42 @@ def _field_matches(expected: Any, actual: Any, bindings: dict[str, Any]) -> bool
     if isinstance(expected, str) and len(expected) >= 2 and expected.startswith("/") and expected.endswith("/"):
         pattern = substitute(expected[1:-1], bindings, regex=True)
         return actual is not None and re.search(pattern, str(actual)) is not None
+    if isinstance(expected, str):
+        if expected == _ANY:
+            return actual is not None
+        rx = _WHOLE_REGEX_RE.match(expected)
+        if rx:
+            return actual is not None and re.search(substitute(rx.group(1), bindings, regex=True), str(actual)) is not None
     return _strict_equal(substitute(expected, bindings), actual)
 
 
+def _record_matches(fields: dict[str, Any], line: dict[str, Any], bindings: dict[str, Any]) -> bool:
+    return all(k in line and _field_matches(v, line[k], bindings) for k, v in fields.items())
+
+
 def log_mismatches(expected_logs: list[dict[str, Any]], lines: list[dict[str, Any]], bindings: dict[str, Any]) -> list[str]:
+    """Check ExpectedLogs (README): each rule's ``match`` selects records; ``count`` is the exact number
+    of them, ``min_count`` the least (neither: at least one); with ``after``, every selected record
+    comes after a record matching each of the ``after`` matchers."""
     problems = []
     for index, rule in enumerate(expected_logs or []):
         fields = rule.get("match") or {}
-        hits = [ln for ln in lines if all(_field_matches(v, ln.get(k), bindings) for k, v in fields.items())]
-        want = rule.get("count")
-        ok = len(hits) >= 1 if want is None else len(hits) == want
-        if not ok:
-            shown = {k: substitute(v, bindings) for k, v in fields.items()}
-            problems.append(
-                f"ExpectedLogs[{index}] match {shown}: expected count "
-                f"{'>= 1' if want is None else want}, got {len(hits)}"
-            )
+        shown = {k: substitute(v, bindings) for k, v in fields.items()}
+        hits = [i for i, ln in enumerate(lines) if _record_matches(fields, ln, bindings)]
+        want, least = rule.get("count"), rule.get("min_count")
+        if want is not None and len(hits) != want:
+            problems.append(f"ExpectedLogs[{index}] match {shown}: expected count {want}, got {len(hits)}")
+        elif want is None and len(hits) < (1 if least is None else least):
+            problems.append(f"ExpectedLogs[{index}] match {shown}: expected count >= "
+                            f"{1 if least is None else least}, got {len(hits)}")
+        for before in rule.get("after") or []:
+            earlier = [i for i, ln in enumerate(lines) if _record_matches(before, ln, bindings)]
+            late = [i for i in hits if not earlier or earlier[0] > i]
+            if late:
+                problems.append(
+                    f"ExpectedLogs[{index}] match {shown}: record #{late[0]} is not after a record matching "
+                    f"{ {k: substitute(v, bindings) for k, v in before.items()} }"
+                    + (f" (first such record is #{earlier[0]})" if earlier else " (there is none)"))
     return problems
 
 

@@ -394,3 +394,52 @@ def test_async_history_only_stops_once_the_history_matches():
     outcome = harness.run_requirement(data, None, engine, name="n", bindings={})
     assert engine.now == 0 and outcome.status == "RUNNING"
     harness.check_outcome(data, outcome, {})
+
+
+def test_log_min_count_and_after():
+    lines = [{"hook": "start", "n": 1}, {"message": "body"}, {"hook": "end", "n": 1}, {"hook": "start", "n": 2}]
+    rules = [
+        {"match": {"hook": "start"}, "min_count": 2},
+        {"match": {"hook": "end", "n": 1}, "count": 1, "after": [{"hook": "start", "n": 1}, {"message": "/bo/"}]},
+    ]
+    assert harness.log_mismatches(rules, lines, {}) == []
+    problems = harness.log_mismatches([{"match": {"hook": "start"}, "min_count": 3}], lines, {})
+    assert problems and "expected count >= 3, got 2" in problems[0]
+    # "start n=1" is not after "end n=1"; "start n=2" is
+    problems = harness.log_mismatches([{"match": {"hook": "start"}, "after": [{"hook": "end"}]}], lines, {})
+    assert len(problems) == 1 and "record #0 is not after" in problems[0]
+    problems = harness.log_mismatches([{"match": {"hook": "end"}, "after": [{"hook": "missing"}]}], lines, {})
+    assert "(there is none)" in problems[0]
+
+
+def test_log_match_needs_the_key_and_keeps_types():
+    lines = [{"plugin": "P", "first": True, "n": 1}]
+    assert harness.log_mismatches([{"match": {"first": True}, "count": 1}], lines, {}) == []
+    assert harness.log_mismatches([{"match": {"n": "1"}, "count": 0}], lines, {}) == []
+    assert harness.log_mismatches([{"match": {"parent": None}, "count": 0}], lines, {}) == []
+    assert harness.log_mismatches([{"match": {"op": "${ID1}"}, "count": 0}], [{"op": "x"}], {"ID1": "y"}) == []
+    assert harness.log_mismatches([{"match": {"op": "${ID1}"}, "count": 1}], [{"op": "y"}], {"ID1": "y"}) == []
+
+
+def test_log_capture_takes_json_lines_printed_to_stdout_in_order(tmp_path, capsys):
+    import sys
+    import threading
+
+    capture = harness.LogCapture(tmp_path / "log.jsonl")
+    with capture:
+        print(json.dumps({"plugin": "P", "hook": "a"}))
+        logging.getLogger("some.module").info("between")
+        sys.stdout.write('{"plugin": "P",')  # a line written in pieces
+        worker = threading.Thread(target=lambda: print(json.dumps({"plugin": "Q"})))
+        worker.start()
+        worker.join()
+        sys.stdout.write(' "hook": "b"}\n')
+        print("plain text")
+    assert [ln.get("hook", ln.get("plugin", ln.get("message"))) for ln in capture.lines()] == ["a", "between", "Q", "b"]
+    assert "plain text" in capsys.readouterr().out
+
+
+def test_execution_log_lines_know_the_plugins_arn_key():
+    lines = [{"plugin": "P", "durableExecutionArn": "arn1"}, {"message": "m", "executionArn": "arn1"},
+             {"plugin": "P", "durableExecutionArn": "arn2"}]
+    assert len(harness.execution_log_lines(lines, "arn1")) == 2

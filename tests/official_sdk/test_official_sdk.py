@@ -5,9 +5,10 @@ parallel, callbacks answered with SendDurableExecutionCallbackSuccess, wait_for_
 invoke, a result over the invocation output limit) runs:
 
 - on the official SDK's own local runner (``DurableFunctionTestRunner``), the reference for results;
-- on the engine in process (the SDK gets a boto3 client for the engine's loopback façade through its
-  invocation input), in a child process (the endpoint in its environment), and under
-  ``durable-sync serve --skip-time`` driven through boto3, as a user would.
+- on the engine in process (the SDK gets, through its invocation input, a boto3-like client the
+  engine answers), in a child process (the same over the isolation pipe), behind ``start_server``
+  (a real boto3 client for the server), and under ``durable-sync serve --skip-time`` driven through
+  boto3, as a user would.
 
 Results must be equal everywhere; the engine's histories must have botocore's shapes, and conformance
 requirements written with the official SDK must match (``conformance_handlers.py``). All in virtual
@@ -115,6 +116,31 @@ def test_official_sdk_handlers_run_in_process_with_the_official_runners_results(
     assert LambdaClient._cached_boto_client is None
 
 
+def test_a_served_engine_hands_official_sdk_handlers_a_boto3_client_for_its_url(reference):
+    """Behind start_server (what serve runs), checkpoints go over HTTP through boto3, as on Lambda."""
+    from durable_sync.local.http import start_server
+
+    engine = LocalEngine(db=":memory:", skip_time=True)
+    running = start_server(engine)
+    try:
+        result = engine.run(H.steps, CASES["steps"])
+        assert result.result == reference["steps"]
+        assert running.server.requests["CheckpointDurableExecution"] > 0
+        seen = []  # any handler finds the served endpoint on its lambda context
+
+        def raw(event, lambda_context):
+            seen.append(lambda_context.endpoint_url)
+            return {"Status": "SUCCEEDED", "Result": "1"}
+
+        engine.run(raw, {})
+        running.stop()
+        engine.run(raw, {})
+        assert seen == [running.url, None]
+    finally:
+        running.stop()
+        engine.close()
+
+
 def test_the_official_sdks_behaviour_on_the_engine(reference):
     """What the official SDK relies on: an at-most-once START comes back in the checkpoint answer (no
     second START), retries take their back-off in virtual time, a large result ends the execution at its
@@ -144,14 +170,39 @@ def test_the_official_sdks_behaviour_on_the_engine(reference):
         engine.close()
 
 
+def test_chained_invokes_cross_between_the_two_sdks():
+    """A durable_sync handler invokes an official-SDK function and the other way round: each target runs
+    as a durable execution of its own."""
+    import durable_sync as ds
+
+    @ds.durable_handler
+    def ours(event, ctx):
+        return ctx.invoke("official", {"n": event["n"]}, name="to-official")
+
+    @ds.durable_handler
+    def doubler(event, ctx):
+        return {"doubled": ctx.step(lambda s: event["n"] * 2, name="double")}
+
+    engine = LocalEngine(db=":memory:", skip_time=True, functions={"official": H.invoked, "invoked": doubler})
+    try:
+        assert engine.run(ours, {"n": 5}).result == {"doubled": 10}
+        result = engine.run(H.invoker, {"n": 2})  # the official invoker calls "invoked": durable_sync's here
+        assert result.result == {"first": {"doubled": 4}, "after": 5}
+        statuses = {x["FunctionName"]: x["Status"] for x in engine.list_executions()}
+        assert statuses == {"ours": "SUCCEEDED", "official": "SUCCEEDED", "invoker": "SUCCEEDED",
+                            "invoked": "SUCCEEDED"}
+    finally:
+        engine.close()
+
+
 def test_two_engines_in_one_process_each_serve_their_own_executions():
-    """The official SDK caches one boto3 client per process; each engine still gets its own checkpoints."""
+    """The official SDK caches one boto3 client per process; each engine still gets its own checkpoints
+    (each invocation gets its engine's client)."""
     first = LocalEngine(db=":memory:", skip_time=True)
     second = LocalEngine(db=":memory:", skip_time=True)
     try:
         a = first.start(H.waits_and_children, {})
         b = second.start(H.waits_and_children, {})
-        assert first.foreign.endpoint != second.foreign.endpoint
         for engine, arn in ((first, a), (second, b)):
             assert engine.get_execution(arn).status == "RUNNING"  # at its 2-hour wait
             assert [x["DurableExecutionArn"] for x in engine.list_executions()] == [arn]
@@ -164,7 +215,7 @@ def test_two_engines_in_one_process_each_serve_their_own_executions():
         second.close()
 
 
-def test_an_official_sdk_handler_in_a_child_process_reaches_the_engine_through_its_environment(reference):
+def test_an_official_sdk_handler_in_a_child_process_reaches_the_engine_over_the_isolation_pipe(reference):
     engine = LocalEngine(db=":memory:", skip_time=True, isolation="process")
     try:
         result = engine.run(H.steps, CASES["steps"])

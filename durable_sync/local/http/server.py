@@ -7,7 +7,8 @@ While it serves, handlers run by the engine talk back to this server over HTTP t
 server's URL.
 
 Binds 127.0.0.1 by default. There is no authentication: anything that can reach the port can run
-the registered functions.
+the registered functions. ``mount(prefix, app)`` serves a path prefix with another app that has its
+own rules (``durable-sync serve`` mounts the console at ``/console``); everything else is the Lambda API.
 """
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         request_id = str(uuid.uuid4())
         route_name = "?"
+        split = urlsplit(self.path)
+        app = self.server.mounted(split.path)
+        if app is not None:  # e.g. the console under /console/: its own rules, not the Lambda API's
+            self._serve_mounted(app, split, request_id)
+            return
         try:
             if self.headers.get("Origin") is not None:
                 raise ApiError(BAD_CONTENT, "requests from web pages (with an Origin header) are refused: "
@@ -76,7 +82,6 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             if body is None:
                 return  # the client went away mid-body
-            split = urlsplit(self.path)
             route, path_params = self.server.router.match(self.command, split.path)
             route_name = route.name
             self.server.count(route.name)
@@ -89,6 +94,19 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("%s failed", route_name)
             status, headers, payload = self._error(SERVICE_ERROR, f"internal error in {route_name}: "
                                                    f"{type(exc).__name__}: {exc}", 500)
+        self._send(status, headers, payload, request_id)
+
+    def _serve_mounted(self, app: Callable, split: Any, request_id: str) -> None:
+        try:
+            body = self._read_body()
+            if body is None:
+                return  # the client went away mid-body
+            status, headers, payload = app(self.command, split.path, split.query, self.headers, body)
+        except ApiError as exc:
+            status, headers, payload = self._error(exc.code, exc.message, exc.status)
+        except Exception as exc:  # noqa: BLE001 - a bug: answer 500 and keep serving
+            log.exception("%s %s failed", self.command, split.path)
+            status, headers, payload = self._error(SERVICE_ERROR, f"internal error: {type(exc).__name__}: {exc}", 500)
         self._send(status, headers, payload, request_id)
 
     def _read_body(self) -> Optional[bytes]:
@@ -156,7 +174,7 @@ class LambdaHttpServer(ThreadingHTTPServer):
     def __init__(self, engine: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  functions: Optional[dict] = None, max_body_bytes: int = MAX_BODY_BYTES,
                  invoke_timeout: float = DEFAULT_INVOKE_TIMEOUT, checkpoint_endpoint: Optional[str] = None,
-                 handlers_over_http: bool = True):
+                 attach: bool = True):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -166,13 +184,14 @@ class LambdaHttpServer(ThreadingHTTPServer):
         self.max_body_bytes = max_body_bytes
         self.requests: collections.Counter = collections.Counter()  # operation name -> requests routed
         self._count_lock = threading.Lock()
+        self._mounts: dict[str, Callable] = {}  # path prefix -> app (see mount)
         self._thread: Optional[threading.Thread] = None
         self._closed = False
         self._previous_factory = getattr(engine, "client_factory", None)
         self._installed_factory = None
-        # handlers_over_http=False: a façade for other clients only (the engine's own one for foreign handlers).
-        self._serves_handlers = handlers_over_http and self._previous_factory is None
-        if self._serves_handlers:
+        # attach=False: a façade only for handlers in other processes (foreign.Host.process_environment):
+        # the engine's own handlers keep their clients.
+        if attach and self._previous_factory is None:
             from ...aws import BotoCheckpointClient, make_boto_client
 
             client = BotoCheckpointClient(make_boto_client(
@@ -205,6 +224,22 @@ class LambdaHttpServer(ThreadingHTTPServer):
     def count(self, operation: str) -> None:
         with self._count_lock:
             self.requests[operation] += 1
+
+    def mount(self, prefix: str, app: Callable) -> None:
+        """Serve ``prefix`` and every path under it (``"/console"``: ``/console``, ``/console/...``) with ``app``
+        instead of the Lambda API: ``app(method, path, query, headers, body) -> (status, headers, body)``,
+        called on the request's thread. The Lambda API's rules (the Origin refusal, its JSON errors) do not
+        apply there: the app has its own."""
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError(f"mount prefix must start with '/' and not end with one, got {prefix!r}")
+        self._mounts[prefix] = app
+
+    def mounted(self, path: str) -> Optional[Callable]:
+        """The app mounted where ``path`` is, or None (the Lambda API)."""
+        for prefix, app in self._mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
 
     def register_function(self, name: str, handler: Callable) -> None:
         self.api.register(name, handler)

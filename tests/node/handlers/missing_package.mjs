@@ -1,0 +1,2 @@
+import { nothing } from "durable-sync-no-such-package";
+export const handler = async () => nothing;
