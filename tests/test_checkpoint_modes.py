@@ -219,3 +219,35 @@ def test_an_invocation_that_fails_still_saves_its_pipelined_steps(engine, calls)
     assert result.status == "FAILED" and "after five steps" in result.error["ErrorMessage"]
     assert [e["Name"] for e in events(engine, result.arn, "StepSucceeded")] == [f"s{i}" for i in range(5)]
     assert len(calls) == 1  # saved before the invocation returned its failure
+
+
+class EndsSeen(ds.InstrumentationPlugin):
+    def __init__(self):
+        self.ends = []
+
+    def on_operation_end(self, info):
+        self.ends.append((info.name, info.status, info.end_time is not None))
+
+
+def test_with_plugins_an_end_is_awaited_so_the_hook_sees_the_record(engine, calls):
+    plugin = EndsSeen()
+
+    @ds.durable_handler(plugins=[plugin])
+    def handler(event, ctx):
+        return steps(ctx, 5, AMO)
+
+    run(engine, handler, list(range(5)))
+    assert len(calls) == 10  # each at-most-once step: its START, then its SUCCEED
+    assert plugin.ends == [(f"s{i}", "SUCCEEDED", True) for i in range(5)]
+
+
+def test_with_plugins_pipelined_steps_still_ride_along(engine, calls):
+    plugin = EndsSeen()
+
+    @ds.durable_handler(plugins=[plugin], checkpoint_mode=PIPELINED)
+    def handler(event, ctx):
+        return steps(ctx, 5)
+
+    run(engine, handler, list(range(5)))
+    assert len(calls) == 1
+    assert [name for name, _, _ in plugin.ends] == [f"s{i}" for i in range(5)]

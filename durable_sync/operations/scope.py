@@ -489,6 +489,11 @@ class OperationScope:
         if fields:
             update.update(fields)
         rt = self.rt
+        instr = rt.instrumentation
+        if instr is not None and persist == DEFER and action in _TERMINAL_ACTIONS:
+            # Plugins see an operation's end with the service's record (its timestamps, its result),
+            # so with plugins registered a deferred end is awaited: one round trip per end.
+            persist = AWAIT
         try:
             rt.flusher.enqueue(update, persist, shape_checked=True)
         except ValidationError as exc:
@@ -497,7 +502,6 @@ class OperationScope:
             error = SerDesError(f"the result of {op.type.lower()} {op.label!r} cannot be checkpointed: {exc}")
             self.checkpoint(op, wire.FAIL, DEFER, Error=error_object(error))
             raise error from None
-        instr = rt.instrumentation
         if instr is not None:
             if action in _TERMINAL_ACTIONS:
                 instr.ended(update, rt.state.get(op.id))
