@@ -16,6 +16,11 @@ by this module's Pickler/Unpickler subclasses, so jsonpickle's global handler
 registry (shared with other code in the process) is never changed. bytes, set
 and tuple use jsonpickle's plain tags.
 
+Values the official Python SDK wrote in its own format (``{"t": tag, "v": value}`` at the root, see
+``serdes_envelope``) are read as that SDK means them, so an execution it started replays here; a
+plain dict of ours with both keys ``t`` and ``v`` is escaped as below so it is never mistaken for one.
+``ExtendedTypeSerDes`` writes that format too (for executions that go back to the official SDK).
+
 Data is never changed silently. A dict key that jsonpickle would read as a tag
 (any key starting with ``py/`` or ``json://``) is escaped: plain data is wrapped
 whole in ``{"py/durable_sync.plain": ...}``, and inside other values each such
@@ -34,6 +39,7 @@ import types
 from typing import Any, Optional, Protocol, TypeVar, runtime_checkable
 
 from .errors import SerDesError, ValidationError, utf8_safe
+from .serdes_envelope import ExtendedTypeSerDes, is_envelope, read_envelope
 
 __all__ = [
     "SerDesContext",
@@ -556,8 +562,8 @@ class DefaultSerDes:
             plain = False
         if plain:
             text = _encode_plain(value)
-            if ('"py/' in text or '"json://' in text) and _has_reserved_key(value):
-                text = _encode_plain({_ESCAPE: value})  # so its keys are not read as tags
+            if (('"py/' in text or '"json://' in text) and _has_reserved_key(value)) or is_envelope(value):
+                text = _encode_plain({_ESCAPE: value})  # so its keys are not read as tags (or an official envelope)
             return text
         pickler, _ = _jsonpickle()
         tree = pickler(keys=True).flatten(value)
@@ -566,13 +572,15 @@ class DefaultSerDes:
 
     def deserialize(self, text: str, ctx: Optional[SerDesContext] = None) -> Any:
         if '"py/' not in text and '"json://' not in text:  # fast path: nothing jsonpickle-tagged
-            return _loads(text)
+            data = _loads(text)
+            # {"t": ..., "v": ...}: a value the official SDK wrote (this serializer escapes such dicts)
+            return read_envelope(data) if is_envelope(data) else data
         data = _loads(text)
         if type(data) is dict and len(data) == 1 and _ESCAPE in data:
             return data[_ESCAPE]
         classes: dict[str, type] = {}
         if not _check_tree(data, classes):
-            return data  # "py/" only appeared inside strings
+            return read_envelope(data) if is_envelope(data) else data  # "py/" only appeared inside strings
         _, unpickler = _jsonpickle()
         return unpickler(keys=True, safe=True, on_missing="error").restore(data, classes=classes)
 

@@ -260,9 +260,9 @@ def test_parallel_branches_of_any_callable_shape_that_takes_one_context_run(engi
     assert res.result == ["lambda", "args", "object", "method!", "partial", True, "defaults"]
 
 
-# check_takes is inspect.signature's binding: a property over random plain-function signatures (its fast
-# path reads the code object) and the same functions seen through functools.partial / a bound method
-# (its inspect.signature path).
+# check_takes is inspect.signature's binding: a property over random plain-function signatures and the same
+# functions seen through functools.partial and a bound method (its fast path reads the code object) and as
+# a callable object's __call__ (its inspect.signature path).
 @settings(max_examples=150, deadline=None)
 @given(positional=st.integers(0, 5), defaults=st.integers(0, 5), varargs=st.booleans(),
        kwonly_required=st.integers(0, 2), kwonly_default=st.integers(0, 2), nargs=st.integers(0, 6))
@@ -298,8 +298,8 @@ def test_check_takes_accepts_exactly_the_functions_a_call_with_n_arguments_binds
     # the same signature minus its first parameter, through partial and a bound method
     if positional - defaults >= 1 or varargs:
         bound_p = functools.partial(fn, "first")
-        holder = type("Holder", (), {"m": fn})()
-        for wrapped in (bound_p, holder.m):
+        holder = type("Holder", (), {"m": fn, "__call__": fn})()
+        for wrapped in (bound_p, holder.m, holder):  # holder: a callable object, judged by inspect.signature
             n = max(nargs - 1, 0)
             assert accepted(wrapped, n) == binds(wrapped, n)
 
@@ -355,3 +355,35 @@ def test_durable_parallel_branch_names_its_branch_or_leaves_the_default(engine):
     assert res.result == [{"id": "u1"}, ["u1", "o1"]]
     branches = sorted(r[2] for r in recorded(engine, res.arn) if r[1] == "ParallelBranch")
     assert branches == ["fetch-user", "parallel-branch-1"]
+
+
+# -- item 16: the official keyword names next to ours ----------------------------------------------------------
+
+def test_official_keyword_names_work_and_an_argument_given_under_both_names_is_refused(engine):
+    @ds.durable_handler
+    def handler(event, ctx):
+        out = {"map": ctx.map(inputs=["a"], func=item_fn).get_results(),
+               "parallel": ctx.parallel(functions=[lambda c: "p"]).get_results(),
+               "step": ctx.step(func=lambda s: "s", name="s"),
+               "child": ctx.run_in_child_context(func=lambda c: "c", name="c")}
+        with ctx.concurrently("group") as group:
+            unit = group.step(func=lambda s: "u", name="u")
+            child = group.run_in_child_context(func=lambda c: "gc", name="gc")
+        out["group"] = [unit.result(), child.result()]
+        refused = []
+        for call in (lambda: ctx.map(["a"], item_fn, inputs=["b"]),
+                     lambda: ctx.map(["a"], item_fn, func=item_fn),
+                     lambda: ctx.parallel([lambda c: 1], functions=[lambda c: 2]),
+                     lambda: ctx.step(lambda s: 1, func=lambda s: 2),
+                     lambda: ctx.run_in_child_context(lambda c: 1, func=lambda c: 2)):
+            try:
+                call()
+            except ds.ValidationError as exc:
+                refused.append("the official SDK's name" in str(exc))
+        out["refused"] = refused
+        return out
+
+    res = engine.run(handler)
+    assert res.status == "SUCCEEDED", res.error
+    assert res.result == {"map": ["a"], "parallel": ["p"], "step": "s", "child": "c", "group": ["u", "gc"],
+                          "refused": [True] * 5}

@@ -42,8 +42,10 @@ the invocation (it is re-raised from the calling thread), not the branch.
 Payload. The batch context's Payload is the default serdes text of
 ``BatchResult.to_dict()``: ``{"all": [{"index", "status", "result", "error"}],
 "completionReason"}`` (with ``item_serdes`` a succeeded item carries ``"payload"``,
-its item_serdes text, instead of ``"result"``; with an op-level ``serdes`` the text
-is whatever that serdes makes of the BatchResult). A payload over 256 KiB is
+its item_serdes text, instead of ``"result"``; with an op-level ``serdes``, or a
+handler serdes in the official SDK's format (``serdes.ExtendedTypeSerDes``, which writes
+``{"t":"br",...}`` as the official SDK does), the text is whatever that serdes makes of
+the BatchResult). A payload over 256 KiB is
 replaced by a JSON summary and checkpointed with ReplayChildren; replay rebuilds
 the result from the branches' own checkpoints.
 """
@@ -60,6 +62,7 @@ from ..errors import CheckpointError, ChildContextError, NonDeterminismError, Se
     ValidationError, error_object
 from ..pool import ERR, OK, SUSPEND, UnitPool, outcome_of, pool_threads
 from ..serdes import SerDesContext, deserialize_value, serialize_value
+from ..serdes_envelope import ExtendedTypeSerDes
 from .batch_result import BatchItem, BatchItemStatus, BatchResult, Completion, CompletionReason
 from .child import run_child
 from .calls import check_takes, ordered_sequence
@@ -375,10 +378,20 @@ class _Batch:
         return None
 
     # -- payload ------------------------------------------------------------------------------
+    def _batch_serdes(self) -> Any:
+        """The serdes that writes the BatchResult itself: the op-level one, else a handler serdes in the
+        official SDK's format (it writes batch results as such), else None (to_dict() with the handler's)."""
+        if self.cfg.serdes is not None:
+            return self.cfg.serdes
+        if self.item_serdes is None and isinstance(self.scope.serdes, ExtendedTypeSerDes):
+            return self.scope.serdes
+        return None
+
     def _encode(self, result: BatchResult, sctx: SerDesContext) -> str:
         scope = self.scope
-        if self.cfg.serdes is not None:
-            return serialize_value(self.cfg.serdes, result, sctx)
+        batch_serdes = self._batch_serdes()
+        if batch_serdes is not None:
+            return serialize_value(batch_serdes, result, sctx)
         data = result.to_dict()
         if self.item_serdes is not None:
             for entry in data["all"]:
@@ -389,8 +402,9 @@ class _Batch:
 
     def _decode(self, text: Optional[str], sctx: SerDesContext) -> BatchResult:
         scope = self.scope
-        if self.cfg.serdes is not None:
-            value = deserialize_value(self.cfg.serdes, text, sctx)
+        batch_serdes = self._batch_serdes()
+        if batch_serdes is not None:
+            value = deserialize_value(batch_serdes, text, sctx)
             if isinstance(value, BatchResult):
                 return value
             if isinstance(value, dict):
@@ -398,6 +412,8 @@ class _Batch:
             raise SerDesError(f"the serdes of {self.kind} {self.name or self.op_id} returned a "
                               f"{type(value).__name__}; it must return a BatchResult (or BatchResult.to_dict())")
         data = deserialize_value(scope.serdes, text, sctx)
+        if isinstance(data, BatchResult):  # written by the official SDK ({"t":"br",...})
+            return data
         if isinstance(data, dict) and isinstance(data.get("all"), list):
             for entry in data["all"]:
                 if isinstance(entry, dict) and "payload" in entry:

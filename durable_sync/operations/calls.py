@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Mapping, Sequence, Set, ValuesView
-from types import FunctionType
+from functools import partial
+from types import FunctionType, MethodType
 from typing import Any, Callable, Optional
 
 from ..errors import ValidationError
@@ -79,6 +80,19 @@ def _plain_function_takes(fn: FunctionType, nargs: int) -> bool:
     return True
 
 
+def _plain_target(fn: Any) -> tuple[Optional[FunctionType], int]:
+    """``(function, positional arguments already bound)`` when ``fn`` is a plain function, a bound method of
+    one or a keyword-free ``functools.partial`` of one (judged from its code object); else ``(None, 0)``."""
+    bound = 0
+    if type(fn) is partial and not fn.keywords:
+        bound, fn = len(fn.args), fn.func
+    elif type(fn) is MethodType:
+        bound, fn = 1, fn.__func__
+    if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__ and "__signature__" not in fn.__dict__:
+        return fn, bound
+    return None, 0
+
+
 def check_takes(fn: Callable[..., Any], params: tuple[str, ...], what: str) -> None:
     """Refuse ``fn`` unless it can be called with ``len(params)`` positional arguments (named ``params``).
 
@@ -86,8 +100,9 @@ def check_takes(fn: Callable[..., Any], params: tuple[str, ...], what: str) -> N
     defaults are judged by ``inspect.signature``; a builtin without a signature is accepted.
     """
     nargs = len(params)
-    if type(fn) is FunctionType and "__wrapped__" not in fn.__dict__ and "__signature__" not in fn.__dict__:
-        if _plain_function_takes(fn, nargs):
+    plain, bound = _plain_target(fn)
+    if plain is not None:
+        if _plain_function_takes(plain, nargs + bound):
             return
     else:
         try:

@@ -37,6 +37,7 @@ def start() -> tuple[Any, str]:
     why = missing()
     if why:
         raise NoBrowser(why)
+    os.environ.setdefault("SE_OFFLINE", "true")  # selenium's driver manager, were it ever asked: never download
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

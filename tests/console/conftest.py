@@ -23,10 +23,22 @@ from . import chromium
 
 
 # -- handlers ---------------------------------------------------------------------------------------------------
+def _reserve(step: ds.StepContext) -> str:
+    if step.attempt == 1:
+        raise ConnectionError("the inventory service timed out")
+    return "reservation-7"
+
+
 @ds.durable_handler
 def approval(event: Any, ctx: ds.DurableContext) -> dict:
-    """Prepares, then waits for a person's answer (a callback with no timeout)."""
+    """Prepares (a step retried once, a pause, a child context of two steps), then waits for a person's answer
+    (a callback with no timeout)."""
     prepared = ctx.step("prepare", lambda _: {"order": event.get("order") if isinstance(event, dict) else None})
+    ctx.step("reserve", _reserve, config=ds.StepConfig(retry_strategy=ds.RetryPolicy(max_attempts=3)))
+    ctx.wait(ds.Duration.from_seconds(5), name="cool-down")
+    with ctx.child("quote") as quote:
+        quote.step("price", lambda _: 42.0)
+        quote.step("tax", lambda _: 4.2)
     answer = ctx.create_callback("approval").result()
     return {"prepared": prepared, "answer": answer}
 
@@ -74,7 +86,13 @@ class Served:
         return urlsplit(self.url).netloc
 
     def start(self, function: str, input: Any = None, name: Optional[str] = None) -> str:
-        """Start an execution of a served function, as a client's Invoke would (virtual time: returns once it waits)."""
+        """Start an execution of a served function and run it (in virtual time) until it ends or waits for
+        the outside, as the server does for a client's Invoke; ``start_only`` leaves it at its first wait."""
+        arn = self.start_only(function, input, name)
+        self.engine.wait(arn)
+        return arn
+
+    def start_only(self, function: str, input: Any = None, name: Optional[str] = None) -> str:
         return self.engine.start(self.engine.functions[function], input, name=name, function_name=function)
 
     def page_url(self, arn: Optional[str] = None) -> str:

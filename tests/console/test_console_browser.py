@@ -40,6 +40,16 @@ def page(browser):
         def status(self) -> str:
             return self.find("#status").get_attribute("data-status") or ""
 
+        def screenshot(self, path: str) -> None:
+            """The whole page (the window made as tall as the page, then put back)."""
+            height = browser.execute_script("return document.documentElement.scrollHeight")
+            size = browser.get_window_size()
+            browser.set_window_size(size["width"], min(height + 140, 3000))
+            try:
+                browser.save_screenshot(path)
+            finally:
+                browser.set_window_size(size["width"], size["height"])
+
         def errors(self) -> list:
             return [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
 
@@ -55,6 +65,11 @@ def test_a_callback_is_answered_from_the_page_and_the_execution_succeeds_without
     row.find_element("css selector", "a").click()
 
     page.until(lambda: page.status() == "RUNNING" and page.all(".callback .cb-payload"), "the callback form shows")
+    assert [row.get_attribute("data-op-name") for row in page.all(".op-row")] == [
+        "prepare", "reserve", "cool-down", "quote", "price", "tax", "approval"]
+    if os.environ.get("DURABLE_CONSOLE_SCREENSHOT"):  # the README's picture
+        page.find('.op-row[data-op-name="reserve"]').click()
+        page.screenshot(os.environ["DURABLE_CONSOLE_SCREENSHOT"])
     page.driver.execute_script("window.__sameDocument = true")  # gone if the page reloads
     payload = page.find(".callback .cb-payload")
     payload.send_keys('{"approved": tru')  # not JSON: checked before anything is sent
@@ -75,7 +90,7 @@ def test_a_callback_is_answered_from_the_page_and_the_execution_succeeds_without
 
 
 def test_a_long_running_execution_is_stopped_from_the_page(served, page):
-    arn = served.start("sleeper", name="sleeps-a-day")
+    arn = served.start_only("sleeper", name="sleeps-a-day")
     page.open(served.page_url(arn))
     page.until(lambda: page.status() == "RUNNING" and page.all('.op-row[data-op-name="a-day"]'), "the wait shows")
     page.find('.op-row[data-op-name="a-day"]').click()  # its details: the timer behind it
@@ -91,14 +106,12 @@ def test_a_long_running_execution_is_stopped_from_the_page(served, page):
     assert served.engine.get_execution(arn).status == "STOPPED"
     assert page.find('#actions button[data-action="delete"]').is_enabled()
     assert not page.find('#actions button[data-action="stop"]').is_enabled()
-    if os.environ.get("DURABLE_CONSOLE_SCREENSHOT_LIST"):
-        page.open(served.page_url())
-        page.until(lambda: page.all(f'tr[data-arn="{arn}"]'), "the list shows")
-        page.driver.save_screenshot(os.environ["DURABLE_CONSOLE_SCREENSHOT_LIST"])
 
 
 def test_payloads_with_markup_are_shown_as_text(served, page):
     arn = served.start("echo", {"note": MARKUP}, name="<b>markup</b>")
+    long_input = {"note": MARKUP, "pad": "x" * 3000}
+    long_arn = served.start("echo", long_input, name="long")
     page.open(served.page_url())
     name = page.until(lambda: page.all(f'tr[data-arn="{arn}"] a'), "the execution is listed")[0]
     assert name.text == "<b>markup</b>"
@@ -111,10 +124,18 @@ def test_payloads_with_markup_are_shown_as_text(served, page):
     assert page.driver.execute_script("return window.__pwned") is None
     assert page.all("#input script, #outcome script, #input img, #outcome img, .opdetails script") == []
 
+    page.open(served.page_url(long_arn))  # a long payload: clipped, and whole on request
+    page.until(lambda: page.status() == "SUCCEEDED", "the long execution's page shows")
+    clipped = page.find("#input pre.payload").text
+    assert len(clipped) < len(json.dumps(long_input)) and clipped.startswith('{"note": "<script>')
+    page.find("#input .show-all").click()
+    page.until(lambda: not page.all("#input .show-all"), "the whole input shows")
+    assert json.loads(page.find("#input pre.payload").text) == long_input
+    assert page.driver.execute_script("return window.__pwned") is None
+
 
 def test_the_execution_page_shows_failed_attempts_with_their_stack_traces(served, page):
     arn = served.start("flaky", {"card": "4242"}, name="flaky")
-    served.engine.wait(arn)
     page.open(served.page_url(arn))
     page.until(lambda: page.status() == "FAILED", "the page shows FAILED")
     failures = page.all("#failure-list .failure")
@@ -122,5 +143,3 @@ def test_the_execution_page_shows_failed_attempts_with_their_stack_traces(served
     failures[0].find_element("css selector", "details.trace > summary").click()
     assert "_explode" in failures[0].text and 'raise ValueError("card declined <b>twice</b>")' in failures[0].text
     assert len(page.all(".op-row .bar.failed")) == 3  # the timeline's own bars: three failed attempts
-    if os.environ.get("DURABLE_CONSOLE_SCREENSHOT"):
-        page.driver.save_screenshot(os.environ["DURABLE_CONSOLE_SCREENSHOT"])

@@ -120,7 +120,6 @@ def test_the_list_pages_newest_first_and_says_whether_more_follow(served):
 # -- one execution -----------------------------------------------------------------------------------------------
 def test_an_execution_shows_its_tree_attempts_tracebacks_timers_and_events(served):
     arn = served.start("flaky", {"card": "4242"}, name="flaky-1")
-    served.engine.wait(arn)
     page = _execution(served, arn)
     assert page["status"] == "FAILED" and page["terminal"] is True and page["function"] == "flaky"
     assert page["input"]["text"] == '{"card": "4242"}' and page["result"] is None
@@ -137,7 +136,7 @@ def test_an_execution_shows_its_tree_attempts_tracebacks_timers_and_events(serve
                                                              "StepStarted", "StepFailed"]
     assert page["can"] == {"stop": False, "pause": False, "resume": False, "delete": True, "run_again": True}
 
-    sleeping = served.start("sleeper", name="sleeper-1")
+    sleeping = served.start_only("sleeper", name="sleeper-1")
     page = _execution(served, sleeping)
     wait = next(op for op in page["operations"] if op["label"] == "a-day")
     assert wait["status"] == "STARTED" and [t["kind"] for t in wait["timers"]] == ["wait"]
@@ -200,14 +199,14 @@ def test_a_callback_is_answered_with_success_failure_and_heartbeat(served):
 
 
 def test_stop_pause_resume_delete_and_run_again(served):
-    arn = served.start("sleeper", name="s")
+    arn = served.start_only("sleeper", name="s")
     status, body = served.action("pause", {"arn": arn, "reason": "maintenance"})
     assert status == 200 and served.engine.get_execution(arn).pause_status == "PAUSED", body
     assert _execution(served, arn)["status"] == "PAUSED"
     status, body = served.action("resume", {"arn": arn})
     assert status == 200 and served.engine.get_execution(arn).pause_status is None, body
     # (a virtual-time server runs executions onward after a change: the day-long wait passed)
-    again = served.start("sleeper", name="s2")
+    again = served.start_only("sleeper", name="s2")
     status, body = served.action("stop", {"arn": again})
     assert status == 200 and served.engine.get_execution(again).status == "STOPPED", body
     status, body = served.action("run-again", {"arn": again})
@@ -310,3 +309,36 @@ def test_a_change_must_be_a_json_post(served):
     status, _, answer = served.request("POST", "/console/api/executions", {})
     assert status == 405
     assert _state(served, arn) == before
+
+
+def test_on_a_real_time_engine_the_actions_act_on_what_the_engine_runs():
+    """`durable-sync console` without --skip-time: the engine's own threads run what an action wakes."""
+    from durable_sync.console import mount as mount_console
+    from durable_sync.local import LocalEngine
+    from durable_sync.local.http import make_server
+
+    from .conftest import FUNCTIONS, Served
+
+    engine = LocalEngine(db=":memory:")
+    server = make_server(engine, "127.0.0.1", 0, functions={"echo": FUNCTIONS["echo"], "sleeper": FUNCTIONS["sleeper"]})
+    served = Served(engine, server, mount_console(server))
+    server.start()
+    try:
+        arn = served.start_only("sleeper", name="real")
+        page = None
+        for _ in range(200):  # the first invocation runs on the engine's pool: wait for the day-long wait
+            page = _execution(served, arn)
+            if any(op["label"] == "a-day" for op in page["operations"]):
+                break
+            engine.wait(arn, timeout=0.05)
+        assert page["status"] == "RUNNING" and page["can"]["stop"], page
+        status, body = served.action("stop", {"arn": arn})
+        assert status == 200 and engine.wait(arn, timeout=10).status == "STOPPED", body
+        status, body = served.action("run-again", {"arn": arn})
+        assert status == 200, body
+        assert engine.get_execution(body["arn"]).status == "RUNNING"
+        status, body = served.action("stop", {"arn": body["arn"]})
+        assert status == 200, body
+    finally:
+        server.close()
+        engine.close()

@@ -195,8 +195,25 @@ def handoff(event: dict, context: DurableContext) -> dict:
             "last": context.step(func=lambda s: sum(amounts.get_results()), name="last")}
 
 
+@durable_execution
+def rich_handoff(event: dict, context: DurableContext) -> dict:
+    """Like ``handoff``, with values the two SDKs write differently (dicts, tuples, batch results) completed
+    before the invocation that waits for the callback ends."""
+    customer = context.step(func=lambda s: {"id": event["order_id"], "tier": "gold"}, name="customer")
+    pair = context.run_in_child_context(func=lambda child: ("box", child.step(price("plum", 3))), name="pair")
+    early = context.map(inputs=["apple", "plum"], func=quote, name="early")
+    side = context.parallel(functions=[fetch_customer("c-1"), lambda ctx: ctx.step(func=lambda s: [1, 2], name="ab")],
+                            name="side")
+    gate = context.create_callback(name="gate", config=CallbackConfig(serdes=JsonSerDes()))
+    answer = gate.result()
+    late = context.map(inputs=["pear"], func=quote)
+    return {"customer": customer, "pair": list(pair), "early": early.get_results(), "side": side.get_results(),
+            "reason": early.completion_reason.value, "answer": answer, "late": late.get_results()}
+
+
 FUNCTIONS = {"order": order, "fan_out": fan_out, "shipping": shipping, "approvals": approvals,
-             "tracking": tracking, "invoice": invoice, "billing": billing, "handoff": handoff}
+             "tracking": tracking, "invoice": invoice, "billing": billing, "handoff": handoff,
+             "rich_handoff": rich_handoff}
 CASES = {"order": {"order_id": "o-1", "quantity": 4},
          "fan_out": {"skus": ["apple", "pear", "plum"], "customer": "c-7"},
          "shipping": {"order_id": "o-2"},

@@ -9,7 +9,9 @@ by durable_sync's. Then:
 - the original handlers hosted by the engine and the migrated ones record the same operations (ids,
   parents, types, subtypes, names -- map items ``map-item-<i>``, branches ``parallel-branch-<i>``);
 - an execution started by one SDK and, after its first invocations (it waits for a callback), resumed
-  by the other replays without NonDeterminismError and ends with the same result, in both directions.
+  by the other replays without NonDeterminismError and ends with the same result, in both directions;
+  with values the two write differently (dicts, tuples, batch results) too: durable_sync reads the
+  official format, and writes it when its handler has ``serdes=ds.serdes.ExtendedTypeSerDes()``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ import types
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import durable_sync as ds
 from durable_sync.local import LocalEngine
 
 sdk = pytest.importorskip("aws_durable_execution_sdk_python")
@@ -106,7 +111,8 @@ def reference():
             result = runner.run(input=json.dumps(payload), execution_timeout=3600 * 24)
             assert result.status.value == "SUCCEEDED", (name, result.error)
             out[name] = json.loads(result.result)
-    for name, answers in (("approvals", OFFICIAL.APPROVAL_ANSWERS), ("handoff", [("gate", '{"extra": 100}')])):
+    for name, answers in (("approvals", OFFICIAL.APPROVAL_ANSWERS), ("handoff", [("gate", '{"extra": 100}')]),
+                          ("rich_handoff", [("gate", '{"extra": 100}')])):
         with DurableFunctionTestRunner(OFFICIAL.FUNCTIONS[name], poll_interval=0.01) as runner:
             arn = runner.run_async(input=json.dumps({"order_id": "o-3"}), execution_timeout=3600 * 24)
             for callback, answer in answers:
@@ -187,3 +193,57 @@ def test_an_execution_started_by_one_sdk_is_finished_by_the_other(reference, fir
         assert {"more", "history-backoff", "parallel-branch-1", "last"} <= done_after
     finally:
         engine.close()
+
+
+def _official_format(handler):
+    """The one-line change for executions that go from durable_sync to the official SDK: its value format."""
+    return ds.durable_handler(handler.__durable_function__, serdes=ds.serdes.ExtendedTypeSerDes())
+
+
+@pytest.mark.parametrize("direction", ["official-then-durable_sync", "durable_sync-then-official"])
+def test_executions_with_dicts_tuples_and_batch_results_move_between_the_sdks(reference, direction):
+    """Values the SDKs write differently: durable_sync reads the official SDK's format by default; going the
+    other way it writes that format when its handler says so (serdes=ds.serdes.ExtendedTypeSerDes())."""
+    first, second = ((OFFICIAL.rich_handoff, OURS.rich_handoff) if direction.startswith("official")
+                     else (_official_format(OURS.rich_handoff), OFFICIAL.rich_handoff))
+    engine = LocalEngine(db=":memory:", skip_time=True)
+    try:
+        arn = engine.start(first, {"order_id": "o-3"}, name="rich-1", function_name="rich")
+        assert engine.wait(arn).status == "RUNNING"
+        stored = {op.get("Name"): op for op in engine.operations(arn)}
+        assert stored["early"]["Status"] == "SUCCEEDED" and stored["side"]["Status"] == "SUCCEEDED"
+        assert json.loads(stored["early"]["ContextDetails"]["Result"])["t"] == "br"  # the official format
+        engine.register_function("rich", second)
+        _answer(engine, arn, "gate", '{"extra": 100}')
+        result = engine.wait(arn)
+        assert result.status == "SUCCEEDED", result.error
+        assert result.result == reference["rich_handoff"]
+    finally:
+        engine.close()
+
+
+# -- the value format ---------------------------------------------------------------------------------------------
+_leaves = (st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.floats(allow_nan=False)
+           | st.text(max_size=8) | st.binary(max_size=8) | st.uuids() | st.decimals(allow_nan=False, allow_infinity=False)
+           | st.datetimes() | st.dates())
+_values = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                       | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_values)
+def test_extended_type_serdes_writes_and_reads_the_official_format(value):
+    from aws_durable_execution_sdk_python.serdes import ExtendedTypeSerDes as Official
+
+    official, ours = Official(), ds.serdes.ExtendedTypeSerDes()
+    text = official.serialize(value, None)
+    assert ours.serialize(value) == text
+    assert ours.deserialize(text) == value == official.deserialize(ours.serialize(value), None)
+    assert ds.serdes.DEFAULT_SERDES.deserialize(text) == value  # the default reads it too
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.dictionaries(st.sampled_from(["t", "v", "x", "py/t"]), _values, max_size=3))
+def test_a_plain_dict_with_t_and_v_keys_round_trips_through_the_default_serdes(value):
+    default = ds.serdes.DEFAULT_SERDES
+    assert default.deserialize(default.serialize(value)) == value

@@ -80,6 +80,10 @@
     for (const button of document.querySelectorAll("#actions button")) {
       const key = button.dataset.action.replace("-", "_");
       button.disabled = gone || !can[key];
+      if (key === "run_again") {
+        button.title = can.run_again ? "" : "this server does not serve " + data.function +
+          ": start it with --function " + data.function + "=FILE:HANDLER";
+      }
     }
   }
 
