@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Optional, TypeVar
 
+from . import wire
 from .errors import ValidationError
 
 T = TypeVar("T")
@@ -23,7 +24,7 @@ P = TypeVar("P")  # an invoke's payload type
 R = TypeVar("R")  # an invoke's result type
 
 MIN_DELAY_SECONDS = 1
-MAX_DELAY_SECONDS = 366 * 24 * 3600
+MAX_DELAY_SECONDS = wire.MAX_DELAY_SECONDS  # the service's limit for any delay
 
 
 def seconds_of(value: Any, what: str) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 from .errors import ValidationError, utf8_safe, utf8_safe_error
 
@@ -28,6 +28,10 @@ TYPES = frozenset({EXECUTION, CONTEXT, STEP, WAIT, CALLBACK, CHAINED_INVOKE})
 ACTIONS = frozenset({START, SUCCEED, FAIL, RETRY, CANCEL})
 STATUSES = frozenset({STARTED, PENDING, READY, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, STOPPED})
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, STOPPED})
+# An execution's status: RUNNING until it ends (a paused execution is RUNNING, reported as PAUSING / PAUSED).
+RUNNING = "RUNNING"
+EXECUTION_TERMINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, STOPPED})
+EXECUTION_STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, STOPPED)
 
 
 class SubType:
@@ -141,3 +145,52 @@ def to_epoch_ms(value: Any) -> int | None:
 
 def ms_to_datetime(ms: int) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+
+
+# -- ARNs ---------------------------------------------------------------------------------------------
+#: The region, account and version in the ARNs of the local engine's functions and executions.
+LOCAL_REGION = "us-east-1"
+LOCAL_ACCOUNT = "000000000000"
+LATEST = "$LATEST"
+_EXECUTION_ARN_RE = re.compile(r"^(?P<function_arn>arn:[^:/]+:lambda:[^:/]+:[^:/]+:function:(?P<function>[^:/]+)"
+                               r"(?::(?P<qualifier>[^/]+))?)/durable-execution/(?P<name>.+)/(?P<id>[^/]+)$")
+# Lambda's FunctionName: a name, a partial ARN (ACCOUNT:function:NAME) or an ARN, with an optional qualifier.
+_FUNCTION_RE = re.compile(r"^(?:arn:[^:]*:lambda:)?(?:[a-z]{2}[a-z0-9-]*-\d:)?(?:\d{12}:)?(?:function:)?"
+                          r"(?P<name>[A-Za-z0-9_.-]+)(?::(?P<qualifier>[A-Za-z0-9_$.-]+))?$")
+
+
+class ExecutionArn(NamedTuple):
+    """The parts of a durable execution's ARN
+    (``arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]/durable-execution/EXECUTION/ID``)."""
+
+    function_arn: str  # with its qualifier, as FunctionArn reports it
+    function_name: str
+    qualifier: Optional[str]
+    name: str  # the execution's name (DurableExecutionName)
+    execution_id: str
+
+
+def function_arn(function_name: str, qualifier: Optional[str] = None, *, region: str = LOCAL_REGION,
+                 account: str = LOCAL_ACCOUNT) -> str:
+    """The ARN of a function (of the local engine by default), with ``qualifier`` if given."""
+    return f"arn:aws:lambda:{region}:{account}:function:{function_name}" + (f":{qualifier}" if qualifier else "")
+
+
+def execution_arn(function_name: str, name: str, execution_id: str, qualifier: str = LATEST) -> str:
+    """The ARN of execution ``name`` (id ``execution_id``) of a local function."""
+    return f"{function_arn(function_name, qualifier)}/durable-execution/{name}/{execution_id}"
+
+
+def parse_execution_arn(arn: Any) -> Optional[ExecutionArn]:
+    """The parts of a durable execution ARN (the service's or the local engine's); None for anything else."""
+    m = _EXECUTION_ARN_RE.match(arn) if isinstance(arn, str) else None
+    if m is None:
+        return None
+    return ExecutionArn(m["function_arn"], m["function"], m["qualifier"], m["name"], m["id"])
+
+
+def function_name_of(value: Any) -> Optional[str]:
+    """The bare function name in a function name, partial ARN or ARN (qualifier or not); None when ``value``
+    is none of those."""
+    m = _FUNCTION_RE.match(value) if isinstance(value, str) else None
+    return m["name"] if m else None

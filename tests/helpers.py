@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
+import os
+import queue
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def events(engine, arn, *types, name=None):
@@ -131,3 +140,40 @@ def boto_shape_problems(value, shape=None, path="event", present=None):
         if not isinstance(value, dt.datetime) or value.tzinfo is None:
             problems.append(f"{path}: expected an aware datetime, got {value!r}")
     return problems
+
+
+@contextlib.contextmanager
+def durable_sync_serve(*args, cwd, timeout=30.0):
+    """``durable-sync serve --port 0 ARGS`` in a subprocess (this checkout on its path, no AWS endpoint
+    inherited): yields ``(url, stderr)`` once it listens, ``stderr`` the list of the lines it printed (the
+    rest are added when it ends). Afterwards it is terminated and must exit 0; any failure inside reports
+    its stderr."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for key in ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL"):
+        env.pop(key, None)
+    proc = subprocess.Popen([sys.executable, "-m", "durable_sync.cli", "serve", "--port", "0", *map(str, args)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
+    lines: queue.Queue = queue.Queue()
+    seen: list = []
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+
+    def stop() -> int:
+        proc.terminate()
+        code = proc.wait(timeout=timeout)
+        while not lines.empty():
+            seen.append(lines.get_nowait())
+        return code
+
+    try:
+        url, deadline = None, time.monotonic() + timeout
+        while url is None:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            seen.append(line)
+            if "Lambda API on " in line:
+                url = line.split("Lambda API on ", 1)[1].split()[0]
+        yield url, seen
+    except BaseException as exc:
+        stop()
+        raise AssertionError(f"serve failed: {exc!r}; its stderr:\n{''.join(seen)}") from exc
+    code = stop()
+    assert code == 0, "".join(seen)

@@ -72,6 +72,20 @@ def test_snapshot_of_an_unknown_execution_is_not_found():
         assert info.value.code == "ResourceNotFoundException"
 
 
+# -- next_due_ms ----------------------------------------------------------------------------------
+def test_next_due_ms_is_when_the_engine_next_acts_by_itself():
+    with LocalEngine(db=":memory:", skip_time=True) as engine:
+        assert engine.next_due_ms() is None  # nothing runs
+        arn = engine.start(waits_then_asks, {}, execution_timeout=3600)
+        start = engine.snapshot(arn).start_ms
+        assert engine.next_due_ms() == start + 30_000  # the wait
+        engine.advance(30)
+        assert engine.next_due_ms() is None  # only the callback answer moves it now
+        assert engine.next_due_ms(execution_timeouts=True) == start + 3_600_000
+        engine.stop(arn)
+        assert engine.next_due_ms(execution_timeouts=True) is None  # an ended execution has nothing due
+
+
 # -- functions -----------------------------------------------------------------------------------
 def test_functions_is_a_read_only_view_of_the_registry():
     with LocalEngine(db=":memory:", skip_time=True, functions={"echo": quick}) as engine:

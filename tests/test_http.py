@@ -17,10 +17,6 @@ import datetime as dt
 import http.client
 import itertools
 import json
-import os
-import queue
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +35,7 @@ from durable_sync.errors import CheckpointError
 from durable_sync.local import LocalEngine
 from durable_sync.cli import cmd_serve
 from durable_sync.local.http import make_server, service_model
+from helpers import durable_sync_serve
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_TIMEOUT = 20.0
@@ -803,34 +800,14 @@ def test_serve_is_a_cli_subcommand():
 
 
 def test_durable_sync_serve_end_to_end(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "durable_sync.cli", "serve", "--port", "0", "--skip-time", "--db",
-         str(tmp_path / "serve.db"), "--function", f"shop={REPO / 'examples' / 'order_workflow.py'}:handler"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
-    lines: queue.Queue = queue.Queue()
-    seen: list[str] = []
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    try:
-        url, deadline = None, time.monotonic() + POLL_TIMEOUT
-        while url is None:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            seen.append(line)
-            if "Lambda API on " in line:
-                url = line.split("Lambda API on ", 1)[1].split()[0]
+    with durable_sync_serve("--skip-time", "--db", tmp_path / "serve.db", "--function",
+                            f"shop={REPO / 'examples' / 'order_workflow.py'}:handler", cwd=tmp_path,
+                            timeout=POLL_TIMEOUT) as (url, _):
         lam = strict_client(url)
         response = lam.invoke(FunctionName="shop", Payload=json.dumps(order("cli-1")))
         assert json.loads(response["Payload"].read())["receipt"] == {"auth": "auth-cli-1", "amount": 3.0}
         listed = lam.list_durable_executions_by_function(FunctionName="shop")["DurableExecutions"]
         assert [e["Status"] for e in listed] == ["SUCCEEDED"]
-    except BaseException as exc:
-        proc.terminate()
-        proc.wait(timeout=10)
-        while not lines.empty():
-            seen.append(lines.get_nowait())
-        raise AssertionError(f"serve failed: {exc!r}; its stderr:\n{''.join(seen)}") from exc
-    proc.terminate()
-    assert proc.wait(timeout=10) == 0
 
 
 def test_requests_from_web_pages_are_refused(server):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import boto3
 
 import durable_sync as ds
 from durable_sync.local import LocalEngine
+from helpers import durable_sync_serve
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 30.0
@@ -90,26 +89,13 @@ def test_serve_runs_unfinished_executions_once_it_serves(tmp_path):
     served endpoint, finds it: the server runs before the execution is invoked again."""
     (tmp_path / "over_http.py").write_text(OVER_HTTP)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    for key in ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL", "CRASH_MID_INVOCATION"):
-        env.pop(key, None)
     db = _crashed_execution(tmp_path, env)
-    proc = subprocess.Popen([sys.executable, "-m", "durable_sync.cli", "serve", "--port", "0", "--skip-time",
-                             "--db", db, "-f", f"over_http={tmp_path / 'over_http.py'}:handler"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
-    lines: queue.Queue = queue.Queue()
-    seen: list[str] = []
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    try:
-        url, deadline = None, time.monotonic() + DEADLINE
-        while url is None:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            seen.append(line)
-            if "Lambda API on " in line:
-                url = line.split("Lambda API on ", 1)[1].split()[0]
+    with durable_sync_serve("--skip-time", "--db", db, "-f", f"over_http={tmp_path / 'over_http.py'}:handler",
+                            cwd=tmp_path, timeout=DEADLINE) as (url, stderr):
         lam = boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x",
                            aws_secret_access_key="x")
         [listed] = lam.list_durable_executions_by_function(FunctionName="over_http")["DurableExecutions"]
-        arn = listed["DurableExecutionArn"]
+        arn, deadline = listed["DurableExecutionArn"], time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             execution = lam.get_durable_execution(DurableExecutionArn=arn)
             if execution["Status"] != "RUNNING":
@@ -122,14 +108,4 @@ def test_serve_runs_unfinished_executions_once_it_serves(tmp_path):
         assert len(completed) == 1 and "Error" not in completed[0]["InvocationCompletedDetails"]  # first try
         [step] = [e for e in events if e["EventType"] == "StepSucceeded"]
         assert json.loads(step["StepSucceededDetails"]["Result"]["Payload"]) == url
-    except BaseException as exc:
-        proc.terminate()
-        proc.wait(timeout=10)
-        while not lines.empty():
-            seen.append(lines.get_nowait())
-        raise AssertionError(f"serve failed: {exc!r}; its stderr:\n{''.join(seen)}") from exc
-    proc.terminate()
-    assert proc.wait(timeout=10) == 0
-    while not lines.empty():
-        seen.append(lines.get_nowait())
-    assert any("resuming 1 unfinished execution" in line for line in seen), "".join(seen)
+    assert any("resuming 1 unfinished execution" in line for line in stderr), "".join(stderr)

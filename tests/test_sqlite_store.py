@@ -212,6 +212,22 @@ def test_timers_view_lists_what_the_engine_rearms(tmp_path):
                                                                  "execution_timeout"}
 
 
+def test_the_reader_gives_operations_and_history_as_the_engine_does(tmp_path):
+    db = _db(tmp_path)
+    with LocalEngine(db=db, skip_time=True) as engine:
+        arn = engine.start(with_callback, None)
+        done = engine.start(two_steps, {"n": 2})
+        engine.advance(30)
+        expected = {a: (engine.operations(a), engine.history(a)) for a in (arn, done)}
+    with Reader(db) as reader:
+        for a in (arn, done):
+            assert (reader.operations(a), reader.history(a)) == expected[a]  # boto3 shapes, datetimes
+        [callback] = [op for op in reader.operations(arn) if op["Type"] == "CALLBACK"]
+        assert not [key for key in callback if key.startswith("_")]  # the engine's own keys stay inside
+        assert reader.history(done)[-1]["EventType"] == "ExecutionSucceeded"
+        assert reader.operations("arn:nope") == [] and reader.history("arn:nope") == []
+
+
 def test_a_heartbeat_is_persisted(tmp_path):
     db = _db(tmp_path)
     with LocalEngine(db=db, skip_time=True) as engine:

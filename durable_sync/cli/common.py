@@ -10,9 +10,11 @@ import os
 import sys
 from typing import Any, Callable, Iterator, Optional
 
+from .. import wire
+
 DEFAULT_DB = "durable.db"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
+_STATUSES = wire.EXECUTION_STATUSES
 #: Exit status of ``run`` (and ``resume REF``) for each way an execution can stand when the command returns.
 EXIT_FOR_STATUS = {"SUCCEEDED": EXIT_OK, "FAILED": EXIT_FAILED, "TIMED_OUT": EXIT_FAILED, "STOPPED": EXIT_FAILED,
                    "RUNNING": EXIT_WAITING}
@@ -63,8 +65,9 @@ def err(text: str) -> None:
 
 
 def exec_name(arn: str) -> str:
-    parts = arn.split("/")
-    return parts[-2] if len(parts) >= 3 else arn
+    """The execution's name in its ARN (the ARN itself when it is not one)."""
+    parts = wire.parse_execution_arn(arn)
+    return parts.name if parts else arn
 
 
 def when(ms: Optional[int], *, date: bool = True) -> str:
@@ -212,12 +215,14 @@ def open_reader(db: str, what: str) -> Any:
 
 
 def find_execution(reader: Any, ref: str) -> Any:
-    ex = reader.execution(ref)
+    """The database's record of execution REF (an ARN, or a unique name), without its operations and history
+    (``reader.operations`` / ``reader.history`` read those)."""
+    ex = reader.execution(ref, with_history=False)
     if ex is not None:
         return ex
     matches = reader.executions(name=ref)
     if len(matches) == 1:
-        return reader.execution(matches[0].arn)
+        return matches[0]
     if len(matches) > 1:
         raise CliError(f"{len(matches)} executions are named {ref!r} (functions "
                        f"{', '.join(m.function_name for m in matches)}); pass the ARN")

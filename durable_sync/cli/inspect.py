@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import shutil
 import time
@@ -21,11 +20,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         counts = reader.counts([r.arn for r in rows]) if rows else {}
         paused = reader.pause_statuses(rows)  # RUNNING, held by PauseDurableExecution
     if args.json:  # ListDurableExecutionsByFunction's response, as boto3 returns it (a paused one is PAUSED)
+        from ..local.snapshot import list_item
+
         print(json.dumps({"DurableExecutions": [
-            {"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
-             "FunctionArn": r.arn.split("/durable-execution/")[0], "Status": paused.get(r.arn, r.status),
-             "StartTimestamp": _dt.datetime.fromtimestamp(r.start_ms / 1000, _dt.timezone.utc),
-             **({"EndTimestamp": _dt.datetime.fromtimestamp(r.end_ms / 1000, _dt.timezone.utc)} if r.end_ms else {})}
+            list_item(r.arn, r.name, r.function_name, paused.get(r.arn, r.status), r.start_ms, r.end_ms)
             for r in rows]}, default=json_default, indent=2))
         return EXIT_OK
     if not rows:
@@ -60,16 +58,6 @@ def _fit(table: list[tuple[str, ...]], width: int) -> list[str]:
         line = "  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
         lines.append(line if len(line) <= width else line[: width - 1] + "…")
     return lines
-
-
-def _read_back(ex: Any) -> tuple[Any, list, list]:
-    """The read model of a database record, with its operations and events in the boto3 shapes."""
-    from ..local import history as h
-    from ..local.service import public_op
-
-    operations = [h.to_boto(public_op(op)) for op in ex.ops.values()]
-    events = [h.to_boto(e) for e in ex.events]
-    return read_execution(ex, operations, events), operations, events
 
 
 def _print_execution(model: Any, all_attempts: bool) -> None:
@@ -107,7 +95,8 @@ def _print_execution(model: Any, all_attempts: bool) -> None:
 def cmd_history(args: argparse.Namespace) -> int:
     with open_reader(args.db, "history") as reader:
         ex = find_execution(reader, args.ref)
-    model, operations, events = _read_back(ex)
+        operations, events = reader.operations(ex.arn), reader.history(ex.arn)
+    model = read_execution(ex, operations, events)
     if args.json:
         print(json.dumps(events, default=json_default, indent=2))
     else:

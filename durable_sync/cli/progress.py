@@ -127,7 +127,8 @@ class EventPrinter:
         """A short, stable label for an execution other than the main one: its function's name."""
         label = self._exec_labels.get(arn)
         if label is None:
-            function = arn.split(":function:", 1)[1].split(":")[0] if ":function:" in arn else exec_name(arn)
+            parts = wire.parse_execution_arn(arn)
+            function = parts.function_name if parts else exec_name(arn)
             taken = sum(1 for other in self._exec_labels.values() if other.split("#")[0] == function)
             label = function if not taken else f"{function}#{taken + 1}"
             self._exec_labels[arn] = label
@@ -154,9 +155,8 @@ class EventPrinter:
         if etype == "ExecutionStarted":
             if self.main_arn is None and not self.prefix_all:
                 self.main_arn = arn  # the first execution to start is the one the command started
-            parts = arn.split("/")
-            name = parts[-2] if len(parts) >= 3 else arn
-            function = arn.split(":function:", 1)[1].split(":")[0] if ":function:" in arn else "execution"
+            parts = wire.parse_execution_arn(arn)
+            function, name = (parts.function_name, parts.name) if parts else ("execution", arn)
             return [(f"execution {function} / {name} started", True)]
         if etype == "InvocationCompleted":
             error = _error_of(details)

@@ -15,6 +15,7 @@ import datetime as _dt
 import json
 from typing import Any, Optional
 
+from .. import wire
 from ..inspection import read_execution
 from ..inspection.model import StepOperation
 from ..inspection.timeline import LEGEND, error_text, layout, trace_parts
@@ -26,7 +27,7 @@ PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 PREVIEW_CHARS = 2000  # a payload longer than this is clipped ("show all" fetches it whole)
 MAX_CHART_ROWS = 2000  # as the HTML timeline: more operations are listed, not drawn
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+TERMINAL = wire.EXECUTION_TERMINAL
 
 
 def _int(value: Optional[str], what: str, default: int, lowest: int = 0) -> int:

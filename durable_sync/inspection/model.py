@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
 
 from .. import wire
+from ..events import TERMINAL_EXECUTION_EVENTS
 from ..serdes import SerDesContext, decode_plain_json, deserialize_value
 from .tree import operation_line, render_tree, to_ms
 
@@ -23,7 +24,7 @@ __all__ = [
     "build_tree", "read_execution", "kind_word", "unnamed_label", "operation_label",
 ]
 
-EXECUTION_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+EXECUTION_TERMINAL = wire.EXECUTION_TERMINAL
 BRANCH_SUBTYPES = frozenset({wire.SubType.MAP_ITERATION, wire.SubType.PARALLEL_BRANCH})
 
 _KIND = {  # SubType (or Type) -> the word a user knows
@@ -544,11 +545,10 @@ def read_execution(info: Any, operations: Sequence[dict], history: Sequence[dict
     status = _get(info, "status", "Status") or exec_op.get("Status") or "RUNNING"
     name = _get(info, "name", "DurableExecutionName")
     function = _get(info, "function_name", "FunctionName")
-    parts = arn.split("/")
-    if not name and len(parts) >= 3 and parts[-3] == "durable-execution":
-        name = parts[-2]
-    if not function and ":function:" in arn:
-        function = arn.split(":function:", 1)[1].split(":")[0].split("/")[0]
+    parts = wire.parse_execution_arn(arn)
+    if parts is not None:
+        name = name or parts.name
+        function = function or parts.function_name
     start = to_ms(_get(info, "start_ms", "StartTimestamp")) or to_ms(exec_op.get("StartTimestamp"))
     end = to_ms(_get(info, "end_ms", "EndTimestamp")) or to_ms(exec_op.get("EndTimestamp"))
     error = _get(info, "error", "Error")
@@ -565,7 +565,7 @@ def read_execution(info: Any, operations: Sequence[dict], history: Sequence[dict
             start = start if start is not None else stamp
             if input_payload is None:
                 input_payload = ((event.get("ExecutionStartedDetails") or {}).get("Input") or {}).get("Payload")
-        elif etype in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionStopped"):
+        elif etype in TERMINAL_EXECUTION_EVENTS:
             end = end if end is not None else stamp
             details = event.get(f"{etype}Details") or {}
             if etype == "ExecutionSucceeded" and result is None:

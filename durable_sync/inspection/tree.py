@@ -5,7 +5,6 @@ uses it for its own one-line labels).
 """
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Any, Optional, Sequence
 
 from .. import wire
@@ -52,7 +51,7 @@ def format_time(value: Any) -> str:
     ms = to_ms(value)
     if ms is None:
         return ""
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return wire.ms_to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def clip(text: Any, limit: int) -> str:

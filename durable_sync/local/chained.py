@@ -16,7 +16,7 @@ from . import foreign, scheduler
 from . import history as h
 from .commit import commit, service_change
 from .runner import LocalLambdaContext
-from .service import RUNNING, Execution, ServiceError, execution_arn
+from .service import RUNNING, Execution, ServiceError
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -30,8 +30,7 @@ def resolve_function(engine: "LocalEngine", function_name: str) -> tuple[str, Op
     with engine._lock:
         if function_name in engine._functions:
             return function_name, engine._functions[function_name]
-        parts = function_name.split(":")
-        name = parts[parts.index("function") + 1] if "function" in parts[:-1] else parts[0]
+        name = wire.function_name_of(function_name) or function_name
         return name, engine._functions.get(name)
 
 
@@ -51,9 +50,9 @@ def invoke_target(engine: "LocalEngine", function_name: str, ex: Execution, op_i
     with engine._lock:
         existing = engine._by_name.get((name, child_name(ex, op_id)))  # started before: attached to
     if existing is not None:
-        return existing, existing.rsplit("/", 1)[-1]
+        return existing, wire.parse_execution_arn(existing).execution_id
     execution_id = uuid.uuid4().hex
-    return execution_arn(name, child_name(ex, op_id), execution_id), execution_id
+    return wire.execution_arn(name, child_name(ex, op_id), execution_id), execution_id
 
 
 def launch_invoke(engine: "LocalEngine", ex: Execution, op_id: str) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import wire
 from ..events import event_for
 from . import history as h
-from .service import RUNNING, Execution, ServiceError
+from .service import RUNNING, Execution, ServiceError, callback_id
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -75,8 +75,7 @@ def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:
     ex.events.extend(change.events)
     for name, value in change.fields.items():
         setattr(ex, name, value)
-    callbacks = [((op.get("CallbackDetails") or {}).get("CallbackId"), op_id) for op_id, op in change.ops.items()
-                 if op["Type"] == wire.CALLBACK]
+    callbacks = [(callback_id(op), op_id) for op_id, op in change.ops.items() if op["Type"] == wire.CALLBACK]
     if change.by_service:
         for op_id, op in change.ops.items():
             ex.service_changed[op_id] = None  # an ordered set: the next checkpoint response carries them

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .. import wire
 from ..errors import ValidationError
+from ..events import event_for
 from . import chained, control, foreign, runner, scheduler
 from .commit import SERVICE_ERROR, Change, commit, completion, describe, ends, service_change
 from . import history as h
@@ -42,9 +43,10 @@ from .handlers import resolve as resolve_handler
 from .runner import (MAX_INVOCATION_ATTEMPTS, InProcessClient, LocalLambdaContext,  # noqa: F401 - re-exported
                      checkpoint_error)
 from .service import (CALLBACK_TIMEOUT, CONFLICT, DEFAULT_EXECUTION_TIMEOUT, INVALID, NOT_FOUND, PAGE_MAX_ITEMS,
-                      RUNNING, Execution, ServiceError, Timer, apply_batch, changed_operations, check_text,
-                      execution_arn, page, public_op, visible_operations)
-from .snapshot import ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer
+                      RUNNING, Execution, ServiceError, Timer, apply_batch, callback_id, changed_operations,
+                      check_text, page, visible_operations)
+from .snapshot import (ExecutionResult, ExecutionSnapshot, OpenCallback, PendingTimer, boto_history, boto_operations,
+                       list_item)
 from .store import open_store
 
 _log = logging.getLogger("durable_sync.engine")
@@ -54,22 +56,11 @@ DEFAULT_MAX_CONCURRENT_INVOCATIONS = 64
 MAX_CONCURRENT_INVOCATIONS_LIMIT = 4096
 
 
-#: The operation (type, status) each kind of timer acts on: a timer whose operation left it is stale.
-_TIMER_STATES = {"wait": (wire.WAIT, wire.STARTED), "retry": (wire.STEP, wire.PENDING),
-                 "callback_timeout": (wire.CALLBACK, wire.STARTED), "callback_heartbeat": (wire.CALLBACK, wire.STARTED),
-                 "invoke": (wire.CHAINED_INVOKE, wire.STARTED)}
-
-
-def _timer_is_live(ex: Execution, timer: Timer) -> bool:
-    """Called with ex.lock: whether ``timer`` will still do something when it fires."""
-    if timer.kind == "execution_timeout":
-        return timer.due_ms == control.timeout_due(ex)
-    if timer.kind == "reinvoke":  # the end of the last invocation could not be stored: it is invoked again
-        return True
-    op = ex.ops.get(timer.op_id)
-    if op is None or (op["Type"], op["Status"]) != _TIMER_STATES.get(timer.kind):
-        return False
-    return timer.kind != "callback_heartbeat" or op.get("_heartbeat_due") == timer.due_ms
+def _check_open(ex: Execution, op: dict, callback_id: str, takes: str) -> None:
+    """CallbackTimeoutException unless callback ``op`` still waits (for an answer or a heartbeat: ``takes``)."""
+    if op["Status"] != wire.STARTED or ex.status != RUNNING:
+        state = op["Status"] if op["Status"] != wire.STARTED else f"closed (execution {ex.status})"
+        raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {state}; it takes no more {takes}")
 
 
 def _function_name(handler: Any) -> str:
@@ -262,14 +253,14 @@ class LocalEngine:
                     scheduler.mark_ready(self, ex)
             else:
                 exec_id = execution_id or uuid.uuid4().hex
-                arn = execution_arn(fn_name, name, exec_id)
+                arn = wire.execution_arn(fn_name, name, exec_id)
                 now = self.clock.now_ms()
                 ex = Execution(arn=arn, function_name=fn_name, name=name, exec_op_id=exec_id, start_ms=now,
                                timeout_s=timeout, input_payload=payload)
                 ex.handler_ref = handler_reference(handler)  # lets a restarted engine import it
                 ex.ops[exec_id] = {"Id": exec_id, "Type": wire.EXECUTION, "Status": wire.STARTED,
                                    "StartTimestamp": now, "ExecutionDetails": {"InputPayload": payload}}
-                started = h.execution_event("ExecutionStarted", ex.ops[exec_id], now, {
+                started = h.execution_event(event_for(wire.EXECUTION, wire.STARTED), ex.ops[exec_id], now, {
                     "Input": h.result(payload), "ExecutionTimeout": timeout})
                 started["EventId"] = 1
                 ex.events.append(started)  # not announced before the store has it
@@ -304,10 +295,10 @@ class LocalEngine:
                     scheduler.drain(self)
                     if ex.status != RUNNING or control.pause_of(ex) is not None:
                         break  # ended, or paused: only resume_execution() moves it on
-                    timer = self._next_timer(skip_execution_timeouts=True)
-                    if timer is None:
+                    due = self.next_due_ms()
+                    if due is None:
                         break
-                    scheduler.advance_to(self, timer.due_ms)
+                    scheduler.advance_to(self, due)
             return self.get_execution(arn)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -345,13 +336,13 @@ class LocalEngine:
         """Events as boto3's get_durable_execution_history returns them."""
         ex = self._get(arn)
         with ex.lock:
-            return [h.to_boto(e) for e in ex.events]
+            return boto_history(ex.events)
 
     def operations(self, arn: str) -> list[dict]:
         """Every operation of the execution (wire shape, timestamps as datetimes)."""
         ex = self._get(arn)
         with ex.lock:
-            return [h.to_boto(public_op(op)) for op in ex.ops.values()]
+            return boto_operations(ex.ops.values())
 
     def list_executions(self, function_name: Optional[str] = None, name: Optional[str] = None,
                         status: Optional[str | Iterable[str]] = None, *, started_after: Any = None,
@@ -385,10 +376,19 @@ class LocalEngine:
             selected.append((ex.start_ms, ex, reported, end_ms))
         selected.sort(key=lambda item: item[0], reverse=reverse)  # stable: creation order among equal starts
         stop = None if limit is None else max(0, offset) + max(0, limit)
-        return [{"DurableExecutionArn": ex.arn, "DurableExecutionName": ex.name, "FunctionName": ex.function_name,
-                 "Status": reported, "StartTimestamp": wire.ms_to_datetime(start_ms),
-                 **({"EndTimestamp": wire.ms_to_datetime(end_ms)} if end_ms else {})}
+        return [{**list_item(ex.arn, ex.name, ex.function_name, reported, start_ms, end_ms),
+                 "FunctionName": ex.function_name}
                 for start_ms, ex, reported, end_ms in selected[max(0, offset):stop]]
+
+    def next_due_ms(self, *, execution_timeouts: bool = False) -> Optional[int]:
+        """When the engine next does something by itself for a RUNNING execution (a wait ends, a retry or
+        a chained invoke falls due, a callback times out), in epoch milliseconds of its clock; None when
+        nothing is pending. Execution timeouts count only with ``execution_timeouts=True``: they end
+        executions rather than move them on. (With ``real_time_callbacks`` a callback's timers keep real
+        time and are not counted.) A virtual-time caller moves the clock there with ``advance``, as
+        ``wait`` does."""
+        timer = scheduler.next_timer(self, skip_execution_timeouts=not execution_timeouts)
+        return None if timer is None else timer.due_ms
 
     @property
     def functions(self) -> Mapping[str, Callable]:
@@ -404,17 +404,16 @@ class LocalEngine:
         ex = self._get(arn)
         with ex.lock:
             execution = self.get_execution(arn)
-            operations = tuple(h.to_boto(public_op(op)) for op in ex.ops.values())
-            history = tuple(h.to_boto(e) for e in ex.events)
-            callbacks = tuple(OpenCallback((op.get("CallbackDetails") or {}).get("CallbackId", ""), op["Id"],
-                                           op.get("Name"))
+            operations = tuple(boto_operations(ex.ops.values()))
+            history = tuple(boto_history(ex.events))
+            callbacks = tuple(OpenCallback(callback_id(op) or "", op["Id"], op.get("Name"))
                               for op in ex.ops.values() if op["Type"] == wire.CALLBACK and op["Status"] == wire.STARTED)
             in_flight, needs_invoke = ex.invoking, ex.needs_invoke
             with self._lock:
                 timers = sorted(t for t in self._timers if t.arn == arn)
                 queued = arn in self._ready
             pending = tuple(PendingTimer(t.kind, t.due_ms, t.op_id, (ex.ops.get(t.op_id) or {}).get("Name"))
-                            for t in timers if ex.status == RUNNING and _timer_is_live(ex, t))
+                            for t in timers if ex.status == RUNNING and scheduler.timer_is_live(ex, t))
             return ExecutionSnapshot(arn=ex.arn, function_name=ex.function_name, name=ex.name, execution=execution,
                                      start_ms=ex.start_ms, end_ms=ex.end_ms, operations=operations, history=history,
                                      pending_timers=pending, open_callbacks=callbacks if ex.status == RUNNING else (),
@@ -502,9 +501,9 @@ class LocalEngine:
                     del self._by_name[(ex.function_name, ex.name)]
                 self._missing.pop(arn, None)
                 for op in ex.ops.values():
-                    callback_id = (op.get("CallbackDetails") or {}).get("CallbackId")
-                    if callback_id and self._callbacks.get(callback_id, (None,))[0] == arn:
-                        del self._callbacks[callback_id]
+                    issued = callback_id(op)
+                    if issued and self._callbacks.get(issued, (None,))[0] == arn:
+                        del self._callbacks[issued]
                 for token_key in [k for k in self._control_tokens if k[1] == arn]:
                     del self._control_tokens[token_key]
         return wire.ms_to_datetime(now)
@@ -546,12 +545,10 @@ class LocalEngine:
 
     def send_callback_heartbeat(self, callback_id: str) -> None:
         """SendDurableExecutionCallbackHeartbeat: restarts the callback's heartbeat timeout, if it has one."""
-        ex, op = self._callback_op(callback_id)
+        ex, op = self._callback_op(callback_id, "heartbeats")
         with ex.lock:
             op = ex.ops[op["Id"]]
-            if op["Status"] != wire.STARTED or ex.status != RUNNING:
-                raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {op['Status']}; "
-                                                     "it takes no more heartbeats")
+            _check_open(ex, op, callback_id, "heartbeats")
             timeout = op.get("_heartbeat_s")
             if timeout:
                 due = self.clock.now_ms() + timeout * 1000
@@ -652,9 +649,9 @@ class LocalEngine:
         self._executions[ex.arn] = ex
         self._by_name[(ex.function_name, ex.name)] = ex.arn
         for op in ex.ops.values():
-            cb = (op.get("CallbackDetails") or {}).get("CallbackId")
-            if cb:
-                self._callbacks[cb] = (ex.arn, op["Id"])
+            issued = callback_id(op)
+            if issued:
+                self._callbacks[issued] = (ex.arn, op["Id"])
         if ex.status == RUNNING:
             runner.recall_changes(ex)
             pause = control.pause_of(ex)
@@ -683,10 +680,6 @@ class LocalEngine:
             if ex.status == RUNNING:
                 self._run_onward(ex)
 
-    def _next_timer(self, skip_execution_timeouts: bool = False) -> Optional[Timer]:
-        """The next timer of a RUNNING execution (see scheduler.next_timer); the testing runner asks it."""
-        return scheduler.next_timer(self, skip_execution_timeouts)
-
     def _fire(self, timer: Timer) -> None:
         """Do what a due timer stands for. The loops in ``scheduler`` call it through the instance, so a
         test may replace it on one engine."""
@@ -698,8 +691,8 @@ class LocalEngine:
         tell the listeners, arm its timers, queue an invocation, settle the chained invoke of an execution
         that ended, wake waiters."""
         with self._lock:
-            for callback_id, op_id in callbacks:
-                self._callbacks.setdefault(callback_id, (ex.arn, op_id))
+            for issued, op_id in callbacks:
+                self._callbacks.setdefault(issued, (ex.arn, op_id))
         for event in change.events:
             self._emit(ex, event)
         for due, kind, op_id in change.timers:
@@ -786,17 +779,15 @@ class LocalEngine:
                            "from the database when the engine restarts", ex.arn, store_exc.message)
 
     # -- internals: callbacks ----------------------------------------------------------------------
-    def _callback_op(self, callback_id: str) -> tuple[Execution, dict]:
-        """The open callback ``callback_id``; the service's errors for unknown and closed ones."""
+    def _callback_op(self, callback_id: str, takes: str = "answers") -> tuple[Execution, dict]:
+        """The open callback ``callback_id``; the service's errors for unknown and closed ones (its state is
+        checked again under ``ex.lock`` before it changes: ``_check_open``)."""
         ref = self._callbacks.get(callback_id) if isinstance(callback_id, str) else None
         ex = self._executions.get(ref[0]) if ref is not None else None
         op = ex.ops.get(ref[1]) if ex is not None else None
         if op is None:  # never issued (or issued by a checkpoint batch that was refused)
             raise ServiceError(INVALID, f"unknown callback id {callback_id!r}: no callback of this engine has it")
-        if op["Status"] != wire.STARTED or ex.status != RUNNING:
-            state = op["Status"] if op["Status"] != wire.STARTED else f"closed (execution {ex.status})"
-            raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {state}; it takes no more "
-                                                 "answers")
+        _check_open(ex, op, callback_id, takes)
         return ex, op
 
     def _complete_callback(self, callback_id: str, status: str, result: Any = None,
@@ -805,8 +796,7 @@ class LocalEngine:
         self._wake(ex)
         with ex.lock:
             op = ex.ops[op["Id"]]
-            if op["Status"] != wire.STARTED or ex.status != RUNNING:
-                raise ServiceError(CALLBACK_TIMEOUT, f"callback {callback_id} is already {op['Status']}")
+            _check_open(ex, op, callback_id, "answers")
             now = self.clock.now_ms()
             details = dict(op.get("CallbackDetails") or {})
             if status == wire.SUCCEEDED:

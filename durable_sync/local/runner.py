@@ -21,7 +21,7 @@ from . import history as h
 from .handlers import load as load_handler
 from .isolation import run_in_child
 from .commit import Change, commit, completion
-from .service import (ACCOUNT, EXECUTED_VERSION, REGION, RUNNING, Execution, ServiceError, changed_operations, page,
+from .service import (EXECUTED_VERSION, RUNNING, TIMER_STATES, Execution, ServiceError, changed_operations, page,
                       visible_operations)
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class LocalLambdaContext:
         self.endpoint_url = endpoint_url  # the Lambda API serving the engine (durable-sync serve), else None
         self.function_name = function_name
         self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.invoked_function_arn = wire.function_arn(function_name)
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = f"local/{self.aws_request_id}"
         self._deadline_ms = deadline_ms
@@ -244,8 +244,9 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
 
 
 # -- what a loaded execution needs ---------------------------------------------------------------------
-_PENDING_STATES = frozenset({(wire.WAIT, wire.STARTED), (wire.STEP, wire.PENDING), (wire.STEP, wire.READY),
-                             (wire.CALLBACK, wire.STARTED), (wire.CHAINED_INVOKE, wire.STARTED)})
+#: What can still wake an execution: an operation a timer acts on (a wait, a retry not due yet, a callback,
+#: a chained invoke), or a retry that is due (READY).
+_PENDING_STATES = frozenset(TIMER_STATES.values()) | {(wire.STEP, wire.READY)}
 
 
 def has_pending_work(ex: Execution) -> bool:

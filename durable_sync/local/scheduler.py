@@ -18,7 +18,7 @@ from .. import wire
 from . import chained, control, runner
 from . import history as h
 from .commit import Change, commit, service_change
-from .service import RUNNING, Execution, Timer
+from .service import RUNNING, TIMER_STATES, Execution, Timer
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -74,20 +74,37 @@ def next_timer(engine: "LocalEngine", skip_execution_timeouts: bool = False) -> 
         return None
 
 
+def _due(kind: str, op: dict, now_ms: int) -> Optional[int]:
+    """When the timer ``kind`` of operation record ``op`` is due (None: it has none)."""
+    if kind == "wait":
+        return op["WaitDetails"]["ScheduledEndTimestamp"]
+    if kind == "retry":
+        return op["StepDetails"]["NextAttemptTimestamp"]
+    if kind == "invoke":
+        return now_ms  # a chained invoke not settled yet: start (or attach to) its target now
+    return op.get("_timeout_due" if kind == "callback_timeout" else "_heartbeat_due")
+
+
 def rearm(engine: "LocalEngine", ex: Execution, op: dict) -> None:
-    """The timer an operation of an execution loaded from the store is waiting on, armed again."""
-    status, kind = op["Status"], op["Type"]
-    if kind == wire.WAIT and status == wire.STARTED:
-        push_timer(engine, op["WaitDetails"]["ScheduledEndTimestamp"], "wait", ex.arn, op["Id"])
-    elif kind == wire.STEP and status == wire.PENDING:
-        push_timer(engine, op["StepDetails"]["NextAttemptTimestamp"], "retry", ex.arn, op["Id"])
-    elif kind == wire.CALLBACK and status == wire.STARTED:
-        if op.get("_timeout_due"):
-            push_timer(engine, op["_timeout_due"], "callback_timeout", ex.arn, op["Id"])
-        if op.get("_heartbeat_due"):
-            push_timer(engine, op["_heartbeat_due"], "callback_heartbeat", ex.arn, op["Id"])
-    elif kind == wire.CHAINED_INVOKE and status == wire.STARTED:
-        push_timer(engine, engine.clock.now_ms(), "invoke", ex.arn, op["Id"])
+    """The timers an operation of an execution loaded from the store is waiting on, armed again."""
+    state = (op["Type"], op["Status"])
+    for kind, acts_on in TIMER_STATES.items():
+        due = _due(kind, op, engine.clock.now_ms()) if acts_on == state else None
+        if due:
+            push_timer(engine, due, kind, ex.arn, op["Id"])
+
+
+def timer_is_live(ex: Execution, timer: Timer) -> bool:
+    """Called with ex.lock: whether ``timer`` will still do something when it fires (its operation is still in
+    the state it acts on; a heartbeat timer, the latest deadline)."""
+    if timer.kind == "execution_timeout":
+        return timer.due_ms == control.timeout_due(ex)
+    if timer.kind == "reinvoke":  # the end of the last invocation could not be stored: it is invoked again
+        return True
+    op = ex.ops.get(timer.op_id)
+    if op is None or (op["Type"], op["Status"]) != TIMER_STATES.get(timer.kind):
+        return False
+    return timer.kind != "callback_heartbeat" or op.get("_heartbeat_due") == timer.due_ms
 
 
 def advance_to(engine: "LocalEngine", target_ms: int) -> None:
@@ -156,35 +173,29 @@ def fire(engine: "LocalEngine", timer: Timer) -> None:
             engine._complete(ex, "TIMED_OUT", error={"ErrorType": "Execution.Timeout",
                              "ErrorMessage": f"the execution exceeded its timeout of {ex.timeout_s} s"})
             return
-        op = ex.ops.get(timer.op_id)
-        if op is None:
-            return
-        change = _complete_timer(timer, op, now)
-        if change is None:
-            return
-        commit(engine, ex, change)  # when the store refuses it, nothing changed: _fire_or_retry arms it again
+        if not timer_is_live(ex, timer):
+            return  # its operation moved on (a heartbeat moved the deadline, the callback was answered, ...)
+        commit(engine, ex, _complete_timer(timer, ex.ops[timer.op_id], now))  # refused by the store: nothing
+        # changed, and _fire_or_retry arms it again
     after_change(engine)
 
 
-def _complete_timer(timer: Timer, op: dict, now: int) -> Optional[Change]:
-    """Called with ex.lock: the change a due timer makes to its operation, or None."""
-    kind, status = timer.kind, op["Status"]
-    if kind == "wait" and status == wire.STARTED:
+def _complete_timer(timer: Timer, op: dict, now: int) -> Change:
+    """Called with ex.lock: the change a due, live timer (wait, retry, callback timeout or heartbeat timeout)
+    makes to its operation."""
+    kind = timer.kind
+    if kind == "wait":
         new = {**op, "Status": wire.SUCCEEDED, "EndTimestamp": now}
         duration = (op["WaitDetails"]["ScheduledEndTimestamp"] - op["StartTimestamp"]) // 1000
         return service_change(new, h.change_event(new, now, {"Duration": duration}))
-    if kind == "retry" and status == wire.PENDING:
+    if kind == "retry":
         return service_change({**op, "Status": wire.READY})
-    if kind in ("callback_timeout", "callback_heartbeat") and status == wire.STARTED:
-        if kind == "callback_heartbeat" and op.get("_heartbeat_due") != timer.due_ms:
-            return None  # a heartbeat moved the deadline
-        error_type = "Callback.Timeout" if kind == "callback_timeout" else "Callback.Heartbeat"
-        error = {"ErrorType": error_type, "ErrorMessage": "Callback timed out" if kind == "callback_timeout"
-                 else "Callback timed out waiting for a heartbeat"}
-        new = {**op, "Status": wire.TIMED_OUT, "EndTimestamp": now,
-               "CallbackDetails": {**op.get("CallbackDetails", {}), "Error": error}}
-        return service_change(new, h.change_event(new, now, {"Error": h.error(error)}))
-    return None
+    error_type = "Callback.Timeout" if kind == "callback_timeout" else "Callback.Heartbeat"
+    error = {"ErrorType": error_type, "ErrorMessage": "Callback timed out" if kind == "callback_timeout"
+             else "Callback timed out waiting for a heartbeat"}
+    new = {**op, "Status": wire.TIMED_OUT, "EndTimestamp": now,
+           "CallbackDetails": {**op.get("CallbackDetails", {}), "Error": error}}
+    return service_change(new, h.change_event(new, now, {"Error": h.error(error)}))
 
 
 # -- the ready queue and the loops -------------------------------------------------------------------

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from .. import wire
+from ..events import retry_event
 from . import history as h
 
 from ..errors import CALLBACK_TIMEOUT, CONFLICT, INVALID, NOT_FOUND, ServiceError  # noqa: F401 - re-exported
-
-TOO_LARGE = "RequestEntityTooLargeException"
 
 
 # Action -> statuses the operation may be in before it (None: the operation is new). A callback and a
@@ -43,15 +42,8 @@ TRANSITIONS: dict[str, dict[str, frozenset]] = {
 
 MAX_ERROR_BYTES = 32 * 1024  # an update's Error, as JSON text: the service refuses a larger one
 MAX_CALLBACK_TIMEOUT_SECONDS = 99_999_999  # CallbackOptions bounds of the botocore model; 0 means none
-EXECUTED_VERSION = "$LATEST"  # the version every local function runs as
-ACCOUNT = "000000000000"
-REGION = "us-east-1"
-
-
-def execution_arn(function_name: str, name: str, execution_id: str) -> str:
-    """The ARN of execution ``name`` (id ``execution_id``) of a local function."""
-    return (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}:{EXECUTED_VERSION}"
-            f"/durable-execution/{name}/{execution_id}")
+EXECUTED_VERSION = wire.LATEST  # the version every local function runs as
+ACCOUNT, REGION = wire.LOCAL_ACCOUNT, wire.LOCAL_REGION  # of every local function's ARN (wire.function_arn)
 
 
 def new_callback_id() -> str:
@@ -60,7 +52,7 @@ def new_callback_id() -> str:
     return secrets.token_hex(32)
 
 
-RUNNING = "RUNNING"  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
+RUNNING = wire.RUNNING  # an execution's status until it ends: SUCCEEDED, FAILED, TIMED_OUT or STOPPED
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout when none is given, and the longest
 
 
@@ -68,9 +60,21 @@ DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout wh
 class Timer:
     due_ms: int
     seq: int
-    kind: str = field(compare=False)  # wait | retry | callback_timeout | callback_heartbeat | execution_timeout
+    kind: str = field(compare=False)  # a TIMER_STATES kind, execution_timeout or reinvoke
     arn: str = field(compare=False)
     op_id: Optional[str] = field(compare=False, default=None)
+
+
+#: The operation (type, status) each kind of operation timer acts on: a timer whose operation left that
+#: state is stale. (``execution_timeout`` and ``reinvoke`` act on the execution itself.)
+TIMER_STATES = {"wait": (wire.WAIT, wire.STARTED), "retry": (wire.STEP, wire.PENDING),
+                "callback_timeout": (wire.CALLBACK, wire.STARTED), "callback_heartbeat": (wire.CALLBACK, wire.STARTED),
+                "invoke": (wire.CHAINED_INVOKE, wire.STARTED)}
+
+
+def callback_id(op: dict) -> Optional[str]:
+    """The CallbackId of a CALLBACK operation record (None for any other)."""
+    return (op.get("CallbackDetails") or {}).get("CallbackId")
 
 
 @dataclass
@@ -99,7 +103,6 @@ class Execution:
     service_changed: dict = field(default_factory=dict)  # ops changed by the service since the last checkpoint
     client_tokens: dict = field(default_factory=dict)  # ClientToken -> (token it was sent with, response)
     handler_ref: Optional[str] = None
-    on_event: Optional[Any] = field(default=None, repr=False, compare=False)
 
     token_prefix: str = ""
 
@@ -110,13 +113,6 @@ class Execution:
         self.token_seq += 1
         self.token = f"{self.token_prefix}.{self.token_seq}"
         return self.token
-
-    def add_event(self, event: dict) -> dict:
-        event["EventId"] = len(self.events) + 1
-        self.events.append(event)
-        if self.on_event is not None:
-            self.on_event(self, event)
-        return event
 
 
 def _invalid(message: str) -> ServiceError:
@@ -283,19 +279,19 @@ def _step_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     details.pop("NextAttemptTimestamp", None)
     op["Status"] = wire.STARTED
     op["StepDetails"] = details
-    events.append(h.op_event("StepStarted", op, now_ms))
+    events.append(h.change_event(op, now_ms))
 
 
 def _step_succeed(ex, op, u, now_ms, events, timers, _applied) -> None:
     _finish(op, wire.SUCCEEDED, now_ms, "StepDetails", Result=u.get("Payload"))
     op["StepDetails"].pop("Error", None)
-    events.append(h.op_event("StepSucceeded", op, now_ms, {
+    events.append(h.change_event(op, now_ms, {
         "Result": h.result(u.get("Payload")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
 def _step_fail(ex, op, u, now_ms, events, timers, _applied) -> None:
     _finish(op, wire.FAILED, now_ms, "StepDetails", Error=u.get("Error"))
-    events.append(h.op_event("StepFailed", op, now_ms, {
+    events.append(h.change_event(op, now_ms, {
         "Error": h.error(u.get("Error")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
@@ -307,11 +303,11 @@ def _step_retry(ex, op, u, now_ms, events, timers, _applied) -> None:
     retry = {"CurrentAttempt": details.get("Attempt", 1), "NextAttemptDelaySeconds": delay}
     if u.get("Error") is not None:
         details["Error"] = u["Error"]
-        events.append(h.op_event("StepFailed", op, now_ms, {"Error": h.error(u["Error"]), "RetryDetails": retry}))
+        events.append(h.op_event(retry_event(True), op, now_ms, {"Error": h.error(u["Error"]), "RetryDetails": retry}))
     else:
         details["Result"] = u.get("Payload")
         details.pop("Error", None)
-        events.append(h.op_event("StepSucceeded", op, now_ms, {"Result": h.result(u.get("Payload")),
+        events.append(h.op_event(retry_event(False), op, now_ms, {"Result": h.result(u.get("Payload")),
                                                                 "RetryDetails": retry}))
     op["Status"] = wire.PENDING
     op["StepDetails"] = details
@@ -323,7 +319,7 @@ def _wait_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     seconds = _delay((u.get("WaitOptions") or {}).get("WaitSeconds"), "WaitOptions.WaitSeconds")
     due = now_ms + seconds * 1000
     op["WaitDetails"] = {"ScheduledEndTimestamp": due}
-    events.append(h.op_event("WaitStarted", op, now_ms, {"Duration": seconds, "ScheduledEndTimestamp": due}))
+    events.append(h.change_event(op, now_ms, {"Duration": seconds, "ScheduledEndTimestamp": due}))
     timers.append((due, "wait", op["Id"]))
 
 
@@ -331,15 +327,15 @@ def _wait_cancel(ex, op, u, now_ms, events, timers, _applied) -> None:
     op["Status"] = wire.CANCELLED
     op["EndTimestamp"] = now_ms
     details = {"Error": h.error(u["Error"])} if u.get("Error") else {}
-    events.append(h.op_event("WaitCancelled", op, now_ms, details))
+    events.append(h.change_event(op, now_ms, details))
 
 
 # -- CONTEXT ----------------------------------------------------------------------------
 def _context_start(ex, op, u, now_ms, events, timers, _applied) -> None:
-    events.append(h.op_event("ContextStarted", op, now_ms))
+    events.append(h.change_event(op, now_ms))
 
 
-def _context_done(status: str, event_type: str):
+def _context_done(status: str):
     def apply(ex, op, u, now_ms, events, timers, _applied) -> None:
         replay = bool((u.get("ContextOptions") or {}).get("ReplayChildren"))
         if status == wire.SUCCEEDED:
@@ -348,7 +344,7 @@ def _context_done(status: str, event_type: str):
         else:
             _finish(op, status, now_ms, "ContextDetails", Error=u.get("Error"), ReplayChildren=replay or None)
             details = {"Error": h.error(u.get("Error"))}
-        events.append(h.op_event(event_type, op, now_ms, details))
+        events.append(h.change_event(op, now_ms, details))
     return apply
 
 
@@ -374,7 +370,7 @@ def _callback_start(ex, op, u, now_ms, events, timers, applied) -> None:
         details["Timeout"] = timeout
     if heartbeat:
         details["HeartbeatTimeout"] = heartbeat
-    events.append(h.op_event("CallbackStarted", op, now_ms, details))
+    events.append(h.change_event(op, now_ms, details))
 
 
 # -- CHAINED_INVOKE ---------------------------------------------------------------------
@@ -393,7 +389,7 @@ def _invoke_start(ex, op, u, now_ms, applied: Applied, invoke_target: Optional[I
         details["TenantId"] = opts["TenantId"]
     if target_arn:
         details["DurableExecutionArn"] = target_arn
-    applied.events.append(h.op_event("ChainedInvokeStarted", op, now_ms, details))
+    applied.events.append(h.change_event(op, now_ms, details))
     applied.timers.append((now_ms, "invoke", op["Id"]))
 
 
@@ -402,8 +398,8 @@ _HANDLERS = {
     (wire.STEP, wire.FAIL): _step_fail, (wire.STEP, wire.RETRY): _step_retry,
     (wire.WAIT, wire.START): _wait_start, (wire.WAIT, wire.CANCEL): _wait_cancel,
     (wire.CONTEXT, wire.START): _context_start,
-    (wire.CONTEXT, wire.SUCCEED): _context_done(wire.SUCCEEDED, "ContextSucceeded"),
-    (wire.CONTEXT, wire.FAIL): _context_done(wire.FAILED, "ContextFailed"),
+    (wire.CONTEXT, wire.SUCCEED): _context_done(wire.SUCCEEDED),
+    (wire.CONTEXT, wire.FAIL): _context_done(wire.FAILED),
     (wire.CALLBACK, wire.START): _callback_start,
 }
 

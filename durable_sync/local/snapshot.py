@@ -4,11 +4,40 @@
 ``ExecutionSnapshot`` (the execution, its operations and history as boto3 shows them, its pending
 timers and open callbacks, and whether an invocation is running or queued). The CLI, the HTTP façade
 and the console read executions through these, never through the engine's own state.
+
+``boto_operations`` and ``boto_history`` are the one way stored records become what boto3 returns;
+the engine (``operations``, ``history``, ``snapshot``) and the store's ``Reader`` both use them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
+
+from .. import wire
+from .history import to_boto
+from .service import public_op
+
+
+def boto_operations(records: Iterable[dict]) -> list[dict]:
+    """Operation records as boto3 returns operations: engine-private keys dropped, absent members omitted,
+    timestamps as timezone-aware datetimes."""
+    return [to_boto(public_op(op)) for op in records]
+
+
+def boto_history(events: Iterable[dict]) -> list[dict]:
+    """History events as boto3's ``get_durable_execution_history`` returns them."""
+    return [to_boto(event) for event in events]
+
+
+def list_item(arn: str, name: str, function_name: str, status: str, start_ms: int, end_ms: Optional[int]) -> dict:
+    """One execution of the local engine as ``ListDurableExecutionsByFunction`` lists it (boto3 shape: datetimes,
+    no EndTimestamp while it runs); ``status`` as the service reports it (PAUSING / PAUSED for a paused one)."""
+    item = {"DurableExecutionArn": arn, "DurableExecutionName": name,
+            "FunctionArn": wire.function_arn(function_name, wire.LATEST), "Status": status,
+            "StartTimestamp": wire.ms_to_datetime(start_ms)}
+    if end_ms:
+        item["EndTimestamp"] = wire.ms_to_datetime(end_ms)
+    return item
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from ..serdes import decode_plain_json
 
 __all__ = ["replay", "ReplayResult", "always_replay", "operations_from_history", "recorded_operations"]
 
-_TERMINAL_EXECUTION = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+_TERMINAL_EXECUTION = wire.EXECUTION_TERMINAL
 _BRANCH_SUBTYPES = frozenset({wire.SubType.MAP_ITERATION, wire.SubType.PARALLEL_BRANCH})
 MAX_REPLAY_ROUNDS = 10_000
 

@@ -14,7 +14,7 @@ from .results import OperationNotFoundError, TestResult
 
 __all__ = ["DurableTestRunner"]
 
-_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+_TERMINAL = wire.EXECUTION_TERMINAL
 #: wait_for_callback / wait(timeout) advance virtual time at most this many times.
 MAX_ADVANCES = 100_000
 
@@ -224,8 +224,7 @@ class DurableTestRunner:
 
     def _next_due_ms(self) -> Optional[int]:
         """When the engine's next item falls due (execution timeouts aside), or None."""
-        timer = self.engine._next_timer(skip_execution_timeouts=True)
-        return None if timer is None else timer.due_ms
+        return self.engine.next_due_ms()
 
     def _advance_to(self, due_ms: int) -> None:
         engine = self.engine

@@ -17,11 +17,6 @@ time: a 2-hour wait takes none.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +26,7 @@ from botocore.config import Config
 
 from durable_sync.local import LocalEngine
 
-from helpers import boto_shape_problems
+from helpers import boto_shape_problems, durable_sync_serve
 
 sdk = pytest.importorskip("aws_durable_execution_sdk_python")
 testing = pytest.importorskip("aws_durable_execution_sdk_python_testing")
@@ -248,34 +243,11 @@ def test_official_sdk_handlers_meet_the_conformance_requirements(key):
 def served(tmp_path_factory):
     """``durable-sync serve --skip-time`` with every handler of handlers.py, and a boto3 client for it."""
     cwd = tmp_path_factory.mktemp("serve")
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    for key in ("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL"):
-        env.pop(key, None)
     functions = [arg for name in H.FUNCTIONS for arg in ("-f", f"{name}={HANDLERS_FILE}:{name}")]
     functions += ["-f", f"approval={EXAMPLE}:handler"]
-    proc = subprocess.Popen([sys.executable, "-m", "durable_sync.cli", "serve", "--port", "0", "--skip-time",
-                             "--db", str(cwd / "serve.db"), *functions],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
-    lines: queue.Queue = queue.Queue()
-    seen: list = []
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    try:
-        url, deadline = None, time.monotonic() + DEADLINE
-        while url is None:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            seen.append(line)
-            if "Lambda API on " in line:
-                url = line.split("Lambda API on ", 1)[1].split()[0]
-        client = boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x",
-                              aws_secret_access_key="x",
-                              config=Config(retries={"max_attempts": 0}, read_timeout=DEADLINE))
-        yield client
-    finally:
-        proc.terminate()
-        code = proc.wait(timeout=30)
-        while not lines.empty():
-            seen.append(lines.get_nowait())
-        assert code == 0, "".join(seen)
+    with durable_sync_serve("--skip-time", "--db", cwd / "serve.db", *functions, cwd=cwd, timeout=DEADLINE) as (url, _):
+        yield boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x",
+                           aws_secret_access_key="x", config=Config(retries={"max_attempts": 0}, read_timeout=DEADLINE))
 
 
 def _poll(what, fetch):

@@ -12,11 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import re
 import threading
 import time
 from typing import Any, Callable, Optional
 
+from ... import wire
 from ...errors import ValidationError
 from ...errors import CONFLICT, INVALID, NOT_FOUND, ServiceError
 from .protocol import (ALREADY_STARTED, BAD_CONTENT, DEFAULT_PAGE, TOO_LARGE, ApiError, event_types, utf8,
@@ -25,12 +25,7 @@ from .protocol import (ALREADY_STARTED, BAD_CONTENT, DEFAULT_PAGE, TOO_LARGE, Ap
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Invoke RequestResponse (Lambda: 6 MB)
 MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024  # Invoke Event (Lambda: 1 MB)
 DEFAULT_INVOKE_TIMEOUT = 900.0  # a synchronous invoke waits at most 15 minutes, as on Lambda
-ACCOUNT_ID = "000000000000"
-REGION = "us-east-1"
-_ARN_RE = re.compile(r"^(?P<function_arn>arn:[^:]+:lambda:[^:]+:\d+:function:(?P<function>[^:/]+)"
-                     r"(?::(?P<qualifier>[^/]+))?)/durable-execution/(?P<name>[^/]+)/(?P<id>[^/]+)$")
-_FUNCTION_RE = re.compile(r"^(?:arn:[^:]*:lambda:)?(?:[a-z]{2}[a-z0-9-]*-\d:)?(?:\d{12}:)?(?:function:)?"
-                          r"(?P<name>[A-Za-z0-9_.-]+)(?::(?P<qualifier>[A-Za-z0-9_$.-]+))?$")
+REGION = wire.LOCAL_REGION
 
 
 def named_function(name: str, handler: Callable) -> Callable:
@@ -54,19 +49,17 @@ def named_function(name: str, handler: Callable) -> Callable:
 
 def function_name(value: str) -> str:
     """The bare function name of a name, partial ARN or ARN, with or without a qualifier."""
-    m = _FUNCTION_RE.match(value)
-    if not m:
+    name = wire.function_name_of(value)
+    if name is None:
         raise ApiError(INVALID, f"{value!r} is not a function name or ARN")
-    return m.group("name")
+    return name
 
 
-def _arn_parts(arn: str) -> dict:
-    m = _ARN_RE.match(arn)
-    if m is None:
-        return {"function_arn": arn.split("/durable-execution/")[0], "function": None, "qualifier": "$LATEST",
-                "name": arn.rsplit("/", 2)[-2] if arn.count("/") >= 2 else arn}
-    parts = m.groupdict()
-    parts["qualifier"] = parts["qualifier"] or "$LATEST"
+def _arn_parts(arn: str) -> wire.ExecutionArn:
+    """The parts of an execution ARN of this engine (each fits ``wire.parse_execution_arn``)."""
+    parts = wire.parse_execution_arn(arn)
+    if parts is None:
+        raise ApiError(NOT_FOUND, f"no durable execution {arn!r}", 404)
     return parts
 
 
@@ -171,7 +164,7 @@ class LambdaApi:
                 handler = self.register(name, registered)
         if handler is None:
             known = ", ".join(sorted(self._functions)) or "none"
-            raise ApiError(NOT_FOUND, f"Function not found: arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name} "
+            raise ApiError(NOT_FOUND, f"Function not found: {wire.function_arn(name)} "
                            f"(functions served here: {known})", 404)
         return name, handler
 
@@ -215,7 +208,7 @@ class LambdaApi:
         if invocation_type == "Event":
             return {"StatusCode": 202, "DurableExecutionArn": arn}
         result = self._await_outcome(arn)
-        out = {"StatusCode": 200, "DurableExecutionArn": arn, "ExecutedVersion": "$LATEST"}
+        out = {"StatusCode": 200, "DurableExecutionArn": arn, "ExecutedVersion": wire.LATEST}
         if result.status == "SUCCEEDED":
             out["Payload"] = (result.raw_result if result.raw_result is not None else "null").encode("utf-8")
         elif result.status == "RUNNING":
@@ -241,11 +234,10 @@ class LambdaApi:
         op = self._execution_op(arn)
         parts = _arn_parts(arn)
         with_data = p.get("IncludeExecutionData") is not False  # newer models: default true
-        out = {"DurableExecutionArn": arn, "DurableExecutionName": parts["name"],
-               "FunctionArn": parts["function_arn"],
+        out = {"DurableExecutionArn": arn, "DurableExecutionName": parts.name, "FunctionArn": parts.function_arn,
                "Status": reported_status(getattr(result, "pause_status", None) or result.status),
                "StartTimestamp": op.get("StartTimestamp"), "EndTimestamp": op.get("EndTimestamp"),
-               "Version": parts["qualifier"], "ExecutionDataIncluded": with_data,
+               "Version": parts.qualifier or wire.LATEST, "ExecutionDataIncluded": with_data,
                "ExpectedExecutionTimeoutTimestamp": getattr(result, "timeout_at", None)}
         pause_details = getattr(result, "pause_details", None)
         if pause_details:  # members the model lacks are dropped when rendered
@@ -275,7 +267,7 @@ class LambdaApi:
         name = function_name(p["FunctionName"])
         if name not in self._functions and name not in self.engine.functions and \
                 not self.engine.list_executions(function_name=name, limit=1):
-            raise ApiError(NOT_FOUND, f"Function not found: arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}", 404)
+            raise ApiError(NOT_FOUND, f"Function not found: {wire.function_arn(name)}", 404)
         statuses = set(p.get("Statuses") or ())
         if "RUNNING" in statuses and reported_status("PAUSED") == "RUNNING":  # a model without PAUSED
             statuses |= {"PAUSING", "PAUSED"}
@@ -284,8 +276,7 @@ class LambdaApi:
                                             status=statuses or None, started_after=p.get("StartedAfter"),
                                             started_before=p.get("StartedBefore"), reverse=bool(p.get("ReverseOrder")),
                                             offset=start, limit=size + 1)
-        page = [{**item, "Status": reported_status(item["Status"]),
-                 "FunctionArn": _arn_parts(item["DurableExecutionArn"])["function_arn"]} for item in items[:size]]
+        page = [{**item, "Status": reported_status(item["Status"])} for item in items[:size]]
         return {"DurableExecutions": page, "NextMarker": str(start + size) if len(items) > size else None}
 
     def op_StopDurableExecution(self, p: dict) -> dict:

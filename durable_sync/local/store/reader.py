@@ -1,5 +1,6 @@
 """Read-only access to a database another engine may be writing (WAL readers never block it), for the
-CLI's list / history / callback commands; it also posts requests to the owner's inbox."""
+CLI's list / history / callback commands: executions as the engine keeps them, and their operations and
+history as boto3 (and ``LocalEngine``) gives them. It also posts requests to the owner's inbox."""
 from __future__ import annotations
 
 import os
@@ -7,8 +8,10 @@ import sqlite3
 from typing import Any, Iterable, Optional
 
 from ..service import Execution
+from ..snapshot import boto_history, boto_operations
 from . import inbox
-from .schema import EXEC_COLUMNS, SHIFT, StoreError, connect, execution_from_row, loads
+from .schema import EXEC_COLUMNS, StoreError, connect, execution_from_row, journal_contents, journal_range, loads
+
 
 class Reader:
     """Read-only views of a database another engine may be writing (WAL readers never block it)."""
@@ -46,31 +49,52 @@ class Reader:
         return [execution_from_row(r) for r in self._query(sql + " ORDER BY id", params)]
 
     def execution(self, arn: str, with_history: bool = True) -> Optional[Execution]:
+        """The execution ``arn`` as the engine keeps it (None when the database has none): its row, and with
+        ``with_history`` its operation records and history events."""
         rows = self._query(f"SELECT {EXEC_COLUMNS} FROM executions WHERE arn = ?", (arn,))
         if not rows:
             return None
         ex = execution_from_row(rows[0])
         if with_history:
-            low, high = rows[0][0] << SHIFT, ((rows[0][0] + 1) << SHIFT) - 1
-            records: dict[str, str] = {}
-            for op_id, record in self._query("SELECT op_id, record FROM records WHERE id BETWEEN ? AND ? ORDER BY id",
-                                             (low, high)):
-                if op_id is None:
-                    ex.events.append(loads(record))
-                else:
-                    records[op_id] = record  # the last version wins; the first fixed the order
-            ex.ops.update((op_id, loads(record)) for op_id, record in records.items())
+            ops, events = journal_contents(self._journal(rows[0][0]))
+            ex.ops.update(ops)
+            ex.events.extend(events)
         return ex
+
+    def operations(self, arn: str) -> list[dict]:
+        """Every operation of execution ``arn`` as boto3 returns operations, as ``LocalEngine.operations``
+        gives them (timestamps as datetimes, engine-private keys left out); [] when the database has no
+        such execution."""
+        exec_id = self._exec_id(arn)
+        if exec_id is None:
+            return []
+        return boto_operations(journal_contents(self._journal(exec_id, "AND op_id IS NOT NULL"))[0].values())
+
+    def history(self, arn: str) -> list[dict]:
+        """The history of execution ``arn`` as boto3's ``get_durable_execution_history`` returns it, as
+        ``LocalEngine.history`` gives it; [] when the database has no such execution."""
+        exec_id = self._exec_id(arn)
+        if exec_id is None:
+            return []
+        return boto_history(journal_contents(self._journal(exec_id, "AND op_id IS NULL"))[1])
+
+    def _exec_id(self, arn: str) -> Optional[int]:
+        rows = self._query("SELECT id FROM executions WHERE arn = ?", (arn,))
+        return rows[0][0] if rows else None
+
+    def _journal(self, exec_id: int, where: str = "") -> list:
+        """(op_id, record) of the execution's journal rows (``where``: a condition on them), in order."""
+        return self._query(f"SELECT op_id, record FROM records WHERE id BETWEEN ? AND ? {where} ORDER BY id",
+                           journal_range(exec_id))
 
     def counts(self, arns: list[str]) -> dict[str, int]:
         """arn -> number of operations (the EXECUTION operation not counted)."""
         out = {}
         for arn in arns:
-            rows = self._query("SELECT id FROM executions WHERE arn = ?", (arn,))
-            if rows:
-                low, high = rows[0][0] << SHIFT, ((rows[0][0] + 1) << SHIFT) - 1
+            exec_id = self._exec_id(arn)
+            if exec_id is not None:
                 n = self._query("SELECT count(DISTINCT op_id) FROM records WHERE id BETWEEN ? AND ?",
-                                (low, high))[0][0]
+                                journal_range(exec_id))[0][0]
                 out[arn] = max(0, n - 1)
         return out
 
@@ -78,12 +102,11 @@ class Reader:
         """arn -> PAUSING / PAUSED for the RUNNING executions a PauseDurableExecution holds."""
         out = {}
         for ex in executions:
-            rows = self._query("SELECT id FROM executions WHERE arn = ?", (ex.arn,)) if ex.status == "RUNNING" else []
-            if rows:
-                low, high = rows[0][0] << SHIFT, ((rows[0][0] + 1) << SHIFT) - 1
+            exec_id = self._exec_id(ex.arn) if ex.status == "RUNNING" else None
+            if exec_id is not None:
                 found = self._query("SELECT json_extract(record, '$._pause.Status') FROM records "
                                     "WHERE id BETWEEN ? AND ? AND op_id = ? ORDER BY id DESC LIMIT 1",
-                                    (low, high, ex.exec_op_id))
+                                    (*journal_range(exec_id), ex.exec_op_id))
                 if found and found[0][0]:
                     out[ex.arn] = found[0][0]
         return out
@@ -103,7 +126,6 @@ class Reader:
         return [(kind, op_id, due) for kind, op_id, due in self._query(
             "SELECT kind, op_id, due_ms FROM timers WHERE arn = ? ORDER BY due_ms", (arn,))]
 
-    # inbox (client side)
     # inbox (client side)
     def post(self, kind: str, target: str, payload: Optional[str] = None) -> int:
         """Post a callback answer or an execution-control request (see ``inbox.deliver``) for the engine that

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from ..service import Execution
 
@@ -296,6 +296,24 @@ class OwnerLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+
+def journal_range(exec_id: int) -> tuple[int, int]:
+    """The lowest and highest row id execution ``exec_id``'s journal can have (``SHIFT``)."""
+    return exec_id << SHIFT, ((exec_id + 1) << SHIFT) - 1
+
+
+def journal_contents(rows: Iterable[tuple[Optional[str], str]]) -> tuple[dict, list]:
+    """(operation id -> record, history events) of one execution's journal rows ``(op_id, record)`` in row
+    order: an operation's last version wins, its first fixed the order (parents before children)."""
+    records: dict[str, str] = {}
+    events = []
+    for op_id, record in rows:
+        if op_id is None:
+            events.append(loads(record))
+        else:
+            records[op_id] = record
+    return {op_id: loads(record) for op_id, record in records.items()}, events
 
 
 def execution_from_row(row: tuple) -> Execution:

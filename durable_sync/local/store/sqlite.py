@@ -23,8 +23,8 @@ from typing import Any, Optional
 
 from ..service import Execution
 from . import inbox
-from .schema import (EXEC_COLUMNS, REPLACE_ROW, SHIFT, OwnerLock, StoreError, check_file, connect, dumps, execution_from_row,
-                     loads, transaction)
+from .schema import (EXEC_COLUMNS, REPLACE_ROW, SHIFT, OwnerLock, StoreError, check_file, connect, dumps,
+                     execution_from_row, journal_contents, journal_range, transaction)
 
 # A checkpoint's rows go in one multi-row INSERT (one statement per _MAX_ROWS rows); a plain INSERT
 # is cheaper than OR REPLACE, which only repairs rows a COMMIT wrote while the call failed (see _insert).
@@ -79,21 +79,20 @@ class SqliteStore:
                 journal = self._conn.execute("SELECT id, op_id, record FROM records ORDER BY id").fetchall()
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"cannot read {self.path}: {exc}") from None
-            by_id: dict[int, tuple[Execution, _Saved, dict]] = {}
+            by_id: dict[int, tuple[Execution, _Saved, list]] = {}
             for row in rows:
                 ex = execution_from_row(row)
                 saved = self._state[ex.arn] = _Saved(row[0], _row_values(ex, {}))
-                by_id[row[0]] = (ex, saved, {})
+                by_id[row[0]] = (ex, saved, [])
             for row_id, op_id, record in journal:
                 entry = by_id.get(row_id >> SHIFT)
                 if entry is not None:
-                    if op_id is None:
-                        entry[0].events.append(loads(record))
-                    else:
-                        entry[2][op_id] = record  # the last version wins; the first fixed the order
+                    entry[2].append((op_id, record))
                     entry[1].next_row = row_id + 1
-            for ex, _, records in by_id.values():
-                ex.ops.update((op_id, loads(record)) for op_id, record in records.items())
+            for ex, _, own_rows in by_id.values():
+                ops, events = journal_contents(own_rows)
+                ex.ops.update(ops)
+                ex.events.extend(events)
             return [ex for ex, _, _ in by_id.values()]
 
     def create_execution(self, ex: Execution) -> None:
@@ -122,8 +121,7 @@ class SqliteStore:
             def delete() -> None:
                 row = conn.execute("SELECT id FROM executions WHERE arn = ?", (ex.arn,)).fetchone()
                 if row is not None:
-                    low, high = row[0] << SHIFT, ((row[0] + 1) << SHIFT) - 1
-                    conn.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", (low, high))
+                    conn.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", journal_range(row[0]))
                     conn.execute("DELETE FROM executions WHERE id = ?", (row[0],))
 
             transaction(conn, delete)
