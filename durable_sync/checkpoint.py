@@ -1,18 +1,18 @@
 """The checkpoint client protocol and the per-invocation flusher.
 
-Callers enqueue updates, in one of three ways:
+Callers enqueue updates, each with how long it may stay unsaved (``persist``):
 
-* **awaited** (``wait=True``): the caller blocks until the batch holding the update is
-  persisted (an at-most-once START, a wait, a callback, an invoke: something the service must
-  know before the code goes on);
-* **deferred** (``deferred=True``): not awaited now, but persisted before anything could act on
-  it: before the next step body runs (``persist_deferred``), with the next awaited update, and
-  before the invocation ends (``drain``). A step's SUCCEED is deferred, so it rides with the
-  next step's round trip instead of paying its own;
-* **queued** (neither): sent with the next batch, or by the background thread once it has
-  lingered ``ASYNC_LINGER_SECONDS`` with nobody flushing (an at-least-once START; a step's
-  SUCCEED in ``CheckpointMode.PIPELINED``). At most one batch (the service's limits: 250
-  updates, 750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
+* ``AWAIT``: the caller blocks until the batch holding the update is persisted (an
+  at-most-once START, a wait, a callback, an invoke: the service must know before the code
+  goes on);
+* ``DEFER``: not awaited now, but persisted before anything could act on it: before the next
+  step body runs (``persist_deferred``), with the next awaited update, and before the
+  invocation ends (``drain``). A step's SUCCEED is deferred, so it rides with the next
+  step's round trip instead of paying its own;
+* ``QUEUE``: sent with the next batch, or by the background thread once it has lingered
+  ``ASYNC_LINGER_SECONDS`` with nobody flushing (an at-least-once START; a step's SUCCEED in
+  ``CheckpointMode.PIPELINED``). At most one batch (the service's limits: 250 updates,
+  750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
 
 Updates are applied in order (FIFO, one batch in flight at a time, each call using the token
 the previous one returned), so an awaited update also persists everything queued before it.
@@ -45,8 +45,13 @@ from queue import Empty, SimpleQueue
 from typing import Any, Callable, Protocol
 
 from . import wire
-from .errors import CheckpointError, DurableError
+from .errors import CheckpointError, DurableError, ExecutionEnvelopeError
 from .state import ExecutionState
+
+
+#: How long an update may stay unsaved (``Flusher.enqueue``; see the module doc).
+AWAIT, DEFER, QUEUE = "await", "defer", "queue"
+_PERSIST = (AWAIT, DEFER, QUEUE)
 
 
 class CheckpointClient(Protocol):
@@ -63,13 +68,13 @@ def read_pages(client: CheckpointClient, arn: str, token: str, marker: Any) -> l
     """The operations of the pages after ``marker`` (GetDurableExecutionState), in order.
 
     Used for the invocation's initial state and for every paged checkpoint response. A marker
-    the service returns twice would loop forever: it is refused with ``CheckpointError``.
+    the service returns twice would loop forever: it is refused with ``ExecutionEnvelopeError``.
     """
     ops: list[dict[str, Any]] = []
     seen = set()
     while marker:
         if marker in seen:
-            raise CheckpointError(f"GetDurableExecutionState returned the marker {marker!r} twice", retryable=True)
+            raise ExecutionEnvelopeError(f"GetDurableExecutionState returned the marker {marker!r} twice")
         seen.add(marker)
         page = client.get_state(arn, token, marker) or {}
         ops.extend(page.get("Operations") or [])
@@ -145,15 +150,16 @@ class Flusher:
         #: ``on_response(operations)``: called with the operations of each checkpoint response, with the
         #: flusher's lock held (so it only queues them): instrumentation's on_operation_change.
         self.on_response: Any = None
-        self._slow_call_watchers: list[Callable[[int], None]] = []
+        self._slow_call_watchers: list[Callable[[], None]] = []
         # ClientTokens: unique per batch, stable across the client's own retries of that batch.
         self._token_prefix = os.urandom(16).hex()
         self._batches = 0
 
     # -- callers -------------------------------------------------------------
-    def enqueue(self, update: dict[str, Any], wait: bool, shape_checked: bool = False, *,
-                deferred: bool = False) -> None:
-        """Queue one update: awaited (``wait``), deferred, or queued (see the module doc)."""
+    def enqueue(self, update: dict[str, Any], persist: str, shape_checked: bool = False) -> None:
+        """Queue one update; ``persist`` is AWAIT, DEFER or QUEUE (see the module doc)."""
+        if persist not in _PERSIST:
+            raise ValueError(f"persist must be AWAIT, DEFER or QUEUE, got {persist!r}")
         size = wire.validate_update(update, shape_checked)
         with self._lock:
             if self.error is not None:
@@ -164,14 +170,16 @@ class Flusher:
             seq = self._enqueued
             self._queue.append((seq, update, size))
             self._unsaved_bytes += size
-            if wait:
+            if persist == AWAIT:
                 self._wait_for(seq)
                 return
-            if seq - self._persisted > wire.MAX_BATCH_UPDATES or self._unsaved_bytes > wire.MAX_BATCH_BYTES:
-                # More than one batch would be unsaved: persist what came before (an update too big
-                # for any batch goes alone, now).
+            if seq - self._persisted >= wire.MAX_BATCH_UPDATES:
+                self._wait_for(seq)  # a batch's worth is unsaved: send it, this one included
+            elif self._unsaved_bytes > wire.MAX_BATCH_BYTES:
+                # More than a batch's bytes: send what came before (an update too big for any batch
+                # goes alone, now).
                 self._wait_for(seq if size > wire.MAX_BATCH_BYTES else seq - 1)
-            if deferred:
+            if persist == DEFER:
                 self._deferred = seq  # the next awaited point sends it: no background send needed
                 return
             if self._thread is None:
@@ -191,20 +199,18 @@ class Flusher:
             if self._deferred > self._persisted:
                 self._wait_for(self._deferred)
 
-    def watch_slow_calls(self, grow: Callable[[int], None]) -> None:
-        """After each checkpoint call slower than ``SLOW_CALL_SECONDS``, call ``grow(n)`` (n: the threads
-        that waited for it), on the thread that made the call, without the flusher's lock. ``grow`` must
-        not raise.
+    def watch_slow_calls(self, grow: Callable[[], None]) -> None:
+        """After each checkpoint call slower than ``SLOW_CALL_SECONDS``, call ``grow()`` on the thread that
+        made the call, without the flusher's lock. ``grow`` must not raise.
 
-        A map or parallel without ``max_concurrency`` starts a few workers and lets them grow this way:
-        against a far-away service its threads mostly wait on round trips, and more branches in flight
-        share each one; against a fast one (the local engine), starting threads would cost more than
-        it saves.
+        A map or parallel without ``max_concurrency`` starts a few workers and grows this way: against
+        a far-away service its threads mostly wait on round trips, and more branches in flight share
+        each one; against a fast one (the local engine), starting threads costs more than it saves.
         """
         with self._lock:
             self._slow_call_watchers.append(grow)
 
-    def unwatch_slow_calls(self, grow: Callable[[int], None]) -> None:
+    def unwatch_slow_calls(self, grow: Callable[[], None]) -> None:
         with self._lock:
             self._slow_call_watchers.remove(grow)
 
@@ -259,10 +265,22 @@ class Flusher:
                     self.gather_timeouts += 1
                 if self._persisted < seq and not self._flushing:
                     self._gathering = False
-                    self._flush_once()
+                    self._flush_once(self._wanted(seq))
             else:
                 self._gathering = False  # everyone who runs durable code waits: send for all
-                self._flush_once()
+                self._flush_once(self._wanted(seq))
+
+    def _wanted(self, seq: int) -> int:
+        """(lock held) The last update a flush for ``seq`` carries: the last one somebody waits for.
+
+        Updates queued after it wait for a later flush: sending them now would not save a call (nobody
+        waits for them), but would split an operation's START and SUCCEED over two calls, and the
+        service answers each call with the operations it changed.
+        """
+        for waiter in self._waiting:
+            if waiter.seq > seq:
+                seq = waiter.seq
+        return seq
 
     def _sleep(self, seq: int, timeout: float) -> bool:
         """(lock held) Block until woken (True) or ``timeout`` passes (False); the caller re-checks.
@@ -289,15 +307,17 @@ class Flusher:
         if self._ready:
             self._ready.popleft().wake()
 
-    def _take_batch(self) -> list[tuple[int, dict[str, Any], int]]:
+    def _take_batch(self, upto: int) -> tuple[list[tuple[int, dict[str, Any], int]], int]:
+        """(lock held) The next batch (at most ``upto``, within the batch limits) and its size in bytes."""
         batch, total = [], 0
         for item in self._queue:
-            if batch and (len(batch) >= wire.MAX_BATCH_UPDATES or total + item[2] > wire.MAX_BATCH_BYTES):
+            if item[0] > upto or (batch and (len(batch) >= wire.MAX_BATCH_UPDATES
+                                            or total + item[2] > wire.MAX_BATCH_BYTES)):
                 break
             batch.append(item)
             total += item[2]
         del self._queue[: len(batch)]
-        return batch
+        return batch, total
 
     def _call(self, updates: list[dict[str, Any]], client_token: str) -> tuple[str, list[dict[str, Any]]]:
         """(lock released) One checkpoint call: the new token and the new state, every page of it."""
@@ -311,26 +331,26 @@ class Flusher:
             ops.extend(read_pages(self._client, self._arn, token, new_state["NextMarker"]))
         return token, ops
 
-    def _flush_once(self) -> None:
-        """Called with the lock held and no flush in progress: send one batch."""
-        batch = self._take_batch()
+    def _flush_once(self, upto: int) -> None:
+        """Called with the lock held and no flush in progress: send one batch (updates up to ``upto``)."""
+        batch, nbytes = self._take_batch(upto)
         if not batch:
             return
         self._flushing = True
         self._batches += 1
         client_token = f"{self._token_prefix}-{self._batches}"
         error = None
-        blocked, watchers = len(self._waiting) + 1, list(self._slow_call_watchers)
+        watchers = list(self._slow_call_watchers) if self._slow_call_watchers else None
         self._lock.release()  # the call runs unlocked: callers keep queueing behind it
         try:
-            started = time.monotonic()
+            started = time.monotonic() if watchers else 0.0
             try:
                 token, ops = self._call([u for _, u, _ in batch], client_token)
             except BaseException as exc:  # noqa: BLE001 - recorded, re-raised to every waiter
                 error = exc
             if watchers and time.monotonic() - started > SLOW_CALL_SECONDS:
                 for grow in watchers:
-                    grow(blocked)
+                    grow()
         finally:
             self._lock.acquire()
         self._flushing = False
@@ -341,7 +361,7 @@ class Flusher:
         else:
             self.calls += 1
             self.updates_sent += len(batch)
-            self._unsaved_bytes -= sum(size for _, _, size in batch)
+            self._unsaved_bytes -= nbytes
             self.token = token
             if ops:
                 self._state.merge(ops)
@@ -374,7 +394,7 @@ class Flusher:
             while self.error is None:
                 if (self._queue and not self._flushing and (self._closed or self._queue[0][0] <= seen)
                         and not self._gathering):  # a gathering caller sends soon, taking these along
-                    self._flush_once()
+                    self._flush_once(self._enqueued)
                     self._pass()
                     polls = 0
                     continue

@@ -11,7 +11,8 @@ import json
 from typing import Any, Callable, Optional
 
 from . import wire
-from .checkpoint import CheckpointClient, Flusher
+from .checkpoint import AWAIT, CheckpointClient, Flusher, read_pages
+from .config import CheckpointMode, check_checkpoint_mode
 from .context import DurableContext
 from .errors import (CheckpointError, DurableError, ExecutionEnvelopeError, SerDesError, SuspendExecution,
                      ValidationError, error_object)
@@ -22,16 +23,22 @@ from .state import ExecutionState, Runtime
 
 
 def durable_handler(fn: Optional[Callable[[Any, DurableContext], Any]] = None, *,
-                    client: Optional[CheckpointClient] = None, serdes: Any = None, plugins: Any = None) -> Any:
+                    client: Optional[CheckpointClient] = None, serdes: Any = None, plugins: Any = None,
+                    checkpoint_mode: Optional[CheckpointMode] = None) -> Any:
     """Decorate ``fn(event, ctx)``; the result is a Lambda handler ``(event, lambda_context) -> dict``.
-    ``plugins``: instrumentation plugins (instances or per-invocation factories; docs/observability.md)."""
+    ``plugins``: instrumentation plugins (instances or per-invocation factories; docs/observability.md).
+    ``checkpoint_mode=CheckpointMode.PIPELINED``: the handler's at-least-once steps do not wait
+    for their results to be saved (SPEC §3; docs/performance.md says what a crash costs then).
+    """
+    check_checkpoint_mode("durable_handler", "checkpoint_mode", checkpoint_mode)
     if fn is None:
-        return lambda f: durable_handler(f, client=client, serdes=serdes, plugins=plugins)
+        return lambda f: durable_handler(f, client=client, serdes=serdes, plugins=plugins,
+                                         checkpoint_mode=checkpoint_mode)
     sources = explicit_sources(plugins)  # checked now: a wrong entry fails at import, not per invocation
 
     @functools.wraps(fn)
     def lambda_handler(event: Any, lambda_context: Any = None) -> dict[str, Any]:
-        return run_invocation(fn, event, lambda_context, client, serdes, sources)
+        return run_invocation(fn, event, lambda_context, client, serdes, sources, checkpoint_mode)
 
     lambda_handler.__durable_function__ = fn  # type: ignore[attr-defined]
     return lambda_handler
@@ -79,15 +86,10 @@ def _checked_operations(ops: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _load_operations(client: CheckpointClient, arn: str, token: str, ops: list, marker: Optional[str]) -> list:
-    seen = set()
-    while marker:
-        if marker in seen:
-            raise ExecutionEnvelopeError(f"GetDurableExecutionState returned the marker {marker!r} twice")
-        seen.add(marker)
-        page = client.get_state(arn, token, marker)
-        ops = ops + _checked_operations(page.get("Operations"), "GetDurableExecutionState Operations")
-        marker = page.get("NextMarker")
-    return ops
+    """The envelope's operations and those of the pages after it."""
+    if not marker:
+        return ops
+    return ops + _checked_operations(read_pages(client, arn, token, marker), "GetDurableExecutionState Operations")
 
 
 def _user_input(state: ExecutionState) -> Any:
@@ -103,14 +105,15 @@ def _failed(exc: BaseException) -> dict[str, Any]:
 
 
 def run_invocation(fn: Callable[[Any, DurableContext], Any], event: Any, lambda_context: Any,
-                   client: Optional[CheckpointClient], serdes: Any, plugins: Any = ()) -> dict[str, Any]:
+                   client: Optional[CheckpointClient], serdes: Any, plugins: Any = (),
+                   checkpoint_mode: Optional[CheckpointMode] = None) -> dict[str, Any]:
     """One invocation of a durable function, from envelope to output (reported to ``plugins``)."""
     arn, token, ops, marker = _parse_envelope(event)
     client = _resolve_client(client, lambda_context)
     ops = _load_operations(client, arn, token, ops, marker)
     state = ExecutionState(arn, ops)
     flusher = Flusher(client, arn, token, state)
-    runtime = Runtime(arn, state, flusher, serdes, context_factory=DurableContext)
+    runtime = Runtime(arn, state, flusher, serdes, context_factory=DurableContext, checkpoint_mode=checkpoint_mode)
     runtime.operation_hook = getattr(lambda_context, "durable_operation_hook", None)
     instr = runtime.instrumentation = open_invocation(plugins, arn, lambda_context, ops, event, flusher)
     if instr is not None:
@@ -161,7 +164,7 @@ def _succeeded(result: Any, runtime: Runtime) -> dict[str, Any]:
         op_id = exec_op["Id"] if exec_op else runtime.arn.rsplit("/", 1)[-1]
         try:
             runtime.flusher.enqueue({"Id": op_id, "Type": wire.EXECUTION, "Action": wire.SUCCEED, "Payload": text},
-                                    wait=True)
+                                    AWAIT)
         except ValidationError as exc:  # over the service's payload limit: fail the execution, do not crash
             return _failed(exc)
         return {"Status": "SUCCEEDED", "Result": ""}

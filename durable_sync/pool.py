@@ -6,10 +6,16 @@ One piece of code schedules both (``operations.batch`` and ``operations.concurre
   time (``None``: no limit). A task that *suspends* (wait, retry back-off, callback)
   keeps its slot until the invocation ends, so ``max_slots`` bounds the tasks in flight,
   suspended ones included; on replay the task resumes from its checkpoints.
-* **Workers.** At most ``max_threads`` workers run tasks. A worker takes the next queued
+* **Workers.** At most ``threads`` workers run tasks. A worker takes the next queued
   task (FIFO) while one may start (the owner's ``may_start``, a free slot), runs it,
   records its outcome under the pool's lock (the owner's ``on_outcome``) and takes the
   next; it ends when no task may start. No hand-off to a coordinator per task.
+* **Growing.** ``grow()`` raises ``threads`` to ``max_threads`` and starts workers for the
+  tasks that may start. Owners without a concurrency bound start ``INITIAL_THREADS`` and
+  call ``grow`` once a checkpoint call was slow (``Flusher.watch_slow_calls``): against a
+  far-away service their threads mostly wait on round trips, and more tasks in flight share
+  each one; against a fast service (the local engine) a thread costs more to start than it
+  saves.
 * **No thread outlives the pool.** ``join()`` returns once every worker has ended and
   been joined; owners call it before their operation returns (or suspends).
 
@@ -34,6 +40,7 @@ failed: ``value`` is the exception), ``SUSPEND`` (the invocation must pause) and
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import deque
@@ -41,14 +48,26 @@ from typing import Any, Callable, Iterable, Optional
 
 from .errors import CheckpointError, NonDeterminismError, SuspendExecution
 
-__all__ = ["UnitPool", "outcome_of", "classify", "OK", "ERR", "SUSPEND", "FATAL", "DEFAULT_MAX_THREADS", "MAX_THREADS"]
+__all__ = ["UnitPool", "outcome_of", "classify", "OK", "ERR", "SUSPEND", "FATAL", "INITIAL_THREADS",
+           "DEFAULT_MAX_THREADS", "MAX_THREADS", "pool_threads"]
 
-#: Worker threads of one pool when no concurrency bound is given (as ThreadPoolExecutor).
-DEFAULT_MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
+#: Without a concurrency bound every task may be in flight at once; the worker threads of one pool
+#: start at INITIAL_THREADS and grow up to DEFAULT_MAX_THREADS while checkpoint calls are slow.
+INITIAL_THREADS = min(32, (os.cpu_count() or 1) + 4)
+DEFAULT_MAX_THREADS = 64
 #: Hard cap on the worker threads of one pool, whatever the concurrency bound says.
 MAX_THREADS = 128
 
 OK, ERR, SUSPEND, FATAL = "ok", "err", "suspend", "fatal"
+
+
+def pool_threads(max_concurrency: Optional[int]) -> tuple[int, int]:
+    """``(threads, max_threads)`` of a pool for this concurrency bound: the bound itself (capped), or, without
+    one, INITIAL_THREADS that may grow to DEFAULT_MAX_THREADS."""
+    if max_concurrency:
+        threads = min(max_concurrency, MAX_THREADS)
+        return threads, threads
+    return INITIAL_THREADS, DEFAULT_MAX_THREADS
 
 _UNBOUNDED = float("inf")
 
@@ -83,13 +102,14 @@ class UnitPool:
     """
 
     def __init__(self, run: Callable[[Any], tuple[str, Any]], on_outcome: Callable[[Any, str, Any], None], *,
-                 max_slots: Optional[int], max_threads: int, label: str,
+                 max_slots: Optional[int], max_threads: int, label: str, threads: Optional[int] = None,
                  may_start: Optional[Callable[[], bool]] = None, on_start: Optional[Callable[[Any], None]] = None,
                  activity: Optional[Callable[[int], None]] = None):
         self.cond = threading.Condition(threading.Lock())
         self.pending: deque = deque()
         self.max_slots: float = _UNBOUNDED if max_slots is None else max_slots
         self.max_threads = max(1, max_threads)
+        self.threads = min(self.max_threads, max(1, threads or max_threads))  # the current bound on workers
         self.in_slots = 0          # slots held: running tasks, suspended tasks, inline holders
         self.suspended_slots = 0   # of which held by suspended tasks (never freed in this invocation)
         self.active = 0            # live workers: pool threads and callers working (run_here, work)
@@ -101,6 +121,8 @@ class UnitPool:
         self._label = label
         self._activity = activity or (lambda delta: None)
         self._threads: list[threading.Thread] = []
+        self._numbers = itertools.count(1)  # worker thread names
+        self._joined = False
         self._local = threading.local()  # .slots: slots of this pool held by the current thread
 
     # -- queries (cond held) ---------------------------------------------------------------------
@@ -133,6 +155,16 @@ class UnitPool:
             finally:
                 self.leave()
 
+    def grow(self) -> None:
+        """Allow ``max_threads`` workers, and start those the queued tasks can use."""
+        with self.cond:
+            if self._joined or self.threads == self.max_threads:  # done with the pool, or grown already
+                return
+            self.threads = self.max_threads
+            want = self._wanted()
+            self.active += want
+        self._start_reserved(want)
+
     def submit(self, task: Any) -> None:
         """Queue ``task``; a worker starts it as soon as a slot is free."""
         with self.cond:
@@ -159,6 +191,7 @@ class UnitPool:
             with self.cond:
                 while self.active:
                     self.cond.wait()
+                self._joined = True
                 threads, self._threads = self._threads, []
             for thread in threads:
                 thread.join()
@@ -249,24 +282,33 @@ class UnitPool:
             self.cond.acquire()
 
     # -- internals -------------------------------------------------------------------------------
+    def _wanted(self) -> int:
+        """(cond held) Workers to start for the tasks that may start and that no idle worker will take."""
+        if not self.startable():
+            return 0
+        startable = min(len(self.pending), self.max_slots - self.in_slots)
+        return max(0, int(min(startable - (self.active - self.busy), self.threads - self.active)))
+
     def _spawn(self) -> None:
         """(cond held) Start workers for the tasks that may start and that no idle worker will take."""
-        if not self.pending:
-            return
-        startable = min(len(self.pending), self.max_slots - self.in_slots)
-        want = int(min(startable - (self.active - self.busy), self.max_threads - self.active))
-        self._start_workers(want)
+        self._start_workers(self._wanted())
 
     def _launch(self, count: int) -> None:
-        """(cond NOT held) Start up to ``count`` workers. Starting threads while holding the lock made
-        every new worker queue up on it, and the pool ran ~40% slower for the whole map."""
+        """(cond NOT held) Start up to ``count`` workers."""
         if count <= 0:
             return
         with self.cond:
             self.active += count
+        self._start_reserved(count)
+
+    def _start_reserved(self, count: int) -> None:
+        """(cond NOT held) Start ``count`` workers already counted in ``active``. Starting threads while
+        holding the lock made every new worker queue up on it, and the pool ran ~40% slower for the whole map."""
+        if count <= 0:
+            return
         started = []
         for _ in range(count):
-            thread = threading.Thread(target=self._worker, name=f"{self._label}-{len(started) + 1}", daemon=True)
+            thread = threading.Thread(target=self._worker, name=f"{self._label}-{next(self._numbers)}", daemon=True)
             try:
                 thread.start()
             except RuntimeError:  # "can't start new thread": go on with the workers there are
@@ -281,7 +323,7 @@ class UnitPool:
     def _start_workers(self, count: int) -> None:
         """(cond held) Start up to ``count`` worker threads; fewer if the system refuses threads."""
         for _ in range(max(0, count)):
-            thread = threading.Thread(target=self._worker, name=f"{self._label}-{len(self._threads) + 1}",
+            thread = threading.Thread(target=self._worker, name=f"{self._label}-{next(self._numbers)}",
                                       daemon=True)
             self.active += 1
             try:

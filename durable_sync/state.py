@@ -46,18 +46,19 @@ class Runtime:
     """What all contexts of one invocation share.
 
     ``state`` (the operations by id), ``flusher`` (the checkpoint path), the handler's
-    ``serdes``, a thread-local ``local`` the operation scopes keep their per-thread
+    ``serdes`` and ``checkpoint_mode``, a thread-local ``local`` the operation scopes keep their per-thread
     markers in, the testing ``operation_hook`` and ``context_factory``: the class that wraps
     an ``OperationScope`` into the ``DurableContext`` user code receives (given by the
     handler, so the operation layer never imports the façade above it).
     """
 
     def __init__(self, arn: str, state: ExecutionState, flusher: Any, serdes: Any = None,
-                 context_factory: Optional[Callable[[Any], Any]] = None):
+                 context_factory: Optional[Callable[[Any], Any]] = None, checkpoint_mode: Any = None):
         self.arn = arn
         self.state = state
         self.flusher = flusher
         self.serdes = serdes
+        self.checkpoint_mode = checkpoint_mode  # the handler's CheckpointMode (None: AWAITED)
         self.context_factory = context_factory
         self.local = threading.local()
         self._lock = threading.Lock()

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 import durable_sync as ds
-from durable_sync.checkpoint import Flusher
+from durable_sync.checkpoint import AWAIT, Flusher
 from durable_sync.local import LocalEngine
 from durable_sync.state import ExecutionState
 
@@ -70,7 +70,7 @@ def test_every_page_is_merged_before_the_awaited_update_returns():
     client = PagingClient(FakeService(ops))
     state = ExecutionState(ARN, [])
     flusher = Flusher(client, ARN, "tok-0", state)
-    flusher.enqueue({"Id": "x", "Type": "STEP", "SubType": "Step", "Action": "START"}, wait=True)
+    flusher.enqueue({"Id": "x", "Type": "STEP", "SubType": "Step", "Action": "START"}, AWAIT)
     assert [state.get(f"op-{i}") for i in range(5)] == ops
     assert client.page_reads == 5
     flusher.close()
@@ -86,7 +86,7 @@ def test_a_marker_returned_twice_is_an_error_not_a_loop():
 
     flusher = Flusher(Looping([]), ARN, "tok-0", ExecutionState(ARN, []))
     with pytest.raises(ds.CheckpointError, match="marker 'm' twice"):
-        flusher.enqueue({"Id": "x", "Type": "STEP", "SubType": "Step", "Action": "START"}, wait=True)
+        flusher.enqueue({"Id": "x", "Type": "STEP", "SubType": "Step", "Action": "START"}, AWAIT)
     flusher.close()
 
 

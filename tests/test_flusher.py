@@ -13,7 +13,7 @@ import pytest
 
 import durable_sync as ds
 from durable_sync import wire
-from durable_sync.checkpoint import Flusher
+from durable_sync.checkpoint import AWAIT, DEFER, QUEUE, Flusher
 from durable_sync.state import ExecutionState
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST/durable-execution/n/exec-1"
@@ -93,7 +93,7 @@ def start_thread(target, *args):
 
 def hold_with_awaited_update(client, flusher, op=0):
     """Put a leader inside the client's first call; returns its thread."""
-    t = start_thread(flusher.enqueue, upd(op), True)
+    t = start_thread(flusher.enqueue, upd(op), AWAIT)
     assert client.in_call.wait(TIMEOUT)
     return t
 
@@ -105,14 +105,14 @@ def test_awaited_update_is_persisted_before_enqueue_returns():
     baseline = threading.active_count()
     client = GateClient()
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=True)
+    flusher.enqueue(upd(1), AWAIT)
     # no idle timer, no hand-off: the batch was sent by the caller itself, before enqueue returned
     assert client.ids == ["op-1"]
     assert client.calls[0]["thread"] == threading.current_thread().name
     assert client.calls[0]["token"] == "tok-0"
     assert flusher.token == "tok-1"  # rotated to the response's token
     assert threading.active_count() == baseline  # no background thread was needed
-    flusher.enqueue(upd(2), wait=True)
+    flusher.enqueue(upd(2), AWAIT)
     assert client.ids == ["op-1", "op-2"]
     assert client.calls[1]["token"] == "tok-1"
     assert client.calls[0]["client_token"] != client.calls[1]["client_token"]
@@ -122,7 +122,7 @@ def test_awaited_update_is_persisted_before_enqueue_returns():
 def test_async_update_is_sent_by_the_background_thread_without_a_waiter():
     client = GateClient(hold_first=True)
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=False)  # returns although the client is held
+    flusher.enqueue(upd(1), QUEUE)  # returns although the client is held
     assert client.in_call.wait(TIMEOUT), "nobody sent the async update"
     assert client.calls == []
     client.release()
@@ -136,10 +136,10 @@ def test_async_update_is_sent_by_the_background_thread_without_a_waiter():
 def test_async_updates_after_an_idle_period_are_still_sent():
     client = GateClient()
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=False)
+    flusher.enqueue(upd(1), QUEUE)
     wait_until(lambda: client.ids == ["op-1"], "the first async update")
     client.sent.clear()
-    flusher.enqueue(upd(2), wait=False)  # the background thread is idle now and must wake up
+    flusher.enqueue(upd(2), QUEUE)  # the background thread is idle now and must wake up
     assert client.sent.wait(TIMEOUT)
     wait_until(lambda: client.ids == ["op-1", "op-2"], "the second async update")
     flusher.close()
@@ -150,14 +150,14 @@ def test_order_is_preserved_across_async_and_awaited_updates():
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, 0)
     for i in range(1, 6):
-        flusher.enqueue(upd(i), wait=False)
-    waiter = start_thread(flusher.enqueue, upd(6), True)
+        flusher.enqueue(upd(i), QUEUE)
+    waiter = start_thread(flusher.enqueue, upd(6), AWAIT)
     wait_until(lambda: flusher._enqueued == 7, "the awaited update to be queued")
     client.release()
     leader.join(TIMEOUT)
     waiter.join(TIMEOUT)
-    flusher.enqueue(upd(7), wait=False)
-    flusher.enqueue(upd(8), wait=True)
+    flusher.enqueue(upd(7), QUEUE)
+    flusher.enqueue(upd(8), AWAIT)
     assert client.ids == [f"op-{i}" for i in range(9)]
     assert client.sizes[:2] == [1, 6]  # everything queued behind the held call went in one batch
     flusher.close()
@@ -167,7 +167,7 @@ def test_drain_persists_queued_async_updates():
     client = GateClient(hold_first=True)
     flusher = make(client)
     for i in range(5):
-        flusher.enqueue(upd(i), wait=False)
+        flusher.enqueue(upd(i), QUEUE)
     assert client.in_call.wait(TIMEOUT)
     client.release()
     flusher.drain()
@@ -182,21 +182,24 @@ def test_drain_persists_queued_async_updates():
 def test_a_deferred_update_rides_with_the_next_awaited_point(no_linger):
     client = GateClient()
     flusher = make(client)
-    flusher.enqueue(upd(1, action="SUCCEED"), wait=False, deferred=True)
-    flusher.enqueue(upd(2), wait=False)  # the next step's START
-    assert client.calls == []  # nothing waits for either yet
+    flusher.enqueue(upd(0), QUEUE)  # a step's START
+    flusher.enqueue(upd(0, action="SUCCEED"), DEFER)  # ... and its SUCCEED
+    flusher.enqueue(upd(1), QUEUE)  # the next step's START
+    assert client.calls == []  # nothing waits for any of them yet
     flusher.persist_deferred()  # the next step body is about to run
-    assert [c["ids"] for c in client.calls] == [["op-1", "op-2"]]  # one call, in order
+    # one call, in order, up to the deferred update: the next START goes with that step's SUCCEED
+    assert [c["ids"] for c in client.calls] == [["op-0", "op-0"]]
     flusher.persist_deferred()  # nothing deferred is unsaved: no call
     assert len(client.calls) == 1
     flusher.close()
+    assert [c["ids"] for c in client.calls] == [["op-0", "op-0"], ["op-1"]]
 
 
 def test_an_awaited_update_carries_the_deferred_ones_before_it(no_linger):
     client = GateClient()
     flusher = make(client)
-    flusher.enqueue(upd(1, action="SUCCEED"), wait=False, deferred=True)
-    flusher.enqueue(upd(2), wait=True)  # e.g. the next at-most-once START
+    flusher.enqueue(upd(1, action="SUCCEED"), DEFER)
+    flusher.enqueue(upd(2), AWAIT)  # e.g. the next at-most-once START
     assert [c["ids"] for c in client.calls] == [["op-1", "op-2"]]
     flusher.close()
 
@@ -204,7 +207,7 @@ def test_an_awaited_update_carries_the_deferred_ones_before_it(no_linger):
 def test_queued_updates_alone_are_not_forced_out_by_persist_deferred(no_linger):
     client = GateClient()
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=False)  # an at-least-once START: nothing acts on it
+    flusher.enqueue(upd(1), QUEUE)  # an at-least-once START: nothing acts on it
     flusher.persist_deferred()
     assert client.calls == []
     flusher.drain()  # ... but the invocation never ends with it unsaved
@@ -217,7 +220,7 @@ def test_deferred_updates_start_no_background_thread():
     client = GateClient()
     flusher = make(client)
     for i in range(5):
-        flusher.enqueue(upd(i, action="SUCCEED"), wait=False, deferred=True)
+        flusher.enqueue(upd(i, action="SUCCEED"), DEFER)
     assert threading.active_count() == baseline
     flusher.close()  # drains them
     assert client.sizes == [5]
@@ -226,7 +229,7 @@ def test_deferred_updates_start_no_background_thread():
 def test_a_background_failure_surfaces_before_the_next_step_body():
     client = GateClient(fail=ds.CheckpointError("ThrottlingException: slow down", retryable=True))
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=False)  # sent by the background thread, which fails
+    flusher.enqueue(upd(1), QUEUE)  # sent by the background thread, which fails
     wait_until(lambda: flusher.error is not None, "the background failure")
     with pytest.raises(ds.CheckpointError, match="slow down") as caught:
         flusher.persist_deferred()
@@ -237,9 +240,9 @@ def test_a_background_failure_surfaces_before_the_next_step_body():
 def test_a_generic_failure_says_what_was_not_saved():
     client = GateClient(fail=OSError("connection reset"))
     flusher = make(client)
-    flusher.enqueue(upd(1, action="SUCCEED"), wait=False, deferred=True)
+    flusher.enqueue(upd(1, action="SUCCEED"), DEFER)
     with pytest.raises(ds.CheckpointError, match=r"connection reset; the 2 update\(s\) of this batch .* not saved"):
-        flusher.enqueue(upd(2), wait=True)
+        flusher.enqueue(upd(2), AWAIT)
     flusher.close()
 
 
@@ -253,7 +256,7 @@ def test_concurrent_awaited_callers_coalesce():
     persisted_on_return = {}
 
     def caller(i):
-        flusher.enqueue(upd(i), wait=True)
+        flusher.enqueue(upd(i), AWAIT)
         with client.lock:
             persisted_on_return[i] = f"op-{i}" in [x for c in client.calls for x in c["ids"]]
 
@@ -281,7 +284,7 @@ def no_linger(monkeypatch):
 
 def enqueue_all(flusher, updates):
     """Queue ``updates`` (not awaited) from another thread: the unsaved bound may block it."""
-    return start_thread(lambda: [flusher.enqueue(u, wait=False) for u in updates])
+    return start_thread(lambda: [flusher.enqueue(u, QUEUE) for u in updates])
 
 
 def test_batch_limit_of_250_updates(no_linger):
@@ -289,15 +292,15 @@ def test_batch_limit_of_250_updates(no_linger):
     flusher = make(client)
     leader = hold_with_awaited_update(client, flusher, "held")
     producer = enqueue_all(flusher, [upd(i) for i in range(600)])
-    # at most one batch (250) is unsaved, the update in flight included: the 251st waits for room
-    wait_until(lambda: flusher._enqueued == 251 and len(flusher._waiting) == 1, "the producer to block")
+    # at most one batch (250) is unsaved, the update in flight included: the 250th waits for room
+    wait_until(lambda: flusher._enqueued == 250 and len(flusher._waiting) == 1, "the producer to block")
     assert client.calls == []
     client.release()
     leader.join(TIMEOUT)
     producer.join(TIMEOUT)
     assert not producer.is_alive()
     flusher.drain()
-    assert client.sizes == [1, 250, 250, 100]
+    assert client.sizes == [1, 249, 250, 101]
     assert client.ids == ["op-held"] + [f"op-{i}" for i in range(600)]
     assert max(client.sizes) <= wire.MAX_BATCH_UPDATES
     flusher.close()
@@ -308,7 +311,7 @@ def test_unsaved_updates_never_exceed_one_batch(no_linger):
     client = GateClient()
     flusher = make(client)
     for i in range(600):
-        flusher.enqueue(upd(i), wait=False)
+        flusher.enqueue(upd(i), QUEUE)
         assert flusher._enqueued - flusher._persisted <= wire.MAX_BATCH_UPDATES
     assert [c["thread"] for c in client.calls] == [threading.current_thread().name] * 2
     assert client.sizes == [250, 250]
@@ -353,8 +356,8 @@ def test_awaited_oversized_update_is_not_stranded():
     client = GateClient()
     flusher = make(client)
     big = "B" * (wire.MAX_BATCH_BYTES * 2)
-    flusher.enqueue(upd(1, big, action="SUCCEED"), wait=True)
-    flusher.enqueue(upd(2), wait=True)
+    flusher.enqueue(upd(1, big, action="SUCCEED"), AWAIT)
+    flusher.enqueue(upd(2), AWAIT)
     assert [c["ids"] for c in client.calls] == [["op-1"], ["op-2"]]
     flusher.close()
 
@@ -363,9 +366,9 @@ def test_update_over_the_payload_limit_fails_before_sending():
     client = GateClient()
     flusher = make(client)
     with pytest.raises(ds.ValidationError, match="exceeds"):
-        flusher.enqueue(upd(1, "x" * (wire.MAX_PAYLOAD_BYTES + 1), action="SUCCEED"), wait=True)
+        flusher.enqueue(upd(1, "x" * (wire.MAX_PAYLOAD_BYTES + 1), action="SUCCEED"), AWAIT)
     with pytest.raises(ds.ValidationError):
-        flusher.enqueue({"Id": "bad id!", "Type": "STEP", "Action": "START"}, wait=True)
+        flusher.enqueue({"Id": "bad id!", "Type": "STEP", "Action": "START"}, AWAIT)
     flusher.drain()
     assert client.calls == []
     flusher.close()
@@ -385,7 +388,7 @@ def test_client_error_is_raised_to_every_waiter(failure):
 
     def caller(i):
         try:
-            flusher.enqueue(upd(i), wait=True)
+            flusher.enqueue(upd(i), AWAIT)
         except BaseException as exc:  # noqa: BLE001 - collected for the assertions
             errors[i] = exc
 
@@ -407,19 +410,19 @@ def test_client_error_is_raised_to_every_waiter(failure):
     assert isinstance(flusher.error, ds.CheckpointError)
     # later callers fail at once, async ones included
     with pytest.raises(ds.CheckpointError):
-        flusher.enqueue(upd("late"), wait=True)
+        flusher.enqueue(upd("late"), AWAIT)
     with pytest.raises(ds.CheckpointError):
-        flusher.enqueue(upd("late-async"), wait=False)
+        flusher.enqueue(upd("late-async"), QUEUE)
     flusher.close()
 
 
 def test_async_failure_is_reported_to_the_next_awaited_caller():
     client = GateClient(fail=ds.CheckpointError("denied", retryable=False))
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=False)
+    flusher.enqueue(upd(1), QUEUE)
     wait_until(lambda: flusher.error is not None, "the background failure")
     with pytest.raises(ds.CheckpointError, match="denied"):
-        flusher.enqueue(upd(2), wait=True)
+        flusher.enqueue(upd(2), AWAIT)
     flusher.close()
 
 
@@ -430,27 +433,27 @@ def test_close_joins_the_background_thread():
     baseline = threading.active_count()
     client = GateClient(hold_first=True)
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=False)
+    flusher.enqueue(upd(1), QUEUE)
     assert client.in_call.wait(TIMEOUT)
     assert threading.active_count() >= baseline + 1
     assert any(t.name == "durable-flusher" for t in threading.enumerate())
     client.release()
-    flusher.enqueue(upd(2), wait=False)
+    flusher.enqueue(upd(2), QUEUE)
     flusher.close()
     assert client.ids == ["op-1", "op-2"]  # close drains first
     assert threading.active_count() == baseline
     assert not any(t.name == "durable-flusher" for t in threading.enumerate())
     with pytest.raises(ds.CheckpointError, match="after the invocation ended"):
-        flusher.enqueue(upd(3), wait=False)
+        flusher.enqueue(upd(3), QUEUE)
 
 
 def test_close_after_a_failure_still_joins():
     baseline = threading.active_count()
     client = GateClient(fail=RuntimeError("down"))
     flusher = make(client)
-    flusher.enqueue(upd(1), wait=False)
+    flusher.enqueue(upd(1), QUEUE)
     try:  # the background thread may already have failed the first batch
-        flusher.enqueue(upd(2), wait=False)
+        flusher.enqueue(upd(2), QUEUE)
     except ds.CheckpointError:
         pass
     flusher.close()  # does not raise, does not hang
@@ -464,7 +467,7 @@ def test_response_operations_are_merged_into_the_state():
     client = GateClient(ops_in_response=[op])
     state = ExecutionState(ARN, [])
     flusher = Flusher(client, ARN, "tok-0", state)
-    flusher.enqueue(upd(1), wait=True)
+    flusher.enqueue(upd(1), AWAIT)
     assert state.get("cb-1") == op
     flusher.close()
 
@@ -482,9 +485,9 @@ def two_gathering_callers(flusher):
     """Three threads run durable code; two of them wait in a gathering. Returns their threads."""
     flusher.activity(+1)
     flusher.activity(+1)
-    a = start_thread(flusher.enqueue, upd(0), True)
+    a = start_thread(flusher.enqueue, upd(0), AWAIT)
     wait_until(lambda: len(flusher._waiting) == 1, "the first caller to gather")
-    b = start_thread(flusher.enqueue, upd(1), True)
+    b = start_thread(flusher.enqueue, upd(1), AWAIT)
     wait_until(lambda: len(flusher._waiting) == 2, "the second caller to join")
     return a, b
 
@@ -507,7 +510,7 @@ def test_the_last_thread_to_arrive_sends_for_all(long_gather):
     client = GateClient()
     flusher = make(client)
     a, b = two_gathering_callers(flusher)
-    flusher.enqueue(upd(2), wait=True)  # the third arrives: it sends, and returns persisted
+    flusher.enqueue(upd(2), AWAIT)  # the third arrives: it sends, and returns persisted
     assert client.sizes == [3]
     flusher.activity(-1)  # it stops running durable code: it wakes the next waiter, which wakes the next
     for t in (a, b):
@@ -520,7 +523,7 @@ def test_gathering_is_bounded_when_a_running_thread_never_arrives():
     client = GateClient()
     flusher = make(client)
     flusher.activity(+1)  # another thread "runs" but never checkpoints (blocked in user code, say)
-    flusher.enqueue(upd(0), wait=True)  # returns after GATHER_SECONDS, persisted
+    flusher.enqueue(upd(0), AWAIT)  # returns after GATHER_SECONDS, persisted
     assert client.sizes == [1]
     assert flusher.gather_timeouts == 1
     flusher.close()
@@ -530,7 +533,7 @@ def test_a_single_running_thread_never_gathers(long_gather):
     client = GateClient()
     flusher = make(client)
     for i in range(3):
-        flusher.enqueue(upd(i), wait=True)
+        flusher.enqueue(upd(i), AWAIT)
     assert client.sizes == [1, 1, 1]
     assert flusher.gather_timeouts == 0
     flusher.close()
@@ -544,7 +547,7 @@ def test_a_failed_gathered_flush_is_raised_to_every_waiter(long_gather):
 
     def caller(i):
         try:
-            flusher.enqueue(upd(i), wait=True)
+            flusher.enqueue(upd(i), AWAIT)
         except ds.CheckpointError as exc:
             errors.append(exc)
 
@@ -578,9 +581,13 @@ def test_watchers_hear_of_slow_calls_only(monkeypatch, slow):
     client = SlowClient(0.001)
     flusher = make(client)
     heard = []
-    flusher.watch_slow_calls(heard.append)
-    flusher.enqueue(upd(1), wait=True)
-    flusher.unwatch_slow_calls(heard.append)
-    flusher.enqueue(upd(2), wait=True)
-    assert heard == ([1] if slow else [])  # one thread (the caller) waited for the first call
+
+    def grow():
+        heard.append(threading.current_thread().name)
+
+    flusher.watch_slow_calls(grow)
+    flusher.enqueue(upd(1), AWAIT)
+    flusher.unwatch_slow_calls(grow)
+    flusher.enqueue(upd(2), AWAIT)
+    assert heard == ([threading.current_thread().name] if slow else [])  # told by the thread that made the call
     flusher.close()

@@ -10,9 +10,10 @@ its own, its operations take ids derived from the branch id but name the batch
 context as their ParentId. Ids never depend on thread scheduling.
 
 Scheduling (``durable_sync.pool.UnitPool``, the scheduler shared with
-``ctx.concurrently``). At most ``max_concurrency`` (else ``DEFAULT_MAX_THREADS``, never more
-than ``MAX_THREADS``) workers run branches; the calling thread is one of them, so
-``max_concurrency=1`` starts no thread at all. Each worker takes the next branch in
+``ctx.concurrently``). At most ``max_concurrency`` (never more than ``MAX_THREADS``) workers
+run branches; without it, ``INITIAL_THREADS`` start and more (up to ``DEFAULT_MAX_THREADS``) while
+checkpoint calls are slow, so against AWS the branches share round trips. The calling thread is
+one of the workers, so ``max_concurrency=1`` starts no thread at all. Each worker takes the next branch in
 index order while one may start, runs it, records its outcome and decides the
 completion under one lock (no hand-off to a coordinator per branch); a worker ends
 when no branch may start, and the call returns only after every worker is joined,
@@ -59,13 +60,13 @@ from .. import wire
 from ..config import MapConfig, NestingType, ParallelBranch, ParallelConfig, expect
 from ..errors import CheckpointError, ChildContextError, NonDeterminismError, SerDesError, SuspendExecution, \
     ValidationError, error_object
-from ..pool import DEFAULT_MAX_THREADS, ERR, MAX_THREADS, OK, SUSPEND, UnitPool, outcome_of
+from ..pool import ERR, OK, SUSPEND, UnitPool, outcome_of, pool_threads
 from ..serdes import SerDesContext, deserialize_value, serialize_value
 from ..serdes_envelope import ExtendedTypeSerDes
 from .batch_result import BatchItem, BatchItemStatus, BatchResult, Completion, CompletionReason
 from .child import run_child
 from .calls import check_takes, ordered_sequence
-from .scope import Op, OperationScope, decorated_name, recorded_error
+from .scope import DEFER, QUEUE, Op, OperationScope, decorated_name, recorded_error
 
 __all__ = ["run_parallel", "run_map"]
 
@@ -213,20 +214,20 @@ class _Batch:
             if op.completed:
                 raise recorded_error(ChildContextError, details.get("Error"))
         else:
-            scope.checkpoint(op, wire.START, wait=False)
+            scope.checkpoint(op, wire.START, QUEUE)
         result = self._execute()
         try:
             payload = self._encode(result, sctx)
             value = self._decode(payload, sctx)
         except SerDesError as exc:
-            scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
+            scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
             raise
         nbytes = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
         if nbytes > wire.MAX_CONTEXT_RESULT_BYTES:
-            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=self._summary(result),
+            scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=self._summary(result),
                              ContextOptions={"ReplayChildren": True})
         else:
-            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
+            scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload)
         return value
 
     # -- scheduling -------------------------------------------------------------------------
@@ -241,8 +242,9 @@ class _Batch:
         self._fatal: Optional[BaseException] = None
         self._decided = self._completion.decide(0, 0) if total == 0 else None
         was_suspended = scope.suspension_mark()
+        threads, max_threads = pool_threads(self.cfg.max_concurrency)
         pool = self._pool = UnitPool(self._run_branch, self._on_outcome, max_slots=self.cfg.max_concurrency,
-                                     max_threads=min(self.cfg.max_concurrency or DEFAULT_MAX_THREADS, MAX_THREADS),
+                                     max_threads=max_threads, threads=threads,
                                      label=f"durable-{self.kind}-{self.op_id[:8]}",
                                      may_start=self._may_start, activity=scope.activity)
         # Branches that completed in an earlier invocation are answered from their checkpoints, without a thread.
@@ -259,8 +261,15 @@ class _Batch:
                 self._record(stored)
         if self._decided is None and self._fatal is None and pending:
             # The calling thread is worker 0; the others are started now and exit when nothing can start.
-            threads = min(self.cfg.max_concurrency or DEFAULT_MAX_THREADS, MAX_THREADS, len(pending))
-            pool.run_here(pending, threads)  # returns once every worker is joined: no thread outlives the call
+            # Without max_concurrency, more start while checkpoint calls are slow (durable_sync.pool).
+            growing = max_threads > threads
+            if growing:
+                scope.watch_slow_calls(pool.grow)
+            try:
+                pool.run_here(pending, min(threads, len(pending)))  # returns once every worker is joined
+            finally:
+                if growing:
+                    scope.unwatch_slow_calls(pool.grow)
         else:
             pool.pending.extend(pending)
         if self._fatal is not None:

@@ -21,7 +21,7 @@ from ..errors import (CallbackError, CallbackSubmitterError, CallbackTimeoutErro
                       ChildContextError, StepError, ValidationError)
 from ..serdes import decode_plain_json, deserialize_value
 from .child import run_child
-from .scope import Op, OperationScope, callable_name
+from .scope import AWAIT, Op, OperationScope, callable_name
 
 __all__ = ["Callback", "create_callback", "wait_for_callback", "callback_error"]
 
@@ -129,7 +129,7 @@ def create_callback(scope: OperationScope, name: Optional[str] = None,
     record = op.record
     if record is None:
         fields: dict[str, Any] = {"CallbackOptions": options} if options else {}
-        scope.checkpoint(op, wire.START, wait=True, **fields)
+        scope.checkpoint(op, wire.START, AWAIT, **fields)
         record = scope.record(op)
     callback_id = ((record or {}).get("CallbackDetails") or {}).get("CallbackId")
     if not callback_id:

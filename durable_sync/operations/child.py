@@ -21,7 +21,7 @@ from .. import wire
 from ..config import ChildConfig, expect
 from ..errors import CheckpointError, ChildContextError, NonDeterminismError, SuspendExecution, error_object
 from ..serdes import deserialize_value, serialize_value
-from .scope import Op, OperationScope, callable_name, raised_as_itself, recorded_error
+from .scope import DEFER, QUEUE, Op, OperationScope, callable_name, raised_as_itself, recorded_error
 from .step import bad_callable
 
 __all__ = ["run_in_child_context", "run_child", "ChildBlock", "open_block", "finish_block", "utf8_len"]
@@ -59,7 +59,7 @@ def run_child(scope: OperationScope, op: Op, fn: Callable[[Any], Any], serdes: A
         if status == wire.FAILED:
             raise recorded_error(ChildContextError, details.get("Error"))
     else:
-        scope.checkpoint(op, wire.START, wait=False)
+        scope.checkpoint(op, wire.START, QUEUE)
     completed = op.completed
     try:
         payload = serialize_value(serdes, scope.run_child_body(op, scope.child_scope(op), fn), sctx)
@@ -68,15 +68,15 @@ def run_child(scope: OperationScope, op: Op, fn: Callable[[Any], Any], serdes: A
     except Exception as exc:  # noqa: BLE001 - recorded as the context's failure
         err = error_object(exc)
         if not completed:
-            scope.checkpoint(op, wire.FAIL, wait=True, Error=err)
+            scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
         if raised_as_itself(exc):
             raise
         raise ChildContextError.from_error_object(err) from exc
     if not completed:
         if utf8_len(payload) > wire.MAX_CONTEXT_RESULT_BYTES:
-            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload="", ContextOptions={"ReplayChildren": True})
+            scope.checkpoint(op, wire.SUCCEED, DEFER, Payload="", ContextOptions={"ReplayChildren": True})
         else:
-            scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
+            scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload)
     return deserialize_value(serdes, payload, sctx)
 
 
@@ -88,7 +88,7 @@ def open_block(scope: OperationScope, name: Optional[str], what: str) -> Op:
     """
     op = scope.begin(wire.CONTEXT, wire.SubType.RUN_IN_CHILD_CONTEXT, name, what)
     if op.record is None:
-        scope.checkpoint(op, wire.START, wait=False)
+        scope.checkpoint(op, wire.START, QUEUE)
     elif op.completed and not op.details("ContextDetails").get("ReplayChildren"):
         if op.status == wire.FAILED:
             raise recorded_error(ChildContextError, op.details("ContextDetails").get("Error"))
@@ -103,9 +103,9 @@ def finish_block(scope: OperationScope, op: Op, error: Optional[BaseException], 
     if op.completed:
         return
     if error is None:
-        scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload, ContextOptions={"ReplayChildren": True})
+        scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload, ContextOptions={"ReplayChildren": True})
     else:
-        scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(error), ContextOptions={"ReplayChildren": True})
+        scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(error), ContextOptions={"ReplayChildren": True})
 
 
 class ChildBlock:

@@ -34,8 +34,9 @@ object ``group.child()`` returns is its DurableFuture.
 
 Scheduling. ``max_concurrency`` bounds the units in flight (inline child included;
 a suspended unit keeps its slot until the invocation ends, as in map/parallel); beyond
-it units queue in submission order. At most ``max_concurrency`` (else
-``DEFAULT_MAX_THREADS``) pool threads run them. A thread that holds a slot (a unit's
+it units queue in submission order. At most ``max_concurrency`` pool threads run them
+(without it, ``INITIAL_THREADS``, growing to ``DEFAULT_MAX_THREADS`` while checkpoint calls
+are slow: ``durable_sync.pool``). A thread that holds a slot (a unit's
 body, an inline child's body) and waits on a sibling's future that has not started
 runs that sibling itself, so waiting never deadlocks the bound.
 
@@ -68,7 +69,7 @@ from typing import Any, Callable, Optional
 from .. import wire
 from ..config import ChildConfig, expect
 from ..errors import NestedOperationError, SuspendExecution, ValidationError
-from ..pool import DEFAULT_MAX_THREADS, ERR, FATAL, MAX_THREADS, OK, SUSPEND, UnitPool, classify, outcome_of
+from ..pool import ERR, FATAL, OK, SUSPEND, UnitPool, classify, outcome_of, pool_threads
 from ..serdes import deserialize_value, serialize_value
 from .calls import either
 from .child import ChildBlock, finish_block, open_block, run_child
@@ -159,6 +160,7 @@ class ConcurrentGroup:
         self._op: Optional[Op] = None
         self._scope: Optional[OperationScope] = None  # the group context's scope: units are its operations
         self._pool: Optional[UnitPool] = None
+        self._growing = False  # the pool grows while checkpoint calls are slow (no max_concurrency)
         self._units: list[DurableFuture] = []
         self._fatal: Optional[BaseException] = None
         self._was_suspended = False
@@ -188,10 +190,13 @@ class ConcurrentGroup:
         op = self._op = open_block(parent, name, what)
         self._scope = parent.open_block(op)
         mc = self.max_concurrency
-        self._pool = UnitPool(self._run_unit, self._on_outcome, max_slots=mc,
-                              max_threads=min(mc or DEFAULT_MAX_THREADS, MAX_THREADS),
-                              label=f"durable-concurrently-{op.id[:8]}", on_start=self._on_start,
+        threads, max_threads = pool_threads(mc)
+        self._pool = UnitPool(self._run_unit, self._on_outcome, max_slots=mc, max_threads=max_threads,
+                              threads=threads, label=f"durable-concurrently-{op.id[:8]}", on_start=self._on_start,
                               activity=parent.activity)
+        self._growing = max_threads > threads  # no max_concurrency: more threads start while checkpoints are slow
+        if self._growing:
+            parent.watch_slow_calls(self._pool.grow)
         self._was_suspended = parent.suspension_mark()
         self._prev_reason = parent.closed_reason
         parent.closed_reason = (
@@ -211,6 +216,8 @@ class ConcurrentGroup:
             pool.work()   # the caller's thread helps with the queued units ...
             pool.join()   # ... and no pool thread outlives the block
         finally:
+            if self._growing:
+                self._parent.unwatch_slow_calls(pool.grow)
             self._parent.closed_reason = self._prev_reason
             self._parent.close_block(self._op, exc)
             self._scope.closed_reason = (

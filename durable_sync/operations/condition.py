@@ -18,7 +18,7 @@ from .. import wire
 from ..config import WaitForConditionConfig, WaitForConditionDecision, expect
 from ..errors import ValidationError, WaitForConditionError, error_object
 from ..serdes import deserialize_value, serialize_value
-from .scope import OperationScope, callable_name, raised_as_itself
+from .scope import AWAIT, DEFER, QUEUE, OperationScope, callable_name, raised_as_itself
 from .step import StepContext, next_step_attempt
 
 __all__ = ["wait_for_condition"]
@@ -49,7 +49,7 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
         if "Result" in details and details["Result"] is not None:
             state = deserialize_value(serdes, details["Result"], sctx)  # the state the last poll returned
     if send_start:
-        scope.checkpoint(op, wire.START, wait=False)
+        scope.checkpoint(op, wire.START, QUEUE)
     check_ctx = StepContext(op.id, name, attempt, scope.arn)
     try:
         new_state = scope.run_step_body(op, check, state, check_ctx, attempt=attempt)
@@ -64,14 +64,14 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
         payload = serialize_value(serdes, new_state, sctx)
     except Exception as exc:  # noqa: BLE001 - no retry of check errors: the operation fails
         err = error_object(exc)
-        scope.checkpoint(op, wire.FAIL, wait=True, Error=err)
+        scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
         if raised_as_itself(exc):
             raise
         raise WaitForConditionError.from_error_object(err) from exc
     if not decision.should_continue:
-        scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)
+        scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload)
         return deserialize_value(serdes, payload, sctx)
-    scope.checkpoint(op, wire.RETRY, wait=True, Payload=payload,
+    scope.checkpoint(op, wire.RETRY, AWAIT, Payload=payload,
                      StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
     raise scope.suspend(f"wait_for_condition {label} polls again in {decision.delay_seconds} s")
 

@@ -18,7 +18,7 @@ from .. import wire
 from ..config import InvokeConfig, expect
 from ..errors import InvokeError, SerDesError, ValidationError
 from ..serdes import decode_plain_json, deserialize_value, serialize_value
-from .scope import OperationScope
+from .scope import AWAIT, OperationScope
 
 __all__ = ["invoke"]
 
@@ -68,7 +68,7 @@ def invoke(scope: OperationScope, function_name: str, payload: Any = None, name:
     options = {"FunctionName": function_name}
     if cfg.tenant_id is not None:
         options["TenantId"] = cfg.tenant_id
-    scope.checkpoint(op, wire.START, wait=True, Payload=text, ChainedInvokeOptions=options)
+    scope.checkpoint(op, wire.START, AWAIT, Payload=text, ChainedInvokeOptions=options)
     record = scope.record(op)
     if record is not None and record.get("Status") in wire.TERMINAL:
         return _outcome(scope, record, label, cfg)  # the service already answered (checkpoint response)

@@ -37,8 +37,11 @@ The three places instrumentation and checkpoint policy attach to, each exactly o
     child, the ``wait_for_callback`` child). A ``with ctx.child()`` / ``with group.child()`` block
     is Python's ``with`` body: it runs between ``open_block`` (which makes its scope) and
     ``close_block``.
-(c) **An operation's update is checkpointed** in ``checkpoint(op, action, wait, **fields)``;
-    ``wait`` says whether the caller blocks until the update is persisted.
+(c) **An operation's update is checkpointed** in ``checkpoint(op, action, persist, **fields)``;
+    ``persist`` says how long it may stay unsaved (``durable_sync.checkpoint``): ``AWAIT`` (the
+    caller blocks until it is persisted), ``DEFER`` (persisted before anything could act on it:
+    the next step body -- ``run_step_body`` makes sure --, the next awaited update, the end of
+    the invocation) or ``QUEUE`` (with the next batch). SPEC §3 "When an update must be persisted".
 
 Operation modules never read ``Runtime`` internals other than through these methods and
 the small read-only accessors (``serdes``, ``record``, ``serdes_ctx``, ``suspend``).
@@ -49,12 +52,14 @@ import threading
 from typing import Any, Callable, Optional
 
 from .. import wire
+from ..checkpoint import AWAIT, DEFER, QUEUE
 from ..errors import (DurableOperationError, NestedOperationError, NonDeterminismError, SerDesError,
                       SuspendExecution, ValidationError, error_object)
 from ..serdes import SerDesContext
 from ..state import Runtime
 
-__all__ = ["Op", "OperationScope", "Body", "callable_name", "decorated_name", "recorded_error", "raised_as_itself"]
+__all__ = ["Op", "OperationScope", "Body", "callable_name", "decorated_name", "recorded_error", "raised_as_itself",
+           "AWAIT", "DEFER", "QUEUE"]
 
 _TERMINAL = wire.TERMINAL
 # A non-terminal record of these types is not the end of the replay: a context's body replays its
@@ -233,9 +238,21 @@ class OperationScope:
         return self.rt.suspend(reason)
 
     @property
+    def checkpoint_mode(self) -> Any:
+        """The handler's ``CheckpointMode`` (None: AWAITED); a step's config may override it."""
+        return self.rt.checkpoint_mode
+
+    @property
     def activity(self) -> Callable[[int], None]:
         """The flusher's ``activity(+1 | -1)``: a thread starts / stops running durable code (pools)."""
         return self.rt.flusher.activity
+
+    def watch_slow_calls(self, grow: Callable[[], None]) -> None:
+        """``grow()`` after every slow checkpoint call, until ``unwatch_slow_calls`` (``Flusher.watch_slow_calls``)."""
+        self.rt.flusher.watch_slow_calls(grow)
+
+    def unwatch_slow_calls(self, grow: Callable[[], None]) -> None:
+        self.rt.flusher.unwatch_slow_calls(grow)
 
     def suspension_mark(self) -> bool:
         """Whether a suspension was raised so far (map/parallel/concurrently restore it when they absorb one)."""
@@ -366,6 +383,7 @@ class OperationScope:
         batching must not wait for it.
         """
         rt = self.rt
+        rt.flusher.persist_deferred()  # the body may act on any result before it: those are saved first
         local = rt.local
         instr = rt.instrumentation
         run = instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id, op.record,
@@ -457,8 +475,8 @@ class OperationScope:
             self.leave_unit(before)
 
     # -- (c) an update is checkpointed ------------------------------------------------------------------
-    def checkpoint(self, op: Op, action: str, wait: bool, **fields: Any) -> None:
-        """Queue ``action`` for ``op``; with ``wait`` return once it is persisted.
+    def checkpoint(self, op: Op, action: str, persist: str, **fields: Any) -> None:
+        """Queue ``action`` for ``op``; ``persist``: AWAIT (return once it is persisted), DEFER or QUEUE.
 
         A SUCCEED / RETRY whose Payload is over the service's limit is refused by the checkpoint
         path before it is queued; the operation then FAILs with a ``SerDesError`` saying so (raised).
@@ -471,15 +489,19 @@ class OperationScope:
         if fields:
             update.update(fields)
         rt = self.rt
+        instr = rt.instrumentation
+        if instr is not None and persist == DEFER and action in _TERMINAL_ACTIONS:
+            # Plugins see an operation's end with the service's record (its timestamps, its result),
+            # so with plugins registered a deferred end is awaited: one round trip per end.
+            persist = AWAIT
         try:
-            rt.flusher.enqueue(update, wait, shape_checked=True)
+            rt.flusher.enqueue(update, persist, shape_checked=True)
         except ValidationError as exc:
             if action not in _PAYLOAD_ACTIONS or "Payload" not in fields:
                 raise
             error = SerDesError(f"the result of {op.type.lower()} {op.label!r} cannot be checkpointed: {exc}")
-            self.checkpoint(op, wire.FAIL, wait=True, Error=error_object(error))
+            self.checkpoint(op, wire.FAIL, DEFER, Error=error_object(error))
             raise error from None
-        instr = rt.instrumentation
         if instr is not None:
             if action in _TERMINAL_ACTIONS:
                 instr.ended(update, rt.state.get(op.id))

@@ -3,7 +3,10 @@
 A STEP (SubType Step). Live: START (awaited only for at-most-once steps), the body
 runs on the caller's thread (``OperationScope.run_step_body``), then SUCCEED with the
 serialized result, or the retry strategy decides RETRY (with NextAttemptDelaySeconds;
-the invocation suspends) or FAIL (``StepError``). Replay: SUCCEEDED returns the
+the invocation suspends) or FAIL (``StepError``). SUCCEED and FAIL are not awaited: they
+are saved before anything could act on them (SPEC §3), and a SUCCEED in
+``CheckpointMode.PIPELINED`` (per handler, or ``StepConfig.checkpoint_mode``) only with the
+next awaited update or at the end of the invocation. Replay: SUCCEEDED returns the
 stored result, FAILED raises ``StepError``, a retry not yet due suspends, READY runs
 the next attempt, STARTED re-runs the attempt whose invocation ended (an at-most-once
 step fails with ``StepInterruptedError`` instead).
@@ -13,11 +16,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import wire
-from ..config import StepConfig, StepSemantics, expect
+from ..config import CheckpointMode, StepConfig, StepSemantics, expect
 from ..errors import StepError, StepInterruptedError, ValidationError, error_object
 from ..logs import USER_LOGGER, DurableLogger
 from ..serdes import deserialize_value, serialize_value
-from .scope import Op, OperationScope, callable_name, raised_as_itself, recorded_error
+from .scope import AWAIT, DEFER, QUEUE, Op, OperationScope, callable_name, raised_as_itself, recorded_error
 
 __all__ = ["StepContext", "step", "parse_step_call", "run_step", "next_step_attempt", "bad_callable"]
 
@@ -120,17 +123,21 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
                 error_type="StepInterruptedError")
             return _failed(scope, op, cfg, interrupted, attempt)
     if send_start:
-        scope.checkpoint(op, wire.START, wait=at_most_once)
+        scope.checkpoint(op, wire.START, AWAIT if at_most_once else QUEUE)
     step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
     sctx = scope.serdes_ctx(op.id, op.name)
     try:
         payload = serialize_value(serdes, scope.run_step_body(op, fn, step_ctx, attempt=attempt), sctx)
     except Exception as exc:  # noqa: BLE001 - the retry strategy decides (programming errors: no retry)
         if raised_as_itself(exc):
-            scope.checkpoint(op, wire.FAIL, wait=True, Error=error_object(exc))
+            scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
             raise
         return _failed(scope, op, cfg, exc, attempt)
-    scope.checkpoint(op, wire.SUCCEED, wait=True, Payload=payload)  # too large: FAIL, SerDesError
+    # Saved before anything could act on the result (the next step body, ...), not before returning;
+    # in PIPELINED mode it only rides with the next awaited update or the end of the invocation.
+    mode = cfg.checkpoint_mode or scope.checkpoint_mode
+    pipelined = mode is CheckpointMode.PIPELINED and not at_most_once
+    scope.checkpoint(op, wire.SUCCEED, QUEUE if pipelined else DEFER, Payload=payload)  # too large: SerDesError
     return deserialize_value(serdes, payload, sctx)
 
 
@@ -145,11 +152,11 @@ def _failed(scope: OperationScope, op: Op, cfg: StepConfig, exc: Exception, atte
         err["ErrorMessage"] = (f"the retry strategy of step {op.label!r} raised {err['ErrorType']}: "
                                f"{err['ErrorMessage']} (deciding about attempt {attempt}, which failed with "
                                f"{type(exc).__name__})")[:8192]
-        scope.checkpoint(op, wire.FAIL, wait=True, Error=err)
+        scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
         raise StepError.from_error_object(err) from broken
     if decision.should_retry:
-        scope.checkpoint(op, wire.RETRY, wait=True, Error=err,
+        scope.checkpoint(op, wire.RETRY, AWAIT, Error=err,
                          StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
         raise scope.suspend(f"step {op.label} retries in {decision.delay_seconds} s") from None
-    scope.checkpoint(op, wire.FAIL, wait=True, Error=err)
+    scope.checkpoint(op, wire.FAIL, DEFER, Error=err)
     raise StepError.from_error_object(err) from exc

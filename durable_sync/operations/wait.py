@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from .. import wire
 from ..config import checked_delay
-from .scope import OperationScope
+from .scope import AWAIT, OperationScope
 
 __all__ = ["wait"]
 
@@ -23,5 +23,5 @@ def wait(scope: OperationScope, duration: Any, name: Optional[str] = None) -> No
         if op.completed:
             return None
         raise scope.suspend(f"wait {op.label} has not elapsed")
-    scope.checkpoint(op, wire.START, wait=True, WaitOptions={"WaitSeconds": seconds})
+    scope.checkpoint(op, wire.START, AWAIT, WaitOptions={"WaitSeconds": seconds})
     raise scope.suspend(f"wait {op.label} started ({seconds} s)")

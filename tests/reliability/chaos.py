@@ -4,14 +4,17 @@ The tally (``STATS``) is what the suite reports at the end of the session. Each 
 adds the executions it ran, the faults it injected, and what its audits found:
 
 - a *lost update* is an acknowledged write that the final state does not hold: a step result
-  the SDK got back from ``ctx.step`` (so its SUCCEED checkpoint was acknowledged), a checkpoint
-  update the client got a success answer for, a callback answer the engine accepted;
+  something acted on (a later step body started on the thread that got it back from
+  ``ctx.step``: SPEC §3 saves a result before the next step body runs, not before ``ctx.step``
+  returns), a checkpoint update the client got a success answer for, a callback answer the
+  engine accepted;
 - a *duplicate step execution* is a step body that ran again after a run of it had been
   recorded as the step's result (or twice in one attempt for an at-most-once step).
 
 Audits work from ledgers the step bodies write as they run (``run`` when a body starts,
-``ret`` when it returns its result token, ``ack`` once ``ctx.step`` handed that token back to
-the workflow), compared with the execution's final result and history.
+``ret`` when it returns its result token, ``ack`` when the next step body on the thread that
+got the token back from ``ctx.step`` starts), compared with the execution's final result and
+history.
 """
 from __future__ import annotations
 
@@ -147,7 +150,12 @@ def audit_steps(entries: Iterable[Entry], final: dict[str, str], at_most_once: s
         rets = {e.token: n for n, e in items if e.kind == "ret"}
         acks = [(n, e) for n, e in items if e.kind == "ack"]
         if key not in final:
-            out.lose(f"step {key} ran ({len(runs)} runs) but the final result does not hold it")
+            # A run nothing acted on may go unrecorded when the execution ends without it (a lasting
+            # fault failed it); an acknowledged one may not. Callers check that a SUCCEEDED execution
+            # holds every step.
+            if acks:
+                out.lose(f"step {key}: acknowledged result {acks[0][1].token!r} but the final result does not "
+                         f"hold it ({len(runs)} runs)")
             continue
         token = final[key]
         if token not in rets:
@@ -253,6 +261,27 @@ class Probe:
         self.fault = fault  # fault(point) may raise; points: "body:<key>", "after:<key>", "after:<op>", ...
         self.at_most_once: set[str] = set()
         self.callback_acks: dict[str, list[str]] = collections.defaultdict(list)
+        self._fresh = threading.local()  # .results: (key, token) this thread got back, not acted on yet
+
+    def new_invocation(self) -> None:
+        """An invocation starts on this thread: results of an earlier (failed) one were never acted on here."""
+        self._pending().clear()
+
+    def got_back(self, key: str, token: str) -> None:
+        """``ctx.step`` handed a fresh result back to this thread."""
+        self._pending().append((key, token))
+
+    def acting(self) -> None:
+        """A step body starts on this thread: every result this thread got back before is saved by now."""
+        pending = self._pending()
+        for key, token in pending:
+            self.ledger.add("ack", key, token)
+        pending.clear()
+
+    def _pending(self) -> list[tuple[str, str]]:
+        if not hasattr(self._fresh, "results"):
+            self._fresh.results = []
+        return self._fresh.results
 
     def point(self, name: str) -> None:
         if self.fault is not None:
@@ -263,13 +292,15 @@ PROBE = Probe()
 
 
 def step(c: ds.DurableContext, key: str, config: ds.StepConfig) -> str:
-    """A ledgered step: its body logs run/ret, the caller logs ack when it got a fresh result back."""
+    """A ledgered step: its body logs run/ret (and acks the results before it), the caller keeps a fresh
+    result to ack when the thread's next step body starts."""
     probe = PROBE
     if config is AMO:
         probe.at_most_once.add(key)
     fresh: list[str] = []
 
     def body(step_ctx: ds.StepContext) -> str:
+        probe.acting()
         probe.ledger.add("run", key, attempt=step_ctx.attempt)
         probe.point(f"body:{key}")
         token = probe.ledger.new_token(key)
@@ -280,7 +311,7 @@ def step(c: ds.DurableContext, key: str, config: ds.StepConfig) -> str:
     value = c.step(key, body, config=config)
     if fresh:
         assert value == fresh[-1], (key, value, fresh)
-        probe.ledger.add("ack", key, value)
+        probe.got_back(key, value)
     probe.point(f"after:{key}")
     return value
 
@@ -307,6 +338,7 @@ def _poll_strategy(state: int, attempt: int) -> ds.WaitForConditionDecision:
 @ds.durable_handler
 def chaos_workflow(event: Any, ctx: ds.DurableContext) -> dict:
     """Steps of both semantics, waits, a child block, a callback, a map with waits, a polled condition."""
+    PROBE.new_invocation()
     out: dict[str, Any] = {}
     for i in range(event.get("steps", 5)):
         out[f"s{i}"] = step(ctx, f"s{i}", AMO if i % 3 == 2 else ALO)

@@ -8,12 +8,14 @@ accepted it), and prints the outcome as JSON on its last line. ``KILL_AT=before:
 
 Ledger lines (appended with O_APPEND, one write each, so a kill never interleaves them):
 ``run KEY - ATTEMPT PID`` when a step body starts, ``ret KEY TOKEN ATTEMPT PID`` when it
-returns its result token, ``ack KEY TOKEN 0 PID`` once ``ctx.step`` handed that token back,
+returns its result token, ``ack KEY TOKEN 0 PID`` when the next step body starts on the thread
+``ctx.step`` handed that token back to (SPEC §3: the result is saved by then),
 ``cback NAME BY 0 PID`` once the engine accepted a callback answer.
 """
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 
@@ -37,10 +39,22 @@ def log(*parts) -> None:
         os.close(fd)
 
 
+GOT_BACK = threading.local()  # .results: (key, token) this thread got back from ctx.step, not acked yet
+
+
+def pending():
+    if not hasattr(GOT_BACK, "results"):
+        GOT_BACK.results = []
+    return GOT_BACK.results
+
+
 def step(c, key, config):
     fresh = []
 
     def body(step_ctx):
+        for done, token in pending():
+            log("ack", done, token, 0, PID)
+        pending().clear()
         log("run", key, "-", step_ctx.attempt, PID)
         time.sleep(STEP_WORK)
         token = f"{PID}.{uuid.uuid4().hex[:8]}"
@@ -50,7 +64,7 @@ def step(c, key, config):
 
     value = c.step(key, body, config=config)
     if fresh:
-        log("ack", key, value, 0, PID)
+        pending().append((key, value))
     return value
 
 
