@@ -58,6 +58,7 @@ MAX_CALLBACK_RESULT_BYTES = 256 * 1024
 MAX_CONTEXT_RESULT_BYTES = 256 * 1024
 MAX_EXECUTION_RESULT_BYTES = 6 * 1024 * 1024 - 50
 MAX_DELAY_SECONDS = 366 * 24 * 3600
+MAX_INVOCATION_SECONDS = 15 * 60  # the longest one Lambda invocation may run
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME_RE = re.compile(r"[ -~]{1,256}")

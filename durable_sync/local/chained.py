@@ -121,7 +121,7 @@ def start_durable_target(engine: "LocalEngine", ex: Execution, op_id: str, name:
 def run_plain_target(engine: "LocalEngine", ex: Execution, op_id: str, name: str, target: Callable,
                      event: Any) -> None:
     """Call a plain ``(event, context)`` function and settle the operation with what it returned or raised."""
-    lambda_ctx = LocalLambdaContext(None, name, engine.clock.now_ms() + 15 * 60 * 1000, engine.clock)
+    lambda_ctx = LocalLambdaContext(None, name, engine.clock.now_ms() + wire.MAX_INVOCATION_SECONDS * 1000, engine.clock)
     try:
         value = target(event, lambda_ctx)
     except Exception as exc:  # noqa: BLE001 - the target's failure, as Lambda reports it

@@ -40,10 +40,11 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Optional
 
+from .. import wire
 from . import foreign
 from .handlers import load, reference
 
-INVOCATION_TIMEOUT_SECONDS = 15 * 60  # the Lambda maximum
+INVOCATION_TIMEOUT_SECONDS = wire.MAX_INVOCATION_SECONDS
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
          "from durable_sync.local.isolation import child_main; child_main(int(sys.argv[1]))")

@@ -47,11 +47,12 @@ import time
 import weakref
 from typing import Any, Optional
 
+from .. import wire
 from .handlers import HandlerLoadError, function_name as default_function_name
 
 #: The bootstrap each Node process runs (package data).
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bootstrap.mjs")
-INVOCATION_TIMEOUT_SECONDS = 15 * 60  # the Lambda maximum
+INVOCATION_TIMEOUT_SECONDS = wire.MAX_INVOCATION_SECONDS
 CHECK_TIMEOUT_SECONDS = 60.0  # loading a module when it is registered
 #: Idle warm processes kept per function and environment; more are ended when they finish.
 MAX_WARM_PROCESSES = 4

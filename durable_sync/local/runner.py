@@ -116,7 +116,7 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
     output, failure = None, None
     try:
         client = engine._client if engine.client_factory is None else engine.client_factory()
-        lambda_ctx = LocalLambdaContext(client, ex.function_name, start + 15 * 60 * 1000, engine.clock,
+        lambda_ctx = LocalLambdaContext(client, ex.function_name, start + wire.MAX_INVOCATION_SECONDS * 1000, engine.clock,
                                         engine.foreign.endpoint_url)
         own_process = getattr(handler, "__durable_own_process__", False)  # a Node.js handler (node_runtime)
         if own_process:  # its process reaches the engine over HTTP, as on Lambda

@@ -45,7 +45,7 @@ class _LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         inner = getattr(self._inner, "get_remaining_time_in_millis", None)
-        return inner() if inner is not None else 15 * 60 * 1000
+        return inner() if inner is not None else wire.MAX_INVOCATION_SECONDS * 1000
 
     def __getattr__(self, name: str) -> Any:
         if self._inner is None:

@@ -24,7 +24,7 @@ from .protocol import (ALREADY_STARTED, BAD_CONTENT, DEFAULT_PAGE, TOO_LARGE, Ap
 
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Invoke RequestResponse (Lambda: 6 MB)
 MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024  # Invoke Event (Lambda: 1 MB)
-DEFAULT_INVOKE_TIMEOUT = 900.0  # a synchronous invoke waits at most 15 minutes, as on Lambda
+DEFAULT_INVOKE_TIMEOUT = float(wire.MAX_INVOCATION_SECONDS)  # a synchronous invoke waits at most as long as Lambda runs one
 REGION = wire.LOCAL_REGION
 
 
