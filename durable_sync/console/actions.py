@@ -62,12 +62,18 @@ def _stop(api: Any, engine: Any, body: dict) -> dict:
     return {"message": "stopped: the execution ended STOPPED", "arn": arn}
 
 
-def _pause(api: Any, engine: Any, body: dict) -> dict:
+def _arn_and_reason(body: dict) -> tuple[str, dict]:
+    """The execution ARN and the request parameters, with the optional reason (pause, resume)."""
     arn = _text(body, "arn", "the execution ARN")
     params = {"DurableExecutionArn": arn}
     reason = _text(body, "reason", "the reason", required=False)
     if reason:
         params["Reason"] = reason
+    return arn, params
+
+
+def _pause(api: Any, engine: Any, body: dict) -> dict:
+    arn, params = _arn_and_reason(body)
     api.call("PauseDurableExecution", params)
     state = engine.get_execution(arn).pause_status or "RUNNING"
     return {"message": f"paused: {state}" + (" (PAUSED once the invocation in flight reaches a checkpoint)"
@@ -75,11 +81,7 @@ def _pause(api: Any, engine: Any, body: dict) -> dict:
 
 
 def _resume(api: Any, engine: Any, body: dict) -> dict:
-    arn = _text(body, "arn", "the execution ARN")
-    params = {"DurableExecutionArn": arn}
-    reason = _text(body, "reason", "the reason", required=False)
-    if reason:
-        params["Reason"] = reason
+    arn, params = _arn_and_reason(body)
     api.call("ResumeDurableExecution", params)
     return {"message": "resumed", "arn": arn}
 

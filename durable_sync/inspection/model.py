@@ -151,6 +151,13 @@ class Operation:
     def decode_result(self, serdes: Any = None) -> Any:
         return deserialize_value(serdes, self.result_payload, SerDesContext(self.id, self.arn))
 
+    def _decode_from_outside(self, serdes: Any, kind: str) -> Any:
+        """Payloads that come from outside the function (callback answers, invoke results) are plain
+        JSON, never jsonpickle, unless the caller names a serdes."""
+        if serdes is not None:
+            return Operation.decode_result(self, serdes)
+        return decode_plain_json(self.result_payload, f"the result of {kind} {self.display_name}")
+
     @property
     def error(self) -> Optional[dict]:
         """The wire ErrorObject (``ErrorType``, ``ErrorMessage``, ...) or None."""
@@ -230,10 +237,7 @@ class CallbackOperation(Operation):
     callback_id: Optional[str] = None
 
     def decode_result(self, serdes: Any = None) -> Any:
-        """Callback payloads come from outside: plain JSON unless a serdes is given."""
-        if serdes is not None:
-            return super().decode_result(serdes)
-        return decode_plain_json(self.result_payload, f"the result of callback {self.display_name}")
+        return self._decode_from_outside(serdes, "callback")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,9 +245,7 @@ class InvokeOperation(Operation):
     function_name: Optional[str] = None
 
     def decode_result(self, serdes: Any = None) -> Any:
-        if serdes is not None:
-            return super().decode_result(serdes)
-        return decode_plain_json(self.result_payload, f"the result of invoke {self.display_name}")
+        return self._decode_from_outside(serdes, "invoke")
 
 
 class Lookups:
