@@ -153,7 +153,7 @@ class Operation:
 
     def _decode_from_outside(self, serdes: Any, kind: str) -> Any:
         """Payloads that come from outside the function (callback answers, invoke results) are plain
-        JSON, never jsonpickle, unless the caller names a serdes."""
+        JSON only, never the rich-object format, unless the caller names a serdes."""
         if serdes is not None:
             return Operation.decode_result(self, serdes)
         return decode_plain_json(self.result_payload, f"the result of {kind} {self.display_name}")
