@@ -64,6 +64,9 @@ class CheckpointClient(Protocol):
         """GetDurableExecutionState: returns {Operations, NextMarker}."""
 
 
+_MAX_UPDATES, _MAX_BYTES = wire.MAX_BATCH_UPDATES, wire.MAX_BATCH_BYTES  # of one checkpoint call
+
+
 def read_pages(client: CheckpointClient, arn: str, token: str, marker: Any) -> list[dict[str, Any]]:
     """The operations of the pages after ``marker`` (GetDurableExecutionState), in order.
 
@@ -162,23 +165,17 @@ class Flusher:
             raise ValueError(f"persist must be AWAIT, DEFER or QUEUE, got {persist!r}")
         size = wire.validate_update(update, shape_checked)
         with self._lock:
-            if self.error is not None:
-                raise self._failure()
-            if self._closed:
-                raise CheckpointError("checkpoint after the invocation ended (a thread outlived its invocation)")
-            self._enqueued += 1
-            seq = self._enqueued
+            if self.error is not None or self._closed:
+                raise self._failure() if self.error is not None else CheckpointError(
+                    "checkpoint after the invocation ended (a thread outlived its invocation)")
+            seq = self._enqueued = self._enqueued + 1
             self._queue.append((seq, update, size))
             self._unsaved_bytes += size
             if persist == AWAIT:
                 self._wait_for(seq)
                 return
-            if seq - self._persisted >= wire.MAX_BATCH_UPDATES:
-                self._wait_for(seq)  # a batch's worth is unsaved: send it, this one included
-            elif self._unsaved_bytes > wire.MAX_BATCH_BYTES:
-                # More than a batch's bytes: send what came before (an update too big for any batch
-                # goes alone, now).
-                self._wait_for(seq if size > wire.MAX_BATCH_BYTES else seq - 1)
+            if seq - self._persisted >= _MAX_UPDATES or self._unsaved_bytes > _MAX_BYTES:
+                self._make_room(seq, size)
             if persist == DEFER:
                 self._deferred = seq  # the next awaited point sends it: no background send needed
                 return
@@ -188,8 +185,18 @@ class Flusher:
             elif self._bg_idle:
                 self._work.notify()
 
-    def persist_deferred(self) -> None:
-        """Return once every deferred update is persisted (before a step body runs).
+    def _make_room(self, seq: int, size: int) -> None:
+        """(lock held) More than a batch is unsaved with update ``seq``: send what fits in one."""
+        if seq - self._persisted >= _MAX_UPDATES:
+            self._wait_for(seq)  # a batch's worth is unsaved: send it, this one included
+        else:
+            # More than a batch's bytes: send what came before (an update too big for any batch goes
+            # alone, now).
+            self._wait_for(seq if size > _MAX_BYTES else seq - 1)
+
+    def persist_deferred(self, then_idle: bool = False) -> None:
+        """Return once every deferred update is persisted (before a step body runs); ``then_idle``: the
+        calling thread then stops running durable code (``activity(-1)``, in the same locked section).
 
         Raises the flusher's failure, if any: nothing more is run whose result could not be saved.
         """
@@ -198,6 +205,8 @@ class Flusher:
                 raise self._failure()
             if self._deferred > self._persisted:
                 self._wait_for(self._deferred)
+            if then_idle:
+                self._idle()
 
     def watch_slow_calls(self, grow: Callable[[], None]) -> None:
         """After each checkpoint call slower than ``SLOW_CALL_SECONDS``, call ``grow()`` on the thread that
@@ -221,11 +230,17 @@ class Flusher:
         body; it only steers batching (who waits for whom), never what is sent.
         """
         with self._lock:
-            self._runners += delta
             if delta < 0:
-                if self._gathering and self._runners <= len(self._waiting) and self._waiting:
-                    self._waiting.pop(0).wake()  # the last runner stopped: the gatherer sends for all
-                self._pass()
+                self._idle(-delta)
+            else:
+                self._runners += delta
+
+    def _idle(self, threads: int = 1) -> None:
+        """(lock held) ``threads`` stop running durable code."""
+        self._runners -= threads
+        if self._gathering and self._runners <= len(self._waiting) and self._waiting:
+            self._waiting.pop(0).wake()  # the last runner stopped: the gatherer sends for all
+        self._pass()
 
     def drain(self) -> None:
         """Persist everything queued so far (end of an invocation)."""
@@ -268,7 +283,7 @@ class Flusher:
                     self._flush_once(self._wanted(seq))
             else:
                 self._gathering = False  # everyone who runs durable code waits: send for all
-                self._flush_once(self._wanted(seq))
+                self._flush_once(self._wanted(seq) if self._waiting else seq)
 
     def _wanted(self, seq: int) -> int:
         """(lock held) The last update a flush for ``seq`` carries: the last one somebody waits for.
@@ -309,26 +324,29 @@ class Flusher:
 
     def _take_batch(self, upto: int) -> tuple[list[tuple[int, dict[str, Any], int]], int]:
         """(lock held) The next batch (at most ``upto``, within the batch limits) and its size in bytes."""
+        queue = self._queue
+        if queue and queue[-1][0] <= upto and len(queue) <= _MAX_UPDATES and self._unsaved_bytes <= _MAX_BYTES:
+            self._queue = []  # all of it (no flush in flight: the unsaved bytes are the queue's)
+            return queue, self._unsaved_bytes
         batch, total = [], 0
-        for item in self._queue:
-            if item[0] > upto or (batch and (len(batch) >= wire.MAX_BATCH_UPDATES
-                                            or total + item[2] > wire.MAX_BATCH_BYTES)):
+        for item in queue:
+            if item[0] > upto or (batch and (len(batch) >= _MAX_UPDATES or total + item[2] > _MAX_BYTES)):
                 break
             batch.append(item)
             total += item[2]
-        del self._queue[: len(batch)]
+        del queue[: len(batch)]
         return batch, total
 
     def _call(self, updates: list[dict[str, Any]], client_token: str) -> tuple[str, list[dict[str, Any]]]:
         """(lock released) One checkpoint call: the new token and the new state, every page of it."""
         response = self._client.checkpoint(self._arn, self.token, updates, client_token) or {}
         new_state = response.get("NewExecutionState") or {}
-        ops = list(new_state.get("Operations") or [])
+        ops = new_state.get("Operations") or []
         token = response.get("CheckpointToken")
         if not token:  # the execution is complete: the token is spent, there is nothing more to read
             return self.token, ops
         if new_state.get("NextMarker"):
-            ops.extend(read_pages(self._client, self._arn, token, new_state["NextMarker"]))
+            ops = [*ops, *read_pages(self._client, self._arn, token, new_state["NextMarker"])]
         return token, ops
 
     def _flush_once(self, upto: int) -> None:

@@ -708,6 +708,21 @@ def deserialize_value(serdes: Optional[SerDes], text: Optional[str], ctx: SerDes
         ) from exc
 
 
+#: Values the default serdes stores exactly: decoding their text gives an equal value of the same type.
+_STORED_EXACTLY = frozenset({str, int, bool, type(None)})
+
+
+def as_replayed(serdes: Optional[SerDes], value: Any, text: str, ctx: SerDesContext) -> Any:
+    """What a replay returns for ``value``, checkpointed as ``text``: the first run returns the same.
+
+    ``text`` decoded (``deserialize_value``), except for a str, int, bool or None under the default
+    serdes, which round-trip exactly: those are returned as they are, without decoding.
+    """
+    if (serdes is None or serdes is DEFAULT_SERDES) and type(value) in _STORED_EXACTLY:
+        return value
+    return deserialize_value(serdes, text, ctx)
+
+
 def decode_plain_json(text: Optional[str | bytes], what: str) -> Any:
     """Decode a payload from outside the function (event, callback or invoke result).
 

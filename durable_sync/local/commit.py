@@ -34,7 +34,7 @@ SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
 FIELDS = frozenset({"status", "end_ms", "result", "error", "invocation_failures"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One change of one execution (see the module docstring)."""
 
@@ -60,9 +60,12 @@ class Change:
 
 def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:
     """Called with ``ex.lock``: store, then memory, then announce (see the module docstring)."""
-    if change.fields and not FIELDS.issuperset(change.fields):
-        raise ValueError(f"a change cannot set {sorted(set(change.fields) - FIELDS)}")
-    for event_id, event in enumerate(change.events, len(ex.events) + 1):
+    fields = change.fields
+    if fields and not FIELDS.issuperset(fields):
+        raise ValueError(f"a change cannot set {sorted(set(fields) - FIELDS)}")
+    event_id = len(ex.events)
+    for event in change.events:
+        event_id += 1
         event["EventId"] = event_id
     try:
         engine._store.commit(ex, change)
@@ -70,19 +73,20 @@ def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:
         raise ServiceError(SERVICE_ERROR, f"the engine could not persist the change ({type(exc).__name__}: {exc}); "
                                           "nothing was applied, retry it", status=500) from exc
     # memory
-    ex.ops.update(change.ops)
+    ops = change.ops
+    ex.ops.update(ops)
     ex.events.extend(change.events)
-    if change.fields:
-        for name, value in change.fields.items():
+    if fields:
+        for name, value in fields.items():
             setattr(ex, name, value)
     callbacks = []  # (callback id, operation id) of the callbacks that have an id
-    for op_id, op in change.ops.items():
+    for op in ops.values():
         if op["Type"] == wire.CALLBACK:
             issued = callback_id(op)
             if issued:
-                callbacks.append((issued, op_id))
+                callbacks.append((issued, op["Id"]))
     if change.by_service:
-        ex.service_changed.update(dict.fromkeys(change.ops))  # an ordered set: the next checkpoint answer has them
+        ex.service_changed.update(dict.fromkeys(ops))  # an ordered set: the next checkpoint answer has them
     # announce
     engine._announce(ex, change, callbacks)
 

@@ -121,6 +121,7 @@ class LocalEngine:
         self._callbacks: dict[str, tuple[str, str]] = {}
         # (function name, execution name) of a chained invoke's durable target -> (caller ARN, op id)
         self._invoke_links: dict[tuple[str, str], tuple[str, str]] = {}
+        self._invoke_target = functools.partial(chained.invoke_target, self)  # how a CHAINED_INVOKE START resolves
         self._tls = threading.local()  # per-thread: a scheduler.drain() loop is running
         self._functions: dict[str, Callable] = {name: resolve_handler(fn) for name, fn in (functions or {}).items()}
         self._missing: dict[str, str] = {}  # ARN -> why its handler is unknown (adopted executions only)
@@ -570,7 +571,7 @@ class LocalEngine:
                 raise ServiceError(INVALID, f"execution {arn} is {ex.status}; it takes no more checkpoints")
             if token != ex.token:
                 raise ServiceError(INVALID, "Invalid checkpoint token: it is stale or belongs to another invocation")
-            pause = control.pause_of(ex)
+            pause = control.pause_of(ex)  # (RUNNING here)
             if pause is not None:  # PAUSING: this is the invocation's next checkpoint, where the pause takes effect
                 if pause["Status"] == control.PAUSING:
                     control.pause_takes_effect(self, ex, {**pause, "Interrupted": True})
@@ -580,7 +581,7 @@ class LocalEngine:
                                             "this invocation ends here and nothing of this checkpoint was applied. "
                                             "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
-            applied = apply_batch(ex, updates, now, trusted, functools.partial(chained.invoke_target, self))
+            applied = apply_batch(ex, updates, now, trusted, self._invoke_target)
             # applied is this call's own: its lists go into the change as they are; its ops are copied only
             # when the execution's end joins them (the answer carries the batch's operations alone)
             change = Change(ops=applied.ops if applied.ending is None else dict(applied.ops), events=applied.events,
@@ -592,7 +593,7 @@ class LocalEngine:
             # The service's changes since the handler last saw them, then this batch's (a START the SDK
             # awaits comes back in its new state); one page, GetDurableExecutionState serves the rest.
             if ex.service_changed:
-                changed = changed_operations(ex, [*ex.service_changed, *applied.ops])
+                changed = changed_operations(ex, {**ex.service_changed, **applied.ops})  # each id once
                 ex.service_changed.clear()
             else:
                 changed = changed_operations(ex, applied.ops)

@@ -65,8 +65,10 @@ def _handler_spec(handler: Any) -> tuple[str, Any]:
 
 # -- the engine side --------------------------------------------------------------------------------
 def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
-                 timeout: float = INVOCATION_TIMEOUT_SECONDS) -> tuple[Any, Optional[dict]]:
-    """One invocation in a child process; returns (output, failure) as the in-process path does."""
+                 timeout: float = INVOCATION_TIMEOUT_SECONDS,
+                 request_id: Optional[str] = None) -> tuple[Any, Optional[dict]]:
+    """One invocation in a child process; returns (output, failure) as the in-process path does.
+    ``request_id``: the invocation's (its lambda context's ``aws_request_id``)."""
     try:
         spec = _handler_spec(handler)
     except TypeError as exc:
@@ -91,7 +93,7 @@ def run_in_child(engine: Any, handler: Any, envelope: dict, function_name: str,
     try:
         conn.send({"sys_path": list(sys.path), "handler": spec, "envelope": envelope,
                    "function_name": function_name, "deadline_ms": int((time.time() + timeout) * 1000),
-                   "log_levels": _log_levels(), "endpoint_url": endpoint_url})
+                   "log_levels": _log_levels(), "endpoint_url": endpoint_url, "request_id": request_id})
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not conn.poll(remaining):
@@ -257,7 +259,7 @@ def child_main(fd: int) -> None:
         from .runner import LocalLambdaContext
 
         lambda_context = LocalLambdaContext(PipeClient(channel), boot["function_name"], boot["deadline_ms"], RealClock(),
-                                            boot["endpoint_url"])
+                                            boot["endpoint_url"], boot["request_id"])
         if boot["endpoint_url"]:  # foreign handlers find the served engine in the environment
             output = handler(boot["envelope"], lambda_context)
         else:  # an official-SDK handler gets a client that calls the engine over the pipe

@@ -50,11 +50,11 @@ class LocalLambdaContext:
     tenant_id = None
 
     def __init__(self, client: Any, function_name: str, deadline_ms: int, clock: Any,
-                 endpoint_url: Optional[str] = None):
+                 endpoint_url: Optional[str] = None, request_id: Optional[str] = None):
         self.durable_client = client
         self.endpoint_url = endpoint_url  # the Lambda API serving the engine (durable-sync serve), else None
         self.function_name = function_name
-        self.aws_request_id = str(uuid.uuid4())
+        self.aws_request_id = request_id or str(uuid.uuid4())
         self.invoked_function_arn = wire.function_arn(function_name)
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = f"local/{self.aws_request_id}"
@@ -113,16 +113,17 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
         ex.needs_invoke = False
         envelope = invocation_envelope(ex, ex.new_token(new_invocation=True))
     start = engine.clock.now_ms()
+    request_id = str(uuid.uuid4())  # the invocation's: its lambda context's and its InvocationCompleted event's
     output, failure = None, None
     try:
         client = engine._client if engine.client_factory is None else engine.client_factory()
         lambda_ctx = LocalLambdaContext(client, ex.function_name, start + wire.MAX_INVOCATION_SECONDS * 1000, engine.clock,
-                                        engine.foreign.endpoint_url)
+                                        engine.foreign.endpoint_url, request_id)
         own_process = getattr(handler, "__durable_own_process__", False)  # a Node.js handler (node_runtime)
         if own_process:  # its process reaches the engine over HTTP, as on Lambda
             lambda_ctx.environment = engine.foreign.process_environment(engine)
         if engine.isolation == "process" and not own_process:
-            output, failure = run_in_child(engine, handler, envelope, ex.function_name)
+            output, failure = run_in_child(engine, handler, envelope, ex.function_name, request_id=request_id)
         else:
             try:
                 output = engine.foreign.call(handler, envelope, lambda_ctx, functools.partial(_serve_call, engine))
@@ -136,7 +137,7 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
                 if isinstance(exc, KeyboardInterrupt):  # the user stops the engine: record, then let it through
                     with ex.lock:
                         ex.invoking = False
-                        invocation_done(engine, ex, start, output, failure)
+                        invocation_done(engine, ex, start, output, failure, request_id)
                     raise
     except BaseException:  # the engine's own failure (or Ctrl-C): the invocation is not in flight any more
         with ex.lock:
@@ -144,7 +145,7 @@ def invoke(engine: "LocalEngine", ex: Execution) -> bool:
         raise
     with ex.lock:
         ex.invoking = False
-        invocation_done(engine, ex, start, output, failure)
+        invocation_done(engine, ex, start, output, failure, request_id)
     with engine._cond:
         engine._cond.notify_all()
     return True
@@ -189,8 +190,10 @@ def import_handler(engine: "LocalEngine", ex: Execution) -> Optional[Callable]:
     return None
 
 
-def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: Any, failure: Optional[dict]) -> None:
-    """Called with ex.lock: record InvocationCompleted and act on the handler's output."""
+def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: Any, failure: Optional[dict],
+                    request_id: str) -> None:
+    """Called with ex.lock: record InvocationCompleted (``request_id``: the invocation's, as its lambda context
+    has it) and act on the handler's output."""
     status = output.get("Status") if isinstance(output, dict) else None
     if failure is None and status not in ("SUCCEEDED", "FAILED", "PENDING"):
         failure = {"ErrorType": "Runtime.InvalidOutput",
@@ -199,7 +202,7 @@ def invocation_done(engine: "LocalEngine", ex: Execution, start: int, output: An
                                    "@durable_handler, the official SDK's @durable_execution; in JavaScript, "
                                    "withDurableExecution)?"}
     now = engine.clock.now_ms()
-    details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": now, "RequestId": str(uuid.uuid4())}
+    details: dict[str, Any] = {"StartTimestamp": start, "EndTimestamp": now, "RequestId": request_id}
     if failure is not None:
         details["Error"] = h.error(failure)
     exec_op = ex.ops[ex.exec_op_id]

@@ -56,7 +56,7 @@ RUNNING = wire.RUNNING  # an execution's status until it ends: SUCCEEDED, FAILED
 DEFAULT_EXECUTION_TIMEOUT = 366 * 24 * 3600  # seconds: the execution timeout when none is given, and the longest
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class Timer:
     due_ms: int
     seq: int
@@ -144,18 +144,15 @@ def _delay(value: Any, what: str, low: int = 1, high: int = wire.MAX_DELAY_SECON
     return value
 
 
-@dataclass
+@dataclass(slots=True)
 class Applied:
     """What a valid batch changes, not yet applied: the engine commits it (store, memory, listeners)."""
 
     ops: dict  # operation id -> its new record
     events: list  # history events, in order
     timers: list  # (due ms, kind, operation id)
-    callbacks: dict  # new callback id -> operation id
     #: An EXECUTION update ends the execution: (status, result, error).
     ending: Optional[tuple] = None
-    #: ChainedInvoke START -> the function it names ends up registered as, for the target's ARN (see chained).
-    invokes: list = field(default_factory=list)
 
 
 #: How a CHAINED_INVOKE START learns its target: (function name, caller, operation id) -> (target ARN or
@@ -174,19 +171,24 @@ def apply_batch(ex: Execution, updates: list[dict], now_ms: int, trusted: bool =
         raise _invalid("Updates must be a list")
     if len(updates) > wire.MAX_BATCH_UPDATES:
         raise _invalid(f"a checkpoint holds at most {wire.MAX_BATCH_UPDATES} updates, got {len(updates)}")
-    executions = []  # a plain loop: this runs on every checkpoint
-    for i, u in enumerate(updates):
-        if isinstance(u, dict) and u.get("Type") == wire.EXECUTION:
-            executions.append(i)
-    if len(executions) > 1:
-        raise _invalid(f"a checkpoint holds at most one EXECUTION update, got {len(executions)}")
-    if executions and executions[0] != len(updates) - 1:
-        raise _invalid(f"the EXECUTION update must be the last of its checkpoint; it is update "
-                       f"{executions[0] + 1} of {len(updates)}")
-    applied = Applied({}, [], [], {})
+    last = len(updates) - 1
+    if last > 0:  # an EXECUTION update may only be the last (a plain loop: this runs on every checkpoint)
+        for i in range(last):
+            u = updates[i]
+            if isinstance(u, dict) and u.get("Type") == wire.EXECUTION:
+                _refuse_execution_position(updates, i)
+    applied = Applied({}, [], [])
     for update in updates:
         _apply_one(ex, applied, update, now_ms, trusted, invoke_target)
     return applied
+
+
+def _refuse_execution_position(updates: list, i: int) -> None:
+    """The EXECUTION update at ``i`` is not the last of its batch: the service's refusal."""
+    count = sum(1 for u in updates if isinstance(u, dict) and u.get("Type") == wire.EXECUTION)
+    if count > 1:
+        raise _invalid(f"a checkpoint holds at most one EXECUTION update, got {count}")
+    raise _invalid(f"the EXECUTION update must be the last of its checkpoint; it is update {i + 1} of {len(updates)}")
 
 
 def _check_fields(u: dict) -> None:
@@ -213,59 +215,64 @@ def _check_fields(u: dict) -> None:
 def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
     if not isinstance(u, dict):
         raise _invalid("each update must be an object")
-    op_id, op_type, action = u.get("Id"), u.get("Type"), u.get("Action")
+    get = u.get
+    op_id, op_type, action = get("Id"), get("Type"), get("Action")
     if not trusted:
         check_text(u, f"update {op_id!r}" if isinstance(op_id, str) else "an update")
         try:
             wire.validate_update(u)
         except Exception as exc:  # noqa: BLE001 - reported as the service would
             raise _invalid(str(exc)) from None
-    allowed = TRANSITIONS[op_type]
-    if action not in allowed:
+    allowed = TRANSITIONS[op_type].get(action)  # the statuses the operation may be in before it
+    if allowed is None:
         raise _invalid(f"operation {op_id}: action {action} is not valid for type {op_type}")
-    if action == wire.FAIL or u.get("Error") is not None:  # _check_fields refuses nothing else
+    if action == wire.FAIL or get("Error") is not None:  # _check_fields refuses nothing else
         _check_fields(u)
-    view = applied.ops
     if op_type == wire.EXECUTION:  # the execution itself, whatever the update's Id
-        if ex.ops[ex.exec_op_id]["Status"] not in allowed[action]:
+        if ex.ops[ex.exec_op_id]["Status"] not in allowed:
             raise _invalid(f"execution {ex.exec_op_id}: {action} is not allowed when it is "
                            f"{ex.ops[ex.exec_op_id]['Status']}")
         if action == wire.SUCCEED:
-            applied.ending = (wire.SUCCEEDED, u.get("Payload") if u.get("Payload") is not None else "null", None)
+            applied.ending = (wire.SUCCEEDED, get("Payload") if get("Payload") is not None else "null", None)
         else:
-            applied.ending = (wire.FAILED, None, u.get("Error") or {"ErrorType": "Unknown"})
+            applied.ending = (wire.FAILED, None, get("Error") or {"ErrorType": "Unknown"})
         return
+    view = applied.ops
     old = view.get(op_id) or ex.ops.get(op_id)
-    prev_status = old["Status"] if old else None
-    if prev_status not in allowed[action]:
-        state = f"status {prev_status}" if old else "not started"
-        raise _invalid(f"operation {op_id} ({op_type}): invalid state transition, {action} is not allowed "
-                       f"when the operation is {state}")
-    if old is not None:
-        for key in ("Type", "SubType", "Name", "ParentId"):
-            if u.get(key) != old.get(key):
-                raise _invalid(f"operation {op_id}: {key} {u.get(key)!r} is inconsistent with the recorded "
-                               f"{old.get(key)!r}")
-    parent_id = u.get("ParentId")
-    if old is None and parent_id is not None:
-        parent = view.get(parent_id) or ex.ops.get(parent_id)
-        if parent is None or parent["Type"] != wire.CONTEXT:
-            raise _invalid(f"operation {op_id}: unknown parent context {parent_id}")
     if old is None:
-        op = {"Id": op_id, "Type": op_type, "SubType": u.get("SubType"), "Status": wire.STARTED,
+        if None not in allowed:
+            raise _transition_refused(op_id, op_type, action, None)
+        parent_id = get("ParentId")
+        op = {"Id": op_id, "Type": op_type, "SubType": get("SubType"), "Status": wire.STARTED,
               "StartTimestamp": now_ms}
         if parent_id is not None:
+            parent = view.get(parent_id) or ex.ops.get(parent_id)
+            if parent is None or parent["Type"] != wire.CONTEXT:
+                raise _invalid(f"operation {op_id}: unknown parent context {parent_id}")
             op["ParentId"] = parent_id
-        if u.get("Name") is not None:
+        if get("Name") is not None:
             op["Name"] = u["Name"]
     else:
+        if old["Status"] not in allowed:
+            raise _transition_refused(op_id, op_type, action, old["Status"])
+        if (op_type != old["Type"] or get("SubType") != old.get("SubType") or get("Name") != old.get("Name")
+                or get("ParentId") != old.get("ParentId")):
+            for key in ("Type", "SubType", "Name", "ParentId"):
+                if get(key) != old.get(key):
+                    raise _invalid(f"operation {op_id}: {key} {get(key)!r} is inconsistent with the recorded "
+                                   f"{old.get(key)!r}")
         op = dict(old)
     view[op_id] = op
-    if (op_type, action) == (wire.CHAINED_INVOKE, wire.START):
+    if op_type == wire.CHAINED_INVOKE:  # START only (TRANSITIONS)
         _invoke_start(ex, op, u, now_ms, applied, invoke_target)
         return
-    handler = _HANDLERS[(op_type, action)]
-    handler(ex, op, u, now_ms, applied.events, applied.timers, applied)
+    _HANDLERS[(op_type, action)](ex, op, u, now_ms, applied.events, applied.timers, applied)
+
+
+def _transition_refused(op_id: str, op_type: str, action: str, status: Optional[str]) -> ServiceError:
+    state = f"status {status}" if status is not None else "not started"
+    return _invalid(f"operation {op_id} ({op_type}): invalid state transition, {action} is not allowed "
+                    f"when the operation is {state}")
 
 
 def _finish(op: dict, status: str, now_ms: int, details_key: str, **details: Any) -> None:
@@ -369,7 +376,6 @@ def _callback_start(ex, op, u, now_ms, events, timers, applied) -> None:
         op["_heartbeat_due"] = now_ms + heartbeat * 1000
         timers.append((op["_heartbeat_due"], "callback_heartbeat", op["Id"]))
     callback_id = new_callback_id()
-    applied.callbacks[callback_id] = op["Id"]
     op["CallbackDetails"] = {"CallbackId": callback_id}
     details = {"CallbackId": callback_id}
     if timeout:
@@ -414,21 +420,22 @@ PAGE_MAX_ITEMS = 1000  # operations in one page of state (GetDurableExecutionSta
 PAGE_MAX_BYTES = 5 * 1024 * 1024  # and about this much of them, so a page fits an invocation payload
 
 
-_DETAILS_KEYS = ("StepDetails", "WaitDetails", "ContextDetails", "CallbackDetails", "ChainedInvokeDetails",
-                 "ExecutionDetails")
+#: The record member that holds an operation's payloads, by its Type.
+_DETAILS_KEY = {wire.STEP: "StepDetails", wire.WAIT: "WaitDetails", wire.CONTEXT: "ContextDetails",
+                wire.CALLBACK: "CallbackDetails", wire.CHAINED_INVOKE: "ChainedInvokeDetails",
+                wire.EXECUTION: "ExecutionDetails"}
 
 
 def _size(op: dict) -> int:
     """About how many bytes ``op`` takes on the wire (its payloads dominate)."""
     size = 200
-    for key in _DETAILS_KEYS:
-        value = op.get(key)
-        if type(value) is dict:
-            for item in value.values():
-                if isinstance(item, str):
-                    size += len(item)
-                elif isinstance(item, dict):
-                    size += 100 + sum(len(v) for v in item.values() if isinstance(v, str))
+    details = op.get(_DETAILS_KEY.get(op["Type"], ""))
+    if type(details) is dict:
+        for item in details.values():
+            if isinstance(item, str):
+                size += len(item)
+            elif isinstance(item, dict):
+                size += 100 + sum(len(v) for v in item.values() if isinstance(v, str))
     return size
 
 
@@ -462,17 +469,14 @@ def _visible(ops: dict, op: dict) -> bool:
 
 
 def changed_operations(ex: Execution, changed_ids) -> list[dict]:
-    """The visible operations among ``changed_ids`` (each once, in order), as a checkpoint response carries
-    them: its own batch's and those the service changed since the handler last saw them."""
-    out, seen = [], set()
+    """The visible operations among ``changed_ids`` (distinct ids, in order), as a checkpoint response
+    carries them: its own batch's and those the service changed since the handler last saw them."""
+    out = []
     ops = ex.ops
     for op_id in changed_ids:
         op = ops.get(op_id)
-        if op is None or op_id in seen:
+        if op is None or (op.get("ParentId") is not None and not _visible(ops, op)):  # a root op is visible
             continue
-        if op.get("ParentId") is not None and not _visible(ops, op):  # a root operation is always visible
-            continue
-        seen.add(op_id)
         out.append(op if op["Type"] not in _PRIVATE_KEYS_TYPES else public_op(op))
     return out
 

@@ -61,7 +61,7 @@ from ..config import MapConfig, NestingType, ParallelBranch, ParallelConfig, exp
 from ..errors import CheckpointError, ChildContextError, NonDeterminismError, SerDesError, SuspendExecution, \
     ValidationError, error_object
 from ..pool import ERR, OK, SUSPEND, UnitPool, outcome_of, pool_threads
-from ..serdes import SerDesContext, deserialize_value, serialize_value
+from ..serdes import SerDesContext, as_replayed, deserialize_value, serialize_value
 from ..serdes_envelope import ExtendedTypeSerDes
 from .batch_result import BatchItem, BatchItemStatus, BatchResult, Completion, CompletionReason
 from .child import run_child
@@ -349,7 +349,7 @@ class _Batch:
             value = batch_scope.run_child_body(None, batch_scope.virtual_scope(bid, branch.name), branch.fn)
             serdes = self.item_serdes or batch_scope.serdes
             sctx = batch_scope.serdes_ctx(bid)
-            return deserialize_value(serdes, serialize_value(serdes, value, sctx), sctx)
+            return as_replayed(serdes, value, serialize_value(serdes, value, sctx), sctx)
         op = self._ops[index]
         if op is None:  # (a recorded branch was begun by _stored)
             op = self._ops[index] = batch_scope.begin_at(index, wire.CONTEXT, self.iteration_subtype, branch.name,

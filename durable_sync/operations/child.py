@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 from .. import wire
 from ..config import ChildConfig, expect
 from ..errors import CheckpointError, ChildContextError, NonDeterminismError, SuspendExecution, error_object
-from ..serdes import deserialize_value, serialize_value
+from ..serdes import as_replayed, deserialize_value, serialize_value
 from .scope import DEFER, QUEUE, Op, OperationScope, callable_name, raised_as_itself, recorded_error
 from .step import bad_callable
 
@@ -62,7 +62,8 @@ def run_child(scope: OperationScope, op: Op, fn: Callable[[Any], Any], serdes: A
         scope.checkpoint(op, wire.START, QUEUE)
     completed = op.completed
     try:
-        payload = serialize_value(serdes, scope.run_child_body(op, scope.child_scope(op), fn), sctx)
+        value = scope.run_child_body(op, scope.child_scope(op), fn)
+        payload = serialize_value(serdes, value, sctx)
     except (SuspendExecution, NonDeterminismError, CheckpointError):
         raise  # changed code / the checkpoint path is not the context's outcome: never recorded, never wrapped
     except Exception as exc:  # noqa: BLE001 - recorded as the context's failure
@@ -77,7 +78,7 @@ def run_child(scope: OperationScope, op: Op, fn: Callable[[Any], Any], serdes: A
             scope.checkpoint(op, wire.SUCCEED, DEFER, Payload="", ContextOptions={"ReplayChildren": True})
         else:
             scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload)
-    return deserialize_value(serdes, payload, sctx)
+    return as_replayed(serdes, value, payload, sctx)
 
 
 def open_block(scope: OperationScope, name: Optional[str], what: str) -> Op:

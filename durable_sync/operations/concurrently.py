@@ -70,7 +70,7 @@ from .. import wire
 from ..config import ChildConfig, expect
 from ..errors import NestedOperationError, SuspendExecution, ValidationError
 from ..pool import ERR, FATAL, OK, SUSPEND, UnitPool, classify, outcome_of, pool_threads
-from ..serdes import deserialize_value, serialize_value
+from ..serdes import as_replayed, serialize_value
 from .calls import either
 from .child import ChildBlock, finish_block, open_block, run_child
 from .scope import Body, Op, OperationScope, callable_name
@@ -485,7 +485,7 @@ class GroupChildBlock:
             serdes = self._cfg.serdes or group._scope.serdes
             sctx = group._scope.serdes_ctx(future.operation_id)
             kind, value = outcome_of(
-                lambda: deserialize_value(serdes, serialize_value(serdes, self._ctx.result, sctx), sctx))
+                lambda: as_replayed(serdes, self._ctx.result, serialize_value(serdes, self._ctx.result, sctx), sctx))
             if kind != OK:
                 raised = value
         pool = group._pool

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from .. import wire
 from ..config import WaitForConditionConfig, WaitForConditionDecision, expect
 from ..errors import ValidationError, WaitForConditionError, error_object
-from ..serdes import deserialize_value, serialize_value
+from ..serdes import as_replayed, deserialize_value, serialize_value
 from .scope import AWAIT, DEFER, QUEUE, OperationScope, callable_name, raised_as_itself
 from .step import StepContext, next_step_attempt
 
@@ -70,7 +70,7 @@ def wait_for_condition(scope: OperationScope, check: Callable[[Any, Any], Any], 
         raise WaitForConditionError.from_error_object(err) from exc
     if not decision.should_continue:
         scope.checkpoint(op, wire.SUCCEED, DEFER, Payload=payload)
-        return deserialize_value(serdes, payload, sctx)
+        return as_replayed(serdes, new_state, payload, sctx)
     scope.checkpoint(op, wire.RETRY, AWAIT, Payload=payload,
                      StepOptions={"NextAttemptDelaySeconds": decision.delay_seconds})
     raise scope.suspend(f"wait_for_condition {label} polls again in {decision.delay_seconds} s")

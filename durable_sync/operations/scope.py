@@ -383,23 +383,26 @@ class OperationScope:
         batching must not wait for it.
         """
         rt = self.rt
-        rt.flusher.persist_deferred()  # the body may act on any result before it: those are saved first
+        flusher = rt.flusher
+        # The body may act on any result before it: those are saved first; then this thread waits in user
+        # code, not in durable code.
+        flusher.persist_deferred(then_idle=True)
         local = rt.local
         instr = rt.instrumentation
-        run = instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id, op.record,
-                                        attempt) if instr is not None else None
         body = getattr(local, "body", None)
-        local.body = op
-        rt.flusher.activity(-1)
         try:
-            result = fn(*args)
-        except BaseException as exc:
-            if run is not None:
-                instr.user_function_end(run, *_ended_by(exc))
-            raise
+            run = instr.user_function_start(op.id, op.type, op.subtype, op.name, self.parent_id, op.record,
+                                            attempt) if instr is not None else None
+            local.body = op
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                if run is not None:
+                    instr.user_function_end(run, *_ended_by(exc))
+                raise
         finally:
             local.body = body
-            rt.flusher.activity(1)
+            flusher.activity(1)
         if run is not None:
             instr.user_function_end(run, None)
         return result

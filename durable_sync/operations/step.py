@@ -19,7 +19,7 @@ from .. import wire
 from ..config import CheckpointMode, StepConfig, StepSemantics, expect
 from ..errors import StepError, StepInterruptedError, ValidationError, error_object
 from ..logs import USER_LOGGER, DurableLogger
-from ..serdes import deserialize_value, serialize_value
+from ..serdes import as_replayed, deserialize_value, serialize_value
 from .scope import AWAIT, DEFER, QUEUE, Op, OperationScope, callable_name, raised_as_itself, recorded_error
 
 __all__ = ["StepContext", "step", "parse_step_call", "run_step", "next_step_attempt", "bad_callable"]
@@ -75,7 +75,7 @@ def parse_step_call(fn_or_name: Any, fn: Any, name: Optional[str],
         fn = fn_or_name
         if name is None:
             name = callable_name(fn)
-    return name, fn, expect(config, StepConfig, "step", _DEFAULT_CONFIG)
+    return name, fn, _DEFAULT_CONFIG if config is None else expect(config, StepConfig, "step")
 
 
 def step(scope: OperationScope, fn_or_name: Any, fn: Any = None, name: Optional[str] = None,
@@ -110,7 +110,8 @@ def next_step_attempt(scope: OperationScope, op: Op, error_cls: type, what: str)
 def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepConfig) -> Any:
     """Replay the step ``op`` from its record, or run its next attempt and checkpoint the outcome."""
     at_most_once = cfg.step_semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY
-    serdes = cfg.serdes or scope.serdes
+    rt = scope.rt
+    serdes = cfg.serdes or rt.serdes
     attempt, send_start = 1, True
     if op.record is not None:
         if op.record["Status"] == wire.SUCCEEDED:
@@ -124,10 +125,11 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
             return _failed(scope, op, cfg, interrupted, attempt)
     if send_start:
         scope.checkpoint(op, wire.START, AWAIT if at_most_once else QUEUE)
-    step_ctx = StepContext(op.id, op.name, attempt, scope.arn)
+    step_ctx = StepContext(op.id, op.name, attempt, rt.arn)
     sctx = scope.serdes_ctx(op.id, op.name)
     try:
-        payload = serialize_value(serdes, scope.run_step_body(op, fn, step_ctx, attempt=attempt), sctx)
+        value = scope.run_step_body(op, fn, step_ctx, attempt=attempt)
+        payload = serialize_value(serdes, value, sctx)
     except Exception as exc:  # noqa: BLE001 - the retry strategy decides (programming errors: no retry)
         if raised_as_itself(exc):
             scope.checkpoint(op, wire.FAIL, DEFER, Error=error_object(exc))
@@ -135,10 +137,10 @@ def run_step(scope: OperationScope, op: Op, fn: Callable[..., Any], cfg: StepCon
         return _failed(scope, op, cfg, exc, attempt)
     # Saved before anything could act on the result (the next step body, ...), not before returning;
     # in PIPELINED mode it only rides with the next awaited update or the end of the invocation.
-    mode = cfg.checkpoint_mode or scope.checkpoint_mode
+    mode = cfg.checkpoint_mode or rt.checkpoint_mode
     pipelined = mode is CheckpointMode.PIPELINED and not at_most_once
     scope.checkpoint(op, wire.SUCCEED, QUEUE if pipelined else DEFER, Payload=payload)  # too large: SerDesError
-    return deserialize_value(serdes, payload, sctx)
+    return as_replayed(serdes, value, payload, sctx)
 
 
 def _failed(scope: OperationScope, op: Op, cfg: StepConfig, exc: Exception, attempt: int) -> Any:
