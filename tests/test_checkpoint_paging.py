@@ -120,3 +120,41 @@ def test_callback_id_arrives_on_a_later_page():
     assert result.status == "SUCCEEDED", result.error
     assert result.result == {"before": "before", "answer": "yes", "after": "after"}
     assert clients and clients[0].page_reads >= 1  # the callback's record came on a page
+
+
+# ----------------------------------------------------------------------------- how the engine pages
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from durable_sync.local.service import _size, page  # noqa: E402
+
+OPS = st.lists(st.builds(lambda result, error, details: {
+    "Id": "x", "Type": "STEP", "Status": "SUCCEEDED",
+    **({"StepDetails": {"Attempt": 1, **({"Result": "r" * result} if result is not None else {}),
+                        **({"Error": {"ErrorType": "E", "ErrorMessage": "m" * error}} if error is not None else {})}}
+       if details else {})},
+    st.one_of(st.none(), st.integers(0, 3000)), st.one_of(st.none(), st.integers(0, 900)), st.booleans()),
+    max_size=14)
+
+
+@given(OPS, st.integers(1, 6), st.sampled_from([150, 600, 2000, 5000, 10 ** 7]))
+@settings(max_examples=400, deadline=None)
+def test_pages_cover_the_operations_in_order_within_their_limits(ops, max_items, max_bytes):
+    ops = [{**op, "Id": f"op-{i}"} for i, op in enumerate(ops)]
+    seen, start, pages = [], 0, 0
+    while True:
+        chunk, nxt = page(ops, start, max_items, max_bytes)
+        pages += 1
+        assert chunk == ops[start:start + len(chunk)]  # in order, from the marker
+        seen.extend(chunk)
+        if len(ops) - start > 1:
+            assert 1 <= len(chunk) <= max_items
+            sizes = [200 + _size(op) for op in chunk]
+            assert len(chunk) == 1 or sum(sizes) <= max_bytes  # a single operation is a page of its own
+            if nxt is not None and len(chunk) < max_items:  # cut by bytes: the next one would not fit
+                assert sum(sizes) + 200 + _size(ops[nxt]) > max_bytes
+        if nxt is None:
+            break
+        assert nxt == start + len(chunk)
+        start = nxt
+    assert seen == ops and pages <= max(1, len(ops))

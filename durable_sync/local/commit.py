@@ -1,7 +1,8 @@
 """The engine's one commit path: every change it accepts is written to the store first, then applied
 in memory, then announced.
 
-A ``Change`` says what one accepted request or event does to one execution: new operation records,
+A ``Change`` (``service.Change``: the service's rules produce one per accepted batch) says what one
+accepted request or event does to one execution: new operation records,
 new history events, new values of the execution's own fields (status, result, ...), timers to arm,
 whether it needs an invocation. ``commit`` applies it in three stages, always in this order:
 
@@ -18,13 +19,12 @@ pause and resume all go through it; deleting an execution is the same order in o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from .. import wire
 from ..events import event_for
 from . import history as h
-from .service import RUNNING, Execution, ServiceError, callback_id
+from .service import RUNNING, Change, Execution, ServiceError, callback_id
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -32,30 +32,6 @@ if TYPE_CHECKING:
 SERVICE_ERROR = "ServiceException"  # the modeled 5xx of the Lambda API
 #: Execution fields a change may set (the columns of the store's execution row).
 FIELDS = frozenset({"status", "end_ms", "result", "error", "invocation_failures"})
-
-
-@dataclass(slots=True)
-class Change:
-    """One change of one execution (see the module docstring)."""
-
-    ops: dict = field(default_factory=dict)  # operation id -> its new record
-    events: list = field(default_factory=list)  # new history events (EventId is given by commit)
-    fields: dict = field(default_factory=dict)  # execution field -> new value (FIELDS)
-    timers: list = field(default_factory=list)  # (due ms, kind, operation id) to arm
-    ready: bool = False  # the execution needs an invocation
-    #: Made by the service, not by the execution's own checkpoint: the operations go into the next
-    #: checkpoint response (NewExecutionState).
-    by_service: bool = False
-
-    def merge(self, other: "Change") -> "Change":
-        """This change followed by ``other``, as one."""
-        self.ops.update(other.ops)
-        self.events.extend(other.events)
-        self.fields.update(other.fields)
-        self.timers.extend(other.timers)
-        self.ready = self.ready or other.ready
-        self.by_service = self.by_service or other.by_service
-        return self
 
 
 def commit(engine: "LocalEngine", ex: Execution, change: Change) -> None:

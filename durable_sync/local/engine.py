@@ -581,23 +581,21 @@ class LocalEngine:
                                             "this invocation ends here and nothing of this checkpoint was applied. "
                                             "ResumeDurableExecution continues it from its last checkpoint")
             now = self.clock.now_ms()
-            applied = apply_batch(ex, updates, now, trusted, self._invoke_target)
-            # applied is this call's own: its lists go into the change as they are; its ops are copied only
-            # when the execution's end joins them (the answer carries the batch's operations alone)
-            change = Change(ops=applied.ops if applied.ending is None else dict(applied.ops), events=applied.events,
-                            timers=applied.timers)
-            if applied.ending is not None:  # the EXECUTION update: the execution ends with this batch
-                status, result, error = applied.ending
-                change.merge(completion(ex, status, now, result, error, exec_op=applied.ops.get(ex.exec_op_id)))
+            change, ending = apply_batch(ex, updates, now, trusted, self._invoke_target)
+            batch_ops = change.ops  # what the answer carries: the batch's operations alone
+            if ending is not None:  # the EXECUTION update: the execution ends with this batch
+                batch_ops = dict(batch_ops)
+                status, result, error = ending
+                change.merge(completion(ex, status, now, result, error, exec_op=batch_ops.get(ex.exec_op_id)))
             commit(self, ex, change)  # raises (nothing applied) on a store failure
             # The service's changes since the handler last saw them, then this batch's (a START the SDK
             # awaits comes back in its new state); one page, GetDurableExecutionState serves the rest.
             if ex.service_changed:
-                changed = changed_operations(ex, {**ex.service_changed, **applied.ops})  # each id once
+                changed = changed_operations(ex, {**ex.service_changed, **batch_ops})  # each id once
                 ex.service_changed.clear()
             else:
-                changed = changed_operations(ex, applied.ops)
-            if applied.ending is not None:  # the EXECUTION update: the execution ended here, no token follows
+                changed = changed_operations(ex, batch_ops)
+            if ending is not None:  # the EXECUTION update: the execution ended here, no token follows
                 response = {"NewExecutionState": {"Operations": page(changed)[0]}}
             else:
                 ops, more = page(changed)

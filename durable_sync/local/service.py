@@ -4,7 +4,7 @@ Small tables say which actions each operation type accepts and from which
 statuses; ``apply_batch`` validates a whole batch against a copy-on-write view
 and returns what it would change (new operation records, history events, timers,
 new callback ids, the execution's end), so a refused batch changes nothing: the
-engine commits an ``Applied`` only once the whole batch passed.
+engine commits the ``Change`` only once the whole batch passed.
 
 The rules follow the service's CheckpointDurableExecution: a SUCCEED carries no
 Error and a FAIL no Payload, a RETRY not both; an Error is at most
@@ -145,14 +145,28 @@ def _delay(value: Any, what: str, low: int = 1, high: int = wire.MAX_DELAY_SECON
 
 
 @dataclass(slots=True)
-class Applied:
-    """What a valid batch changes, not yet applied: the engine commits it (store, memory, listeners)."""
+class Change:
+    """One change of one execution: what an accepted request or event does to it. The engine commits it
+    (``commit.commit``: store, then memory, then announce)."""
 
-    ops: dict  # operation id -> its new record
-    events: list  # history events, in order
-    timers: list  # (due ms, kind, operation id)
-    #: An EXECUTION update ends the execution: (status, result, error).
-    ending: Optional[tuple] = None
+    ops: dict = field(default_factory=dict)  # operation id -> its new record
+    events: list = field(default_factory=list)  # new history events (EventId is given by commit)
+    fields: dict = field(default_factory=dict)  # execution field -> new value (FIELDS)
+    timers: list = field(default_factory=list)  # (due ms, kind, operation id) to arm
+    ready: bool = False  # the execution needs an invocation
+    #: Made by the service, not by the execution's own checkpoint: the operations go into the next
+    #: checkpoint response (NewExecutionState).
+    by_service: bool = False
+
+    def merge(self, other: "Change") -> "Change":
+        """This change followed by ``other``, as one."""
+        self.ops.update(other.ops)
+        self.events.extend(other.events)
+        self.fields.update(other.fields)
+        self.timers.extend(other.timers)
+        self.ready = self.ready or other.ready
+        self.by_service = self.by_service or other.by_service
+        return self
 
 
 #: How a CHAINED_INVOKE START learns its target: (function name, caller, operation id) -> (target ARN or
@@ -161,8 +175,10 @@ InvokeTarget = Callable[[str, "Execution", str], tuple]
 
 
 def apply_batch(ex: Execution, updates: list[dict], now_ms: int, trusted: bool = False,
-                invoke_target: Optional[InvokeTarget] = None) -> Applied:
-    """Validate and apply ``updates`` on a copy-on-write view; returns the change. Raises ServiceError.
+                invoke_target: Optional[InvokeTarget] = None) -> tuple[Change, Optional[tuple]]:
+    """Validate and apply ``updates`` on a copy-on-write view; returns the change (its operations are the
+    batch's alone) and how an EXECUTION update ends the execution, ``(status, result, error)`` or None.
+    Raises ServiceError.
 
     ``trusted``: the updates come from this process's SDK, which checked ids, names and sizes
     (wire.validate_update) before sending; the state-machine rules are always applied.
@@ -171,24 +187,22 @@ def apply_batch(ex: Execution, updates: list[dict], now_ms: int, trusted: bool =
         raise _invalid("Updates must be a list")
     if len(updates) > wire.MAX_BATCH_UPDATES:
         raise _invalid(f"a checkpoint holds at most {wire.MAX_BATCH_UPDATES} updates, got {len(updates)}")
-    last = len(updates) - 1
-    if last > 0:  # an EXECUTION update may only be the last (a plain loop: this runs on every checkpoint)
-        for i in range(last):
-            u = updates[i]
-            if isinstance(u, dict) and u.get("Type") == wire.EXECUTION:
-                _refuse_execution_position(updates, i)
-    applied = Applied({}, [], [])
+    change = Change({}, [], {}, [])
+    ending = None
     for update in updates:
-        _apply_one(ex, applied, update, now_ms, trusted, invoke_target)
-    return applied
+        if ending is not None:  # an update follows the EXECUTION update
+            _refuse_execution_position(updates)
+        ending = _apply_one(ex, change, update, now_ms, trusted, invoke_target)
+    return change, ending
 
 
-def _refuse_execution_position(updates: list, i: int) -> None:
-    """The EXECUTION update at ``i`` is not the last of its batch: the service's refusal."""
-    count = sum(1 for u in updates if isinstance(u, dict) and u.get("Type") == wire.EXECUTION)
-    if count > 1:
-        raise _invalid(f"a checkpoint holds at most one EXECUTION update, got {count}")
-    raise _invalid(f"the EXECUTION update must be the last of its checkpoint; it is update {i + 1} of {len(updates)}")
+def _refuse_execution_position(updates: list) -> None:
+    """An EXECUTION update is not the last of its batch: the service's refusal."""
+    positions = [i for i, u in enumerate(updates) if isinstance(u, dict) and u.get("Type") == wire.EXECUTION]
+    if len(positions) > 1:
+        raise _invalid(f"a checkpoint holds at most one EXECUTION update, got {len(positions)}")
+    raise _invalid(f"the EXECUTION update must be the last of its checkpoint; it is update {positions[0] + 1} of "
+                   f"{len(updates)}")
 
 
 def _check_fields(u: dict) -> None:
@@ -212,7 +226,8 @@ def _check_fields(u: dict) -> None:
         raise _invalid(f"{where}: the Error object is {size} bytes; it must be at most {MAX_ERROR_BYTES} bytes")
 
 
-def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
+def _apply_one(ex, change: Change, u, now_ms, trusted, invoke_target) -> Optional[tuple]:
+    """Apply one update to ``change``; returns how it ends the execution (an EXECUTION update), else None."""
     if not isinstance(u, dict):
         raise _invalid("each update must be an object")
     get = u.get
@@ -233,11 +248,9 @@ def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
             raise _invalid(f"execution {ex.exec_op_id}: {action} is not allowed when it is "
                            f"{ex.ops[ex.exec_op_id]['Status']}")
         if action == wire.SUCCEED:
-            applied.ending = (wire.SUCCEEDED, get("Payload") if get("Payload") is not None else "null", None)
-        else:
-            applied.ending = (wire.FAILED, None, get("Error") or {"ErrorType": "Unknown"})
-        return
-    view = applied.ops
+            return wire.SUCCEEDED, get("Payload") if get("Payload") is not None else "null", None
+        return wire.FAILED, None, get("Error") or {"ErrorType": "Unknown"}
+    view = change.ops
     old = view.get(op_id) or ex.ops.get(op_id)
     if old is None:
         if None not in allowed:
@@ -264,9 +277,10 @@ def _apply_one(ex, applied: Applied, u, now_ms, trusted, invoke_target) -> None:
         op = dict(old)
     view[op_id] = op
     if op_type == wire.CHAINED_INVOKE:  # START only (TRANSITIONS)
-        _invoke_start(ex, op, u, now_ms, applied, invoke_target)
-        return
-    _HANDLERS[(op_type, action)](ex, op, u, now_ms, applied.events, applied.timers, applied)
+        _invoke_start(ex, op, u, now_ms, change.events, change.timers, invoke_target)
+    else:
+        _HANDLERS[(op_type, action)](ex, op, u, now_ms, change.events, change.timers)
+    return None
 
 
 def _transition_refused(op_id: str, op_type: str, action: str, status: Optional[str]) -> ServiceError:
@@ -286,7 +300,7 @@ def _finish(op: dict, status: str, now_ms: int, details_key: str, **details: Any
 
 
 # -- STEP -------------------------------------------------------------------------------
-def _step_start(ex, op, u, now_ms, events, timers, _applied) -> None:
+def _step_start(ex, op, u, now_ms, events, timers) -> None:
     details = dict(op.get("StepDetails") or {})
     details["Attempt"] = details.get("Attempt", 0) + 1 if op["Status"] == wire.READY else 1
     details.pop("NextAttemptTimestamp", None)
@@ -295,20 +309,20 @@ def _step_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     events.append(h.change_event(op, now_ms))
 
 
-def _step_succeed(ex, op, u, now_ms, events, timers, _applied) -> None:
+def _step_succeed(ex, op, u, now_ms, events, timers) -> None:
     _finish(op, wire.SUCCEEDED, now_ms, "StepDetails", Result=u.get("Payload"))
     op["StepDetails"].pop("Error", None)
     events.append(h.change_event(op, now_ms, {
         "Result": h.result(u.get("Payload")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
-def _step_fail(ex, op, u, now_ms, events, timers, _applied) -> None:
+def _step_fail(ex, op, u, now_ms, events, timers) -> None:
     _finish(op, wire.FAILED, now_ms, "StepDetails", Error=u.get("Error"))
     events.append(h.change_event(op, now_ms, {
         "Error": h.error(u.get("Error")), "RetryDetails": {"CurrentAttempt": op["StepDetails"]["Attempt"]}}))
 
 
-def _step_retry(ex, op, u, now_ms, events, timers, _applied) -> None:
+def _step_retry(ex, op, u, now_ms, events, timers) -> None:
     delay = _delay((u.get("StepOptions") or {}).get("NextAttemptDelaySeconds"), "StepOptions.NextAttemptDelaySeconds")
     details = dict(op.get("StepDetails") or {})
     due = now_ms + delay * 1000
@@ -328,7 +342,7 @@ def _step_retry(ex, op, u, now_ms, events, timers, _applied) -> None:
 
 
 # -- WAIT -------------------------------------------------------------------------------
-def _wait_start(ex, op, u, now_ms, events, timers, _applied) -> None:
+def _wait_start(ex, op, u, now_ms, events, timers) -> None:
     seconds = _delay((u.get("WaitOptions") or {}).get("WaitSeconds"), "WaitOptions.WaitSeconds")
     due = now_ms + seconds * 1000
     op["WaitDetails"] = {"ScheduledEndTimestamp": due}
@@ -336,7 +350,7 @@ def _wait_start(ex, op, u, now_ms, events, timers, _applied) -> None:
     timers.append((due, "wait", op["Id"]))
 
 
-def _wait_cancel(ex, op, u, now_ms, events, timers, _applied) -> None:
+def _wait_cancel(ex, op, u, now_ms, events, timers) -> None:
     op["Status"] = wire.CANCELLED
     op["EndTimestamp"] = now_ms
     details = {"Error": h.error(u["Error"])} if u.get("Error") else {}
@@ -344,12 +358,12 @@ def _wait_cancel(ex, op, u, now_ms, events, timers, _applied) -> None:
 
 
 # -- CONTEXT ----------------------------------------------------------------------------
-def _context_start(ex, op, u, now_ms, events, timers, _applied) -> None:
+def _context_start(ex, op, u, now_ms, events, timers) -> None:
     events.append(h.change_event(op, now_ms))
 
 
 def _context_done(status: str):
-    def apply(ex, op, u, now_ms, events, timers, _applied) -> None:
+    def apply(ex, op, u, now_ms, events, timers) -> None:
         replay = bool((u.get("ContextOptions") or {}).get("ReplayChildren"))
         if status == wire.SUCCEEDED:
             _finish(op, status, now_ms, "ContextDetails", Result=u.get("Payload"), ReplayChildren=replay or None)
@@ -362,7 +376,7 @@ def _context_done(status: str):
 
 
 # -- CALLBACK ---------------------------------------------------------------------------
-def _callback_start(ex, op, u, now_ms, events, timers, applied) -> None:
+def _callback_start(ex, op, u, now_ms, events, timers) -> None:
     opts = u.get("CallbackOptions") or {}
     timeout, heartbeat = opts.get("TimeoutSeconds"), opts.get("HeartbeatTimeoutSeconds")
     for value, what in ((timeout, "TimeoutSeconds"), (heartbeat, "HeartbeatTimeoutSeconds")):
@@ -386,7 +400,7 @@ def _callback_start(ex, op, u, now_ms, events, timers, applied) -> None:
 
 
 # -- CHAINED_INVOKE ---------------------------------------------------------------------
-def _invoke_start(ex, op, u, now_ms, applied: Applied, invoke_target: Optional[InvokeTarget]) -> None:
+def _invoke_start(ex, op, u, now_ms, events, timers, invoke_target: Optional[InvokeTarget]) -> None:
     opts = u.get("ChainedInvokeOptions") or {}
     function_name = opts.get("FunctionName")
     if not isinstance(function_name, str) or not function_name:
@@ -401,8 +415,8 @@ def _invoke_start(ex, op, u, now_ms, applied: Applied, invoke_target: Optional[I
         details["TenantId"] = opts["TenantId"]
     if target_arn:
         details["DurableExecutionArn"] = target_arn
-    applied.events.append(h.change_event(op, now_ms, details))
-    applied.timers.append((now_ms, "invoke", op["Id"]))
+    events.append(h.change_event(op, now_ms, details))
+    timers.append((now_ms, "invoke", op["Id"]))
 
 
 _HANDLERS = {
@@ -427,32 +441,44 @@ _DETAILS_KEY = {wire.STEP: "StepDetails", wire.WAIT: "WaitDetails", wire.CONTEXT
 
 
 def _size(op: dict) -> int:
-    """About how many bytes ``op`` takes on the wire (its payloads dominate)."""
-    size = 200
+    """About how many bytes ``op`` takes on the wire beyond a fixed 200: its payloads (and error texts)."""
+    size = 0
     details = op.get(_DETAILS_KEY.get(op["Type"], ""))
-    if type(details) is dict:
+    if details:
         for item in details.values():
-            if isinstance(item, str):
+            if type(item) is str:
                 size += len(item)
-            elif isinstance(item, dict):
-                size += 100 + sum(len(v) for v in item.values() if isinstance(v, str))
+            elif type(item) is dict:
+                size += 100 + sum(len(v) for v in item.values() if type(v) is str)
     return size
 
 
 def page(ops: list, start: int = 0, max_items: int = PAGE_MAX_ITEMS,
          max_bytes: int = PAGE_MAX_BYTES) -> tuple[list, Optional[int]]:
     """``ops`` from ``start``: at most ``max_items`` and about ``max_bytes`` (at least one); the next start."""
-    if len(ops) - start <= 1:  # the usual checkpoint answer: one operation, always a page of its own
+    if len(ops) - start <= 1:  # a checkpoint answer of one operation: always a page of its own
         return ops[start:], None
-    out: list = []
-    total = 0
-    for op in ops[start:start + max_items]:
-        total += _size(op)
-        if out and total > max_bytes:
-            break
-        out.append(op)
-    end = start + len(out)
-    return out, (end if end < len(ops) else None)
+    chunk = ops[start:start + max_items]
+    total = 200 * len(chunk)
+    for op in chunk:  # (_size, inlined: answers of two or three operations are the common case)
+        details = op.get(_DETAILS_KEY.get(op["Type"], ""))
+        if details:
+            for item in details.values():
+                if type(item) is str:
+                    total += len(item)
+                elif type(item) is dict:
+                    total += 100 + sum(len(v) for v in item.values() if type(v) is str)
+    if total > max_bytes:  # cut where the bytes run out (a page holds one operation at least)
+        total, end = 0, 0
+        for end, op in enumerate(chunk):
+            total += 200 + _size(op)
+            if end and total > max_bytes:
+                break
+        else:
+            end = len(chunk)
+        chunk = chunk[:end]
+    end = start + len(chunk)
+    return chunk, (end if end < len(ops) else None)
 
 
 def _visible(ops: dict, op: dict) -> bool:
