@@ -9,10 +9,14 @@ Callers enqueue updates, each with how long it may stay unsaved (``persist``):
   step body runs (``persist_deferred``), with the next awaited update, and before the
   invocation ends (``drain``). A step's SUCCEED is deferred, so it rides with the next
   step's round trip instead of paying its own;
-* ``QUEUE``: sent with the next batch, or by the background thread once it has lingered
-  ``ASYNC_LINGER_SECONDS`` with nobody flushing (an at-least-once START; a step's SUCCEED in
-  ``CheckpointMode.PIPELINED``). At most one batch (the service's limits: 250 updates,
-  750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
+* ``QUEUE``: sent with the next batch (an at-least-once START, a CONTEXT START; a step's
+  SUCCEED in ``CheckpointMode.PIPELINED``); there is no idle timer. When a step body starts,
+  the call that persists the deferred updates takes the queued ones along; if some are still
+  unsaved (nothing was deferred) the body may run long, so the background thread sends them
+  once they lingered ``ASYNC_LINGER_SECONDS``: a long body's START is recorded when it starts,
+  not when it ends. The thread is started the first time this happens in an invocation (most
+  invocations against a fast service never need it). At most one batch (the service's limits:
+  250 updates, 750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
 
 Updates are applied in order (FIFO, one batch in flight at a time, each call using the token
 the previous one returned), so an awaited update also persists everything queued before it.
@@ -95,8 +99,6 @@ SLOW_CALL_SECONDS = 0.002
 #: flusher cannot see (user code outside a step). Rarely needed, so long: against AWS a checkpoint
 #: takes tens of ms, and waking each waiter every few ms would cost real CPU on a small Lambda.
 WAKE_SECONDS = 0.05
-#: Empty polls (about 100 ms) before the background thread sleeps until notified again.
-IDLE_POLLS = 50
 
 
 class _Waiter:
@@ -132,7 +134,6 @@ class Flusher:
         self.token = token
         self._state = state
         self._lock = threading.Lock()  # guards everything below; callers sleep on their own _Waiter
-        self._work = threading.Condition(self._lock)  # the background thread waiting for work
         self._queue: list[tuple[int, dict[str, Any], int]] = []  # (seq, update, size)
         self._enqueued = 0
         self._persisted = 0
@@ -140,7 +141,10 @@ class Flusher:
         self._unsaved_bytes = 0  # queued or in flight
         self._flushing = False
         self._closed = False
-        self._bg_idle = False
+        self._linger = 0  # the last queued update a step body started with: the background thread sends it
+        self._linger_due = 0.0  # ... once it lingered unsaved until then (time.monotonic())
+        self._bg_signal: SimpleQueue = SimpleQueue()  # wakes the background thread (work, or the end)
+        self._bg_idle = False  # the background thread sleeps until signalled
         self._waiting: list[_Waiter] = []  # callers blocked until their update is persisted
         self._ready: deque[_Waiter] = deque()  # persisted, still asleep: woken one at a time
         self._runners = 1  # threads of the invocation running durable code (the handler's at first)
@@ -149,7 +153,7 @@ class Flusher:
         self.calls = 0
         self.updates_sent = 0
         self.gather_timeouts = 0  # gatherings that ended by GATHER_SECONDS, not by every runner arriving
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the background thread, started on first need
         #: ``on_response(operations)``: called with the operations of each checkpoint response, with the
         #: flusher's lock held (so it only queues them): instrumentation's on_operation_change.
         self.on_response: Any = None
@@ -177,13 +181,7 @@ class Flusher:
             if seq - self._persisted >= _MAX_UPDATES or self._unsaved_bytes > _MAX_BYTES:
                 self._make_room(seq, size)
             if persist == DEFER:
-                self._deferred = seq  # the next awaited point sends it: no background send needed
-                return
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._background, name="durable-flusher", daemon=True)
-                self._thread.start()
-            elif self._bg_idle:
-                self._work.notify()
+                self._deferred = seq  # the next awaited point sends it
 
     def _make_room(self, seq: int, size: int) -> None:
         """(lock held) More than a batch is unsaved with update ``seq``: send what fits in one."""
@@ -195,8 +193,10 @@ class Flusher:
             self._wait_for(seq if size > _MAX_BYTES else seq - 1)
 
     def persist_deferred(self, then_idle: bool = False) -> None:
-        """Return once every deferred update is persisted (before a step body runs); ``then_idle``: the
-        calling thread then stops running durable code (``activity(-1)``, in the same locked section).
+        """Return once every deferred update is persisted (before a step body runs); the updates queued
+        behind them ride along. ``then_idle``: the calling thread then runs user code (a step body), not
+        durable code (``activity(-1)``, in the same locked section), and the updates still queued are sent
+        by the background thread if they linger ``ASYNC_LINGER_SECONDS`` (the body may run long).
 
         Raises the flusher's failure, if any: nothing more is run whose result could not be saved.
         """
@@ -204,9 +204,26 @@ class Flusher:
             if self.error is not None:
                 raise self._failure()
             if self._deferred > self._persisted:
-                self._wait_for(self._deferred)
+                self._wait_for(self._enqueued)  # a call is paid anyway: nothing queued waits through the body
             if then_idle:
                 self._idle()
+                if self._queue:
+                    self._arm_linger()
+
+    def _arm_linger(self) -> None:
+        """(lock held) Have the background thread send the queued updates once they lingered unsaved."""
+        last = self._queue[-1][0]
+        if self._linger >= last:
+            return  # asked already
+        if self._linger <= self._persisted:  # nothing asked is unsaved: a new linger period starts
+            self._linger_due = time.monotonic() + ASYNC_LINGER_SECONDS
+        self._linger = last
+        if self._thread is None:  # its first act is to sleep, without this lock: it never waits for it here
+            self._thread = threading.Thread(target=self._background, name="durable-flusher", daemon=True)
+            self._thread.start()
+        elif self._bg_idle:
+            self._bg_idle = False
+            self._bg_signal.put(True)
 
     def watch_slow_calls(self, grow: Callable[[], None]) -> None:
         """After each checkpoint call slower than ``SLOW_CALL_SECONDS``, call ``grow()`` on the thread that
@@ -240,7 +257,8 @@ class Flusher:
         self._runners -= threads
         if self._gathering and self._runners <= len(self._waiting) and self._waiting:
             self._waiting.pop(0).wake()  # the last runner stopped: the gatherer sends for all
-        self._pass()
+        if self._ready:
+            self._pass()
 
     def drain(self) -> None:
         """Persist everything queued so far (end of an invocation)."""
@@ -256,9 +274,10 @@ class Flusher:
             pass
         with self._lock:
             self._closed = True
-            self._work.notify()
-        if self._thread is not None:
-            self._thread.join()
+            thread = self._thread
+        if thread is not None:
+            self._bg_signal.put(True)
+            thread.join()
 
     # -- internals -----------------------------------------------------------
     def _failure(self) -> CheckpointError:
@@ -325,9 +344,22 @@ class Flusher:
     def _take_batch(self, upto: int) -> tuple[list[tuple[int, dict[str, Any], int]], int]:
         """(lock held) The next batch (at most ``upto``, within the batch limits) and its size in bytes."""
         queue = self._queue
-        if queue and queue[-1][0] <= upto and len(queue) <= _MAX_UPDATES and self._unsaved_bytes <= _MAX_BYTES:
-            self._queue = []  # all of it (no flush in flight: the unsaved bytes are the queue's)
-            return queue, self._unsaved_bytes
+        if not queue:
+            return queue, 0
+        # Seqs in the queue are consecutive, so the first ``n`` items are those up to ``upto``; with no
+        # flush in flight the unsaved bytes are the queue's.
+        n = min(len(queue), upto - queue[0][0] + 1)
+        if n <= _MAX_UPDATES:
+            total = self._unsaved_bytes
+            for item in queue[n:]:
+                total -= item[2]
+            if total <= _MAX_BYTES:
+                if n == len(queue):
+                    self._queue = []
+                    return queue, total
+                batch = queue[:n]
+                del queue[:n]
+                return batch, total
         batch, total = [], 0
         for item in queue:
             if item[0] > upto or (batch and (len(batch) >= _MAX_UPDATES or total + item[2] > _MAX_BYTES)):
@@ -390,7 +422,8 @@ class Flusher:
             for waiter in self._waiting + list(self._ready):
                 waiter.wake()
             self._waiting, self._ready = [], deque()
-            self._work.notify()  # the background thread ends
+            if self._thread is not None:
+                self._bg_signal.put(True)  # the background thread ends
         elif self._waiting:  # the persisted ones are woken one at a time (_pass)
             persisted, still = self._persisted, []
             for waiter in self._waiting:
@@ -400,30 +433,31 @@ class Flusher:
             self._waiting = still
 
     def _background(self) -> None:
-        """Send updates nobody awaits once they have lingered one period.
+        """Send the queued updates a step body started with (``_arm_linger``) once they lingered unsaved.
 
-        While updates keep coming the thread polls every ASYNC_LINGER_SECONDS instead of being
-        notified for each one (a wake-up per step costs more than the step on SQLite, where the
-        commit releases the GIL); after IDLE_POLLS empty polls it sleeps until notified.
+        The thread sleeps on its own signal, without the flusher's lock, until a linger period ends or it
+        is signalled; it takes the lock only to look and send. Against a fast service it rarely has
+        anything to send: the next step's call usually carries the updates first.
         """
-        seen = 0  # the last seq queued at the previous look: items up to it have lingered enough
-        polls = 0
-        with self._lock:
-            while self.error is None:
-                if (self._queue and not self._flushing and (self._closed or self._queue[0][0] <= seen)
-                        and not self._gathering):  # a gathering caller sends soon, taking these along
-                    self._flush_once(self._enqueued)
-                    self._pass()
-                    polls = 0
-                    continue
-                if self._closed and not self._queue:
+        timeout: float | None = ASYNC_LINGER_SECONDS
+        while True:
+            try:
+                self._bg_signal.get(True, timeout)
+            except Empty:
+                pass
+            with self._lock:
+                if self.error is not None or self._closed:
                     return
-                if self._queue or polls < IDLE_POLLS:
-                    polls = 0 if self._queue else polls + 1
-                    seen = self._enqueued
-                    self._work.wait(ASYNC_LINGER_SECONDS)
-                else:
+                if self._linger <= self._persisted:  # sent by somebody else meanwhile: sleep until asked again
                     self._bg_idle = True
-                    self._work.wait()
-                    self._bg_idle = False
-                    seen, polls = 0, 0  # woken for a fresh update: let it linger one period
+                    timeout = None
+                    continue
+                timeout = self._linger_due - time.monotonic()
+                if timeout > 0:
+                    continue
+                if not self._flushing and not self._gathering:  # else a flush is coming that takes them along
+                    self._flush_once(self._linger)
+                    self._pass()
+                if self._linger > self._persisted:  # more than one batch, or a flush in the way: look again soon
+                    self._linger_due = time.monotonic() + ASYNC_LINGER_SECONDS
+                timeout = ASYNC_LINGER_SECONDS

@@ -10,6 +10,8 @@ not send by itself (``quiet_background``: it would only send earlier, in more ca
 """
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import durable_sync as ds
@@ -66,8 +68,32 @@ def test_at_least_once_steps_cost_one_call_each(engine, calls):
 
     run(engine, handler, list(range(50)))
     assert len(calls) == 50
-    # step i's START and SUCCEED, sent before step i + 1's body runs (the last one at the end)
-    assert [actions(c) for c in calls] == [[(f"s{i}", "START"), (f"s{i}", "SUCCEED")] for i in range(50)]
+    # step i's SUCCEED, sent before step i + 1's body runs, with step i + 1's START (which would otherwise
+    # wait through that body unsaved); the first START rides with the first SUCCEED, the last SUCCEED at the end
+    assert [actions(c) for c in calls] == [
+        [*([("s0", "START")] if i == 0 else []), (f"s{i}", "SUCCEED"), *([(f"s{i + 1}", "START")] if i < 49 else [])]
+        for i in range(50)]
+
+
+@pytest.mark.parametrize("position", [0, 2])
+def test_a_long_step_body_is_recorded_as_started_while_it_runs(engine, monkeypatch, position):
+    """An at-least-once START does not wait for the SUCCEED: the first step of an invocation is sent by the
+    background thread once it lingered, a later one rides with the previous step's SUCCEED."""
+    monkeypatch.setattr("durable_sync.checkpoint.ASYNC_LINGER_SECONDS", 0.002)
+    started = threading.Event()
+
+    def listener(arn, event):
+        if event["EventType"] == "StepStarted" and event.get("Name") == "long":
+            started.set()
+
+    engine.add_listener(listener)
+
+    @ds.durable_handler
+    def handler(event, ctx):
+        steps(ctx, position)
+        return ctx.step("long", lambda s: started.wait(30))  # True: recorded while the body ran
+
+    run(engine, handler, True)
 
 
 def test_at_most_once_steps_take_one_call_each_plus_one(engine, calls):

@@ -91,6 +91,13 @@ def start_thread(target, *args):
     return t
 
 
+def body_starts(flusher):
+    """What a step body's start does (OperationScope.run_step_body): persist the deferred updates, then
+    run user code; whatever is still queued is the background thread's to send if it lingers."""
+    flusher.persist_deferred(then_idle=True)
+    flusher.activity(+1)  # (the body ended)
+
+
 def hold_with_awaited_update(client, flusher, op=0):
     """Put a leader inside the client's first call; returns its thread."""
     t = start_thread(flusher.enqueue, upd(op), AWAIT)
@@ -119,10 +126,23 @@ def test_awaited_update_is_persisted_before_enqueue_returns():
     flusher.close()
 
 
-def test_async_update_is_sent_by_the_background_thread_without_a_waiter():
+def test_queued_updates_alone_wait_for_a_flush_without_a_thread():
+    baseline = threading.active_count()
+    client = GateClient()
+    flusher = make(client)
+    flusher.enqueue(upd(1), QUEUE)  # no idle timer: nobody waits for it, no user code runs yet
+    assert client.calls == []
+    assert threading.active_count() == baseline  # no background thread either
+    flusher.enqueue(upd(2), AWAIT)  # ... it rides with the next flush
+    assert [c["ids"] for c in client.calls] == [["op-1", "op-2"]]
+    flusher.close()
+
+
+def test_a_queued_update_a_step_body_starts_with_is_sent_by_the_background_thread():
     client = GateClient(hold_first=True)
     flusher = make(client)
-    flusher.enqueue(upd(1), QUEUE)  # returns although the client is held
+    flusher.enqueue(upd(1), QUEUE)
+    body_starts(flusher)  # the body may run long: the update must not wait for it
     assert client.in_call.wait(TIMEOUT), "nobody sent the async update"
     assert client.calls == []
     client.release()
@@ -137,9 +157,11 @@ def test_async_updates_after_an_idle_period_are_still_sent():
     client = GateClient()
     flusher = make(client)
     flusher.enqueue(upd(1), QUEUE)
+    body_starts(flusher)
     wait_until(lambda: client.ids == ["op-1"], "the first async update")
     client.sent.clear()
-    flusher.enqueue(upd(2), QUEUE)  # the background thread is idle now and must wake up
+    flusher.enqueue(upd(2), QUEUE)
+    body_starts(flusher)  # the background thread is idle now and must wake up
     assert client.sent.wait(TIMEOUT)
     wait_until(lambda: client.ids == ["op-1", "op-2"], "the second async update")
     flusher.close()
@@ -164,14 +186,12 @@ def test_order_is_preserved_across_async_and_awaited_updates():
 
 
 def test_drain_persists_queued_async_updates():
-    client = GateClient(hold_first=True)
+    client = GateClient()
     flusher = make(client)
     for i in range(5):
         flusher.enqueue(upd(i), QUEUE)
-    assert client.in_call.wait(TIMEOUT)
-    client.release()
     flusher.drain()
-    assert client.ids == [f"op-{i}" for i in range(5)]
+    assert [c["ids"] for c in client.calls] == [[f"op-{i}" for i in range(5)]]
     assert flusher.updates_sent == 5
     flusher.close()
 
@@ -187,12 +207,13 @@ def test_a_deferred_update_rides_with_the_next_awaited_point(no_linger):
     flusher.enqueue(upd(1), QUEUE)  # the next step's START
     assert client.calls == []  # nothing waits for any of them yet
     flusher.persist_deferred()  # the next step body is about to run
-    # one call, in order, up to the deferred update: the next START goes with that step's SUCCEED
-    assert [c["ids"] for c in client.calls] == [["op-0", "op-0"]]
+    # one call, in order; the next step's START rides along: it would otherwise wait through its body
+    assert [c["ids"] for c in client.calls] == [["op-0", "op-0", "op-1"]]
+    flusher.enqueue(upd(2), QUEUE)
     flusher.persist_deferred()  # nothing deferred is unsaved: no call
     assert len(client.calls) == 1
     flusher.close()
-    assert [c["ids"] for c in client.calls] == [["op-0", "op-0"], ["op-1"]]
+    assert [c["ids"] for c in client.calls] == [["op-0", "op-0", "op-1"], ["op-2"]]
 
 
 def test_an_awaited_update_carries_the_deferred_ones_before_it(no_linger):
@@ -229,7 +250,8 @@ def test_deferred_updates_start_no_background_thread():
 def test_a_background_failure_surfaces_before_the_next_step_body():
     client = GateClient(fail=ds.CheckpointError("ThrottlingException: slow down", retryable=True))
     flusher = make(client)
-    flusher.enqueue(upd(1), QUEUE)  # sent by the background thread, which fails
+    flusher.enqueue(upd(1), QUEUE)
+    body_starts(flusher)  # sent by the background thread while the body runs, which fails
     wait_until(lambda: flusher.error is not None, "the background failure")
     with pytest.raises(ds.CheckpointError, match="slow down") as caught:
         flusher.persist_deferred()
@@ -420,6 +442,7 @@ def test_async_failure_is_reported_to_the_next_awaited_caller():
     client = GateClient(fail=ds.CheckpointError("denied", retryable=False))
     flusher = make(client)
     flusher.enqueue(upd(1), QUEUE)
+    body_starts(flusher)
     wait_until(lambda: flusher.error is not None, "the background failure")
     with pytest.raises(ds.CheckpointError, match="denied"):
         flusher.enqueue(upd(2), AWAIT)
@@ -434,6 +457,7 @@ def test_close_joins_the_background_thread():
     client = GateClient(hold_first=True)
     flusher = make(client)
     flusher.enqueue(upd(1), QUEUE)
+    body_starts(flusher)
     assert client.in_call.wait(TIMEOUT)
     assert threading.active_count() >= baseline + 1
     assert any(t.name == "durable-flusher" for t in threading.enumerate())

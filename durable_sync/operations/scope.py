@@ -6,7 +6,8 @@ Every ``DurableContext`` wraps one ``OperationScope``; every operation module
 Each replay rule lives here, once:
 
 * numbering and ids: the n-th operation of a context gets ``wire.operation_id(context_id, n)``,
-  numbered under the scope's lock on the calling thread (ids never depend on thread timing);
+  numbered by the one thread that runs the context's body (the guard refuses any other), so ids
+  never depend on thread timing;
   map/parallel branch ``i`` gets ``wire.branch_id(batch_id, i)`` (``begin_at``);
 * the thread rule and the nesting guard (``check``): a context is used only by the *body* that
   owns it -- the handler, a map item, a parallel branch, a ``concurrently`` unit, each on the
@@ -48,7 +49,6 @@ the small read-only accessors (``serdes``, ``record``, ``serdes_ctx``, ``suspend
 """
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable, Optional
 
 from .. import wire
@@ -194,7 +194,7 @@ class OperationScope:
     """
 
     __slots__ = ("rt", "context_id", "parent_id", "name", "body", "replaying", "closed_reason", "_counter",
-                 "_peek", "_lock")
+                 "_peek")
 
     def __init__(self, rt: Runtime, context_id: Optional[str] = None, name: Optional[str] = None,
                  parent_id: Optional[str] = None, virtual: bool = False, replaying: bool = False):
@@ -204,8 +204,7 @@ class OperationScope:
         self.name = name
         self.body: Optional[Body] = getattr(rt.local, "body", None)  # created on the thread running its body
         self.closed_reason: Optional[str] = None  # set while a concurrently() block owns this context
-        self._counter = 0
-        self._lock = threading.Lock()
+        self._counter = 0  # only the thread running ``body`` numbers operations (``begin`` checks it first)
         self._peek: Optional[tuple[int, str]] = None  # (n, id) of the next operation, computed by a look-ahead
         self.replaying = replaying and self._recorded(1)
 
@@ -315,9 +314,7 @@ class OperationScope:
             raise self._refusal(here, what)
         if name is not None:
             wire.validate_name(name)
-        with self._lock:
-            self._counter += 1
-            n = self._counter
+        n = self._counter = self._counter + 1
         peek = self._peek
         op_id = peek[1] if peek is not None and peek[0] == n else wire.operation_id(self.context_id, n)
         op = self._open(op_id, n, op_type, subtype, name, what)
