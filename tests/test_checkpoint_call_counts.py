@@ -2,7 +2,7 @@
 timings): answering a checkpoint with the operations its batch changed must stay cheap.
 
 Figures (calls per step over 1,000 steps, Python 3.11; engine = calls of Python functions in
-``durable_sync/local``): 212 in all and 33 in the engine before the checkpoint path's fast paths, 183 and 22
+``durable_sync/local``): 212 in all and 33 in the engine before the checkpoint path's fast paths, 174 and 22
 with them. The bounds leave room for small changes elsewhere.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import durable_sync as ds
 from durable_sync.local import LocalEngine
 
 ENGINE_DIR = os.path.join("durable_sync", "local") + os.sep
-MAX_CALLS_PER_STEP = 200
-MAX_ENGINE_CALLS_PER_STEP = 27
+MAX_CALLS_PER_STEP = 188
+MAX_ENGINE_CALLS_PER_STEP = 25
 
 
 def sequential(n: int):

@@ -4,6 +4,7 @@ Handlers are module-level functions of this (importable) module: the child impor
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -58,6 +59,20 @@ def raises(event, ctx):
 
 def plain_raises(event, lambda_context):
     raise RuntimeError("not even durable")
+
+
+@ds.durable_handler
+def _waits_once(event, ctx):
+    ctx.wait(10, name="pause")
+    return "done"
+
+
+def answers_its_request_id(event, lambda_context):
+    """A Lambda handler around a durable one: its result is the request id its lambda context had."""
+    output = _waits_once(event, lambda_context)
+    if output.get("Status") == "SUCCEEDED":
+        output["Result"] = json.dumps(lambda_context.aws_request_id)
+    return output
 
 
 @ds.durable_handler
@@ -190,3 +205,14 @@ def test_an_isolated_handler_classifies_service_errors_like_the_boto3_client(sta
     with pytest.raises(ds.CheckpointError) as info:
         PipeClient(Channel()).checkpoint("arn", "tok", [], "ct")
     assert info.value.retryable is retryable
+
+
+@pytest.mark.parametrize("isolation", [None, "process"])
+def test_invocation_completed_carries_the_request_id_of_the_invocation(isolation):
+    with LocalEngine(db=":memory:", skip_time=True, isolation=isolation) as engine:
+        result = engine.run(answers_its_request_id, None)
+        assert result.status == "SUCCEEDED", result.error
+        ids = [e["InvocationCompletedDetails"]["RequestId"] for e in engine.history(result.arn)
+               if e["EventType"] == "InvocationCompleted"]
+        assert len(ids) == 2 and len(set(ids)) == 2  # one per invocation
+        assert ids[-1] == result.result  # the one its lambda context had

@@ -557,3 +557,35 @@ def test_decimal_and_uuid_are_decoded_in_a_process_that_never_imported_them():
         assert value == [decimal.Decimal("1.25"), uuid.UUID(int=7)], value
     """
     subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(serdes.__file__).parent.parent)
+
+
+# ----------------------------------------------------------------------------- what the first run returns
+
+EXACT_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.text().map(lambda s: s + "\ud800"),
+                          st.sampled_from(TAG_LIKE_KEYS + ['{"t": 1, "v": 2}', '{"py/reduce": []}', '"py/x"']))
+
+
+@given(EXACT_SCALARS)
+@settings(max_examples=300, deadline=None)
+def test_as_replayed_returns_what_a_replay_decodes(value):
+    """A step returns ``as_replayed`` on its first run and the decoded text on replay: the same value."""
+    text = serialize_value(None, value, CTX)
+    first_run = serdes.as_replayed(None, value, text, CTX)
+    replay = deserialize_value(None, text, CTX)
+    assert type(first_run) is type(replay) and first_run == replay
+
+
+def test_as_replayed_decodes_everything_a_custom_serdes_writes():
+    class Upper:
+        def serialize(self, value, ctx):
+            return json.dumps(value.upper())
+
+        def deserialize(self, text, ctx):
+            return json.loads(text).lower()
+
+    # the first run sees what replays will see, not the value the body returned
+    assert serdes.as_replayed(Upper(), "MiXed", Upper().serialize("MiXed", CTX), CTX) == "mixed"
+    # and a value the default serdes does not store exactly is decoded too
+    value = (1, 2)
+    assert serdes.as_replayed(None, value, serialize_value(None, value, CTX), CTX) == deserialize_value(
+        None, serialize_value(None, value, CTX), CTX)
