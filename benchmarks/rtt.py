@@ -175,7 +175,9 @@ class Worker:
 
     def __init__(self, label: str, path: Path):
         self.label = label
-        env = {**os.environ, "PYTHONPATH": str(path)}
+        # One hash seed for both checkouts: dict layouts (and so timings) do not differ between the two
+        # worker processes by chance.
+        env = {"PYTHONHASHSEED": "0", **os.environ, "PYTHONPATH": str(path)}
         self.proc = subprocess.Popen([sys.executable, str(HERE), "--worker"], cwd=str(path), env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         hello = self._read()
