@@ -348,7 +348,9 @@ class Flusher:
             return queue, 0
         # Seqs in the queue are consecutive, so the first ``n`` items are those up to ``upto``; with no
         # flush in flight the unsaved bytes are the queue's.
-        n = min(len(queue), upto - queue[0][0] + 1)
+        n = upto - queue[0][0] + 1
+        if n > len(queue):
+            n = len(queue)
         if n <= _MAX_UPDATES:
             total = self._unsaved_bytes
             for item in queue[n:]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
-from ..events import event_for
+from ..events import CHANGE_EVENTS, event_for
 from ..wire import ms_to_datetime
 
 _TIMESTAMP_KEYS = ("EventTimestamp", "ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp",
@@ -25,7 +25,8 @@ def op_event(event_type: str, op: dict[str, Any], ts_ms: int, details: Optional[
 
 def change_event(op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:
     """The event that records ``op`` reaching its (new) status (``durable_sync.events``)."""
-    return op_event(event_for(op["Type"], op["Status"]), op, ts_ms, details)
+    event_type = CHANGE_EVENTS.get((op["Type"], op["Status"])) or event_for(op["Type"], op["Status"])  # (raises)
+    return op_event(event_type, op, ts_ms, details)
 
 
 def execution_event(event_type: str, exec_op: dict[str, Any], ts_ms: int, details: Optional[dict] = None) -> dict:

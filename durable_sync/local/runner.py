@@ -55,11 +55,20 @@ class LocalLambdaContext:
         self.endpoint_url = endpoint_url  # the Lambda API serving the engine (durable-sync serve), else None
         self.function_name = function_name
         self.aws_request_id = request_id or str(uuid.uuid4())
-        self.invoked_function_arn = wire.function_arn(function_name)
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = f"local/{self.aws_request_id}"
         self._deadline_ms = deadline_ms
         self._clock = clock
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return wire.function_arn(self.function_name)
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"local/{self.aws_request_id}"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self._deadline_ms - self._clock.now_ms())

@@ -181,7 +181,9 @@ def apply_batch(ex: Execution, updates: list[dict], now_ms: int, trusted: bool =
     Raises ServiceError.
 
     ``trusted``: the updates come from this process's SDK, which checked ids, names and sizes
-    (wire.validate_update) before sending; the state-machine rules are always applied.
+    (wire.validate_update) before sending and builds every update of an operation from one record (so
+    Type, SubType, Name and ParentId agree with the recorded ones); the state-machine rules are always
+    applied.
     """
     if not isinstance(updates, list):
         raise _invalid("Updates must be a list")
@@ -268,8 +270,9 @@ def _apply_one(ex, change: Change, u, now_ms, trusted, invoke_target) -> Optiona
     else:
         if old["Status"] not in allowed:
             raise _transition_refused(op_id, op_type, action, old["Status"])
-        if (op_type != old["Type"] or get("SubType") != old.get("SubType") or get("Name") != old.get("Name")
-                or get("ParentId") != old.get("ParentId")):
+        # (this process's SDK builds every update of an operation from one record of it: ``trusted`` skips this)
+        if not trusted and (op_type != old["Type"] or get("SubType") != old.get("SubType")
+                            or get("Name") != old.get("Name") or get("ParentId") != old.get("ParentId")):
             for key in ("Type", "SubType", "Name", "ParentId"):
                 if get(key) != old.get(key):
                     raise _invalid(f"operation {op_id}: {key} {get(key)!r} is inconsistent with the recorded "
