@@ -8,19 +8,22 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
-from ..events import CHANGE_EVENTS, event_for
+from ..events import CHANGE_EVENTS, EVENTS, event_for
 from ..wire import ms_to_datetime
 
 _TIMESTAMP_KEYS = ("EventTimestamp", "ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp",
                    "PauseRequestTimestamp", "ResumeRequestTimestamp")
 
 
+#: EventType -> the member holding its details (``StepStartedDetails``, ...); read-only.
+_DETAILS_MEMBER: dict[str, str] = {event_type: rule.details_key(event_type) for event_type, rule in EVENTS.items()}
+
+
 def op_event(event_type: str, op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:
     """An event about operation ``op`` (EventId is set when it is appended)."""
-    event: dict[str, Any] = {"EventType": event_type, "SubType": op.get("SubType"), "Id": op["Id"],
-                             "Name": op.get("Name"), "ParentId": op.get("ParentId"), "EventTimestamp": ts_ms,
-                             f"{event_type}Details": details or {}}
-    return event
+    member = _DETAILS_MEMBER.get(event_type) or f"{event_type}Details"
+    return {"EventType": event_type, "SubType": op.get("SubType"), "Id": op["Id"], "Name": op.get("Name"),
+            "ParentId": op.get("ParentId"), "EventTimestamp": ts_ms, member: details or {}}
 
 
 def change_event(op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:

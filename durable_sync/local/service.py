@@ -467,9 +467,10 @@ def page(ops: list, start: int = 0, max_items: int = PAGE_MAX_ITEMS,
         details = op.get(_DETAILS_KEY.get(op["Type"], ""))
         if details:
             for item in details.values():
-                if type(item) is str:
+                kind = type(item)
+                if kind is str:
                     total += len(item)
-                elif type(item) is dict:
+                elif kind is dict:
                     total += 100 + sum(len(v) for v in item.values() if type(v) is str)
     if total > max_bytes:  # cut where the bytes run out (a page holds one operation at least)
         total, end = 0, 0

@@ -481,13 +481,11 @@ class OperationScope:
         A SUCCEED / RETRY whose Payload is over the service's limit is refused by the checkpoint
         path before it is queued; the operation then FAILs with a ``SerDesError`` saying so (raised).
         """
-        update = {"Id": op.id, "Type": op.type, "SubType": op.subtype, "Action": action}
+        update = {"Id": op.id, "Type": op.type, "SubType": op.subtype, "Action": action, **fields}
         if self.parent_id is not None:
             update["ParentId"] = self.parent_id
         if op.name is not None:
             update["Name"] = op.name
-        if fields:
-            update.update(fields)
         rt = self.rt
         instr = rt.instrumentation
         if instr is not None and persist == DEFER and action in _TERMINAL_ACTIONS:
