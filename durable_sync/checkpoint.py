@@ -14,9 +14,10 @@ Callers enqueue updates, each with how long it may stay unsaved (``persist``):
   the call that persists the deferred updates takes the queued ones along; if some are still
   unsaved (nothing was deferred) the body may run long, so the background thread sends them
   once they lingered ``ASYNC_LINGER_SECONDS``: a long body's START is recorded when it starts,
-  not when it ends. The thread is started the first time this happens in an invocation (most
-  invocations against a fast service never need it). At most one batch (the service's limits:
-  250 updates, 750 KB) is ever unsaved: the caller that would exceed that waits for a flush.
+  not when it ends. The thread is started the first time this happens in an invocation (an
+  invocation whose queued updates always ride along never starts it). At most one batch (the
+  service's limits: 250 updates, 750 KB) is ever unsaved: the caller that would exceed that
+  waits for a flush.
 
 Updates are applied in order (FIFO, one batch in flight at a time, each call using the token
 the previous one returned), so an awaited update also persists everything queued before it.
@@ -349,6 +350,8 @@ class Flusher:
         # Seqs in the queue are consecutive, so the first ``n`` items are those up to ``upto``; with no
         # flush in flight the unsaved bytes are the queue's.
         n = upto - queue[0][0] + 1
+        if n <= 0:
+            return [], 0  # nothing queued is wanted yet
         if n > len(queue):
             n = len(queue)
         if n <= _MAX_UPDATES:
