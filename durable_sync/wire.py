@@ -28,6 +28,9 @@ TYPES = frozenset({EXECUTION, CONTEXT, STEP, WAIT, CALLBACK, CHAINED_INVOKE})
 ACTIONS = frozenset({START, SUCCEED, FAIL, RETRY, CANCEL})
 STATUSES = frozenset({STARTED, PENDING, READY, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, STOPPED})
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, STOPPED})
+#: The member of an operation record that holds its type's details (results, errors, timestamps).
+DETAILS_KEY = {STEP: "StepDetails", WAIT: "WaitDetails", CONTEXT: "ContextDetails", CALLBACK: "CallbackDetails",
+               CHAINED_INVOKE: "ChainedInvokeDetails", EXECUTION: "ExecutionDetails"}
 # An execution's status: RUNNING until it ends (a paused execution is RUNNING, reported as PAUSING / PAUSED).
 RUNNING = "RUNNING"
 EXECUTION_TERMINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, STOPPED})

@@ -75,9 +75,7 @@ def operations_from_history(events: Sequence[dict]) -> list[dict]:
                 op["Status"] = wire.SUCCEEDED if verb == "Succeeded" else wire.FAILED
                 op["EndTimestamp"] = ts
             continue
-        details_key = {wire.WAIT: "WaitDetails", wire.CONTEXT: "ContextDetails", wire.CALLBACK: "CallbackDetails",
-                       wire.CHAINED_INVOKE: "ChainedInvokeDetails"}[kind]
-        d = op.setdefault(details_key, {})
+        d = op.setdefault(wire.DETAILS_KEY[kind], {})
         if verb == "Started":
             if kind == wire.WAIT and details.get("ScheduledEndTimestamp") is not None:
                 d["ScheduledEndTimestamp"] = details["ScheduledEndTimestamp"]

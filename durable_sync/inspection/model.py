@@ -33,9 +33,6 @@ _KIND = {  # SubType (or Type) -> the word a user knows
     "ParallelBranch": "branch", "WaitForCallback": "wait_for_callback", "WaitForCondition": "wait_for_condition",
     "STEP": "step", "WAIT": "wait", "CONTEXT": "child", "CALLBACK": "callback", "CHAINED_INVOKE": "invoke",
 }
-_DETAILS_KEY = {wire.STEP: "StepDetails", wire.WAIT: "WaitDetails", wire.CONTEXT: "ContextDetails",
-                wire.CALLBACK: "CallbackDetails", wire.CHAINED_INVOKE: "ChainedInvokeDetails",
-                wire.EXECUTION: "ExecutionDetails"}
 
 
 def kind_word(sub_type_or_type: Optional[str]) -> str:
@@ -136,7 +133,7 @@ class Operation:
     @property
     def details(self) -> dict:
         """The operation's ``<Type>Details`` object (wire shape)."""
-        return self.raw.get(_DETAILS_KEY.get(self.type, ""), None) or {}
+        return self.raw.get(wire.DETAILS_KEY.get(self.type, ""), None) or {}
 
     @property
     def result_payload(self) -> Optional[str]:

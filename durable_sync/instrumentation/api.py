@@ -12,6 +12,8 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from .. import wire
+
 ErrorObject = dict  # a wire ErrorObject: {"ErrorType", "ErrorMessage", "ErrorData"?, "StackTrace"?}
 
 
@@ -146,8 +148,6 @@ HOOKS = ("on_invocation_start", "on_invocation_end", "on_operation_start", "on_o
 
 # --------------------------------------------------------------------------- from wire records
 
-_DETAILS = {"STEP": "StepDetails", "CONTEXT": "ContextDetails", "CALLBACK": "CallbackDetails",
-            "CHAINED_INVOKE": "ChainedInvokeDetails", "WAIT": "WaitDetails", "EXECUTION": "ExecutionDetails"}
 
 
 def timestamp(value: Any) -> Optional[_dt.datetime]:
@@ -172,7 +172,7 @@ def timestamp(value: Any) -> Optional[_dt.datetime]:
 def record_fields(record: dict[str, Any]) -> dict[str, Any]:
     """The OperationInfo fields of one wire operation record (without ``is_replayed``)."""
     op_type = record.get("Type")
-    details = record.get(_DETAILS.get(op_type, ""), None) or {}
+    details = record.get(wire.DETAILS_KEY.get(op_type, ""), None) or {}
     error = details.get("Error")
     attempt = details.get("Attempt") if op_type == "STEP" else None
     return {

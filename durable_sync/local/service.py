@@ -437,16 +437,10 @@ PAGE_MAX_ITEMS = 1000  # operations in one page of state (GetDurableExecutionSta
 PAGE_MAX_BYTES = 5 * 1024 * 1024  # and about this much of them, so a page fits an invocation payload
 
 
-#: The record member that holds an operation's payloads, by its Type.
-_DETAILS_KEY = {wire.STEP: "StepDetails", wire.WAIT: "WaitDetails", wire.CONTEXT: "ContextDetails",
-                wire.CALLBACK: "CallbackDetails", wire.CHAINED_INVOKE: "ChainedInvokeDetails",
-                wire.EXECUTION: "ExecutionDetails"}
-
-
 def _size(op: dict) -> int:
     """About how many bytes ``op`` takes on the wire beyond a fixed 200: its payloads (and error texts)."""
     size = 0
-    details = op.get(_DETAILS_KEY.get(op["Type"], ""))
+    details = op.get(wire.DETAILS_KEY.get(op["Type"], ""))
     if details:
         for item in details.values():
             if type(item) is str:
@@ -464,7 +458,7 @@ def page(ops: list, start: int = 0, max_items: int = PAGE_MAX_ITEMS,
     chunk = ops[start:start + max_items]
     total = 200 * len(chunk)
     for op in chunk:  # (_size, inlined: answers of two or three operations are the common case)
-        details = op.get(_DETAILS_KEY.get(op["Type"], ""))
+        details = op.get(wire.DETAILS_KEY.get(op["Type"], ""))
         if details:
             for item in details.values():
                 kind = type(item)
