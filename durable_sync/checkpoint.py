@@ -69,9 +69,6 @@ class CheckpointClient(Protocol):
         """GetDurableExecutionState: returns {Operations, NextMarker}."""
 
 
-_MAX_UPDATES, _MAX_BYTES = wire.MAX_BATCH_UPDATES, wire.MAX_BATCH_BYTES  # of one checkpoint call
-
-
 def read_pages(client: CheckpointClient, arn: str, token: str, marker: Any) -> list[dict[str, Any]]:
     """The operations of the pages after ``marker`` (GetDurableExecutionState), in order.
 
@@ -170,28 +167,29 @@ class Flusher:
             raise ValueError(f"persist must be AWAIT, DEFER or QUEUE, got {persist!r}")
         size = wire.validate_update(update, shape_checked)
         with self._lock:
-            if self.error is not None or self._closed:
-                raise self._failure() if self.error is not None else CheckpointError(
-                    "checkpoint after the invocation ended (a thread outlived its invocation)")
+            if self.error is not None:
+                raise self._failure()
+            if self._closed:
+                raise CheckpointError("checkpoint after the invocation ended (a thread outlived its invocation)")
             seq = self._enqueued = self._enqueued + 1
             self._queue.append((seq, update, size))
             self._unsaved_bytes += size
             if persist == AWAIT:
                 self._wait_for(seq)
                 return
-            if seq - self._persisted >= _MAX_UPDATES or self._unsaved_bytes > _MAX_BYTES:
+            if seq - self._persisted >= wire.MAX_BATCH_UPDATES or self._unsaved_bytes > wire.MAX_BATCH_BYTES:
                 self._make_room(seq, size)
             if persist == DEFER:
                 self._deferred = seq  # the next awaited point sends it
 
     def _make_room(self, seq: int, size: int) -> None:
         """(lock held) More than a batch is unsaved with update ``seq``: send what fits in one."""
-        if seq - self._persisted >= _MAX_UPDATES:
+        if seq - self._persisted >= wire.MAX_BATCH_UPDATES:
             self._wait_for(seq)  # a batch's worth is unsaved: send it, this one included
         else:
             # More than a batch's bytes: send what came before (an update too big for any batch goes
             # alone, now).
-            self._wait_for(seq if size > _MAX_BYTES else seq - 1)
+            self._wait_for(seq if size > wire.MAX_BATCH_BYTES else seq - 1)
 
     def persist_deferred(self, then_idle: bool = False) -> None:
         """Return once every deferred update is persisted (before a step body runs); the updates queued
@@ -258,8 +256,7 @@ class Flusher:
         self._runners -= threads
         if self._gathering and self._runners <= len(self._waiting) and self._waiting:
             self._waiting.pop(0).wake()  # the last runner stopped: the gatherer sends for all
-        if self._ready:
-            self._pass()
+        self._pass()
 
     def drain(self) -> None:
         """Persist everything queued so far (end of an invocation)."""
@@ -303,7 +300,7 @@ class Flusher:
                     self._flush_once(self._wanted(seq))
             else:
                 self._gathering = False  # everyone who runs durable code waits: send for all
-                self._flush_once(self._wanted(seq) if self._waiting else seq)
+                self._flush_once(self._wanted(seq))
 
     def _wanted(self, seq: int) -> int:
         """(lock held) The last update a flush for ``seq`` carries: the last one somebody waits for.
@@ -344,34 +341,14 @@ class Flusher:
 
     def _take_batch(self, upto: int) -> tuple[list[tuple[int, dict[str, Any], int]], int]:
         """(lock held) The next batch (at most ``upto``, within the batch limits) and its size in bytes."""
-        queue = self._queue
-        if not queue:
-            return queue, 0
-        # Seqs in the queue are consecutive, so the first ``n`` items are those up to ``upto``; with no
-        # flush in flight the unsaved bytes are the queue's.
-        n = upto - queue[0][0] + 1
-        if n <= 0:
-            return [], 0  # nothing queued is wanted yet
-        if n > len(queue):
-            n = len(queue)
-        if n <= _MAX_UPDATES:
-            total = self._unsaved_bytes
-            for item in queue[n:]:
-                total -= item[2]
-            if total <= _MAX_BYTES:
-                if n == len(queue):
-                    self._queue = []
-                    return queue, total
-                batch = queue[:n]
-                del queue[:n]
-                return batch, total
         batch, total = [], 0
-        for item in queue:
-            if item[0] > upto or (batch and (len(batch) >= _MAX_UPDATES or total + item[2] > _MAX_BYTES)):
+        for item in self._queue:
+            if item[0] > upto or (batch and (len(batch) >= wire.MAX_BATCH_UPDATES
+                                            or total + item[2] > wire.MAX_BATCH_BYTES)):
                 break
             batch.append(item)
             total += item[2]
-        del queue[: len(batch)]
+        del self._queue[: len(batch)]
         return batch, total
 
     def _call(self, updates: list[dict[str, Any]], client_token: str) -> tuple[str, list[dict[str, Any]]]:

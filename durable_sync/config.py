@@ -117,8 +117,6 @@ def checked_delay(value: Any, what: str = "wait duration") -> int:
     through here: ``wait(1.2)`` waits 2 s, ``wait(0.5)`` 1 s; ``0``, negatives, NaN/inf and
     non-numbers are refused before anything is checkpointed.
     """
-    if type(value) is int and 0 < value <= MAX_DELAY_SECONDS:
-        return value  # whole seconds in range already (the common ``ctx.wait(5)``)
     seconds = _positive_seconds(value, what)
     if seconds > MAX_DELAY_SECONDS:
         raise ValidationError(

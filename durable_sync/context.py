@@ -80,9 +80,7 @@ class DurableContext:
 
         Call as ``step(fn, name=None, config=None)`` or ``step("name", fn, config)``.
         """
-        if func is not None:
-            fn_or_name = either(fn_or_name, func, "fn", "func", "step")
-        return _step.step(self._scope, fn_or_name, fn, name, config)
+        return _step.step(self._scope, either(fn_or_name, func, "fn", "func", "step"), fn, name, config)
 
     def wait(self, duration: Any, name: Optional[str] = None) -> None:
         """Pause the execution durably for ``duration`` (Duration, timedelta or seconds)."""

@@ -55,11 +55,11 @@ EVENTS: dict[str, EventRule] = {
     "ChainedInvokeStopped": EventRule(wire.CHAINED_INVOKE, _STOP),
 }
 
-#: (operation type, status) -> the event that records an operation reaching that status (``event_for``).
-CHANGE_EVENTS: dict[tuple[str, str], str] = {(rule.operation_type, rule.status): event_type
+#: (operation type, status) -> the event that records an operation reaching that status.
+_CHANGES: dict[tuple[str, str], str] = {(rule.operation_type, rule.status): event_type
                                         for event_type, rule in EVENTS.items() if rule.status is not None}
-CHANGE_EVENTS[(wire.CALLBACK, _CANCEL)] = "CallbackFailed"
-CHANGE_EVENTS[(wire.CHAINED_INVOKE, _CANCEL)] = "ChainedInvokeStopped"
+_CHANGES[(wire.CALLBACK, _CANCEL)] = "CallbackFailed"
+_CHANGES[(wire.CHAINED_INVOKE, _CANCEL)] = "ChainedInvokeStopped"
 
 #: Events the service records by itself (not from a checkpoint): each one asks for a re-invocation.
 SERVICE_COMPLETIONS = frozenset({"WaitSucceeded", "CallbackSucceeded", "CallbackFailed", "CallbackTimedOut",
@@ -72,7 +72,7 @@ TERMINAL_EXECUTION_EVENTS = frozenset(t for t, r in EVENTS.items()
 def event_for(operation_type: str, status: str) -> str:
     """The event type that records an operation of ``operation_type`` reaching ``status``."""
     try:
-        return CHANGE_EVENTS[(operation_type, status)]
+        return _CHANGES[(operation_type, status)]
     except KeyError:
         raise ValueError(f"no history event records a {operation_type} operation becoming {status}") from None
 

@@ -692,8 +692,6 @@ def serialize_value(serdes: Optional[SerDes], value: Any, ctx: SerDesContext) ->
             f"the serdes of operation {_op(ctx)} returned {type(text).__name__} for a "
             f"{_type_name(value)} value; SerDes.serialize must return str"
         )
-    if serdes is None or serdes is DEFAULT_SERDES:
-        return text  # ASCII JSON: nothing to replace
     return utf8_safe(text)  # what is stored is what the first run decodes too
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
-from ..events import CHANGE_EVENTS, EVENTS, event_for
+from ..events import EVENTS, event_for
 from ..wire import ms_to_datetime
 
 _TIMESTAMP_KEYS = ("EventTimestamp", "ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp",
@@ -21,15 +21,13 @@ _DETAILS_MEMBER: dict[str, str] = {event_type: rule.details_key(event_type) for 
 
 def op_event(event_type: str, op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:
     """An event about operation ``op`` (EventId is set when it is appended)."""
-    member = _DETAILS_MEMBER.get(event_type) or f"{event_type}Details"
     return {"EventType": event_type, "SubType": op.get("SubType"), "Id": op["Id"], "Name": op.get("Name"),
-            "ParentId": op.get("ParentId"), "EventTimestamp": ts_ms, member: details or {}}
+            "ParentId": op.get("ParentId"), "EventTimestamp": ts_ms, _DETAILS_MEMBER[event_type]: details or {}}
 
 
 def change_event(op: dict[str, Any], ts_ms: int, details: Optional[dict[str, Any]] = None) -> dict:
     """The event that records ``op`` reaching its (new) status (``durable_sync.events``)."""
-    event_type = CHANGE_EVENTS.get((op["Type"], op["Status"])) or event_for(op["Type"], op["Status"])  # (raises)
-    return op_event(event_type, op, ts_ms, details)
+    return op_event(event_for(op["Type"], op["Status"]), op, ts_ms, details)
 
 
 def execution_event(event_type: str, exec_op: dict[str, Any], ts_ms: int, details: Optional[dict] = None) -> dict:

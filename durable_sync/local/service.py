@@ -3,7 +3,7 @@
 Small tables say which actions each operation type accepts and from which
 statuses; ``apply_batch`` validates a whole batch against a copy-on-write view
 and returns what it would change (new operation records, history events, timers,
-new callback ids, the execution's end), so a refused batch changes nothing: the
+the execution's end), so a refused batch changes nothing: the
 engine commits the ``Change`` only once the whole batch passed.
 
 The rules follow the service's CheckpointDurableExecution: a SUCCEED carries no
@@ -270,9 +270,7 @@ def _apply_one(ex, change: Change, u, now_ms, trusted, invoke_target) -> Optiona
     else:
         if old["Status"] not in allowed:
             raise _transition_refused(op_id, op_type, action, old["Status"])
-        # (this process's SDK builds every update of an operation from one record of it: ``trusted`` skips this)
-        if not trusted and (op_type != old["Type"] or get("SubType") != old.get("SubType")
-                            or get("Name") != old.get("Name") or get("ParentId") != old.get("ParentId")):
+        if not trusted:  # (this process's SDK builds every update of an operation from one record of it)
             for key in ("Type", "SubType", "Name", "ParentId"):
                 if get(key) != old.get(key):
                     raise _invalid(f"operation {op_id}: {key} {get(key)!r} is inconsistent with the recorded "
@@ -457,15 +455,8 @@ def page(ops: list, start: int = 0, max_items: int = PAGE_MAX_ITEMS,
         return ops[start:], None
     chunk = ops[start:start + max_items]
     total = 200 * len(chunk)
-    for op in chunk:  # (_size, inlined: answers of two or three operations are the common case)
-        details = op.get(wire.DETAILS_KEY.get(op["Type"], ""))
-        if details:
-            for item in details.values():
-                kind = type(item)
-                if kind is str:
-                    total += len(item)
-                elif kind is dict:
-                    total += 100 + sum(len(v) for v in item.values() if type(v) is str)
+    for op in chunk:
+        total += _size(op)
     if total > max_bytes:  # cut where the bytes run out (a page holds one operation at least)
         total, end = 0, 0
         for end, op in enumerate(chunk):

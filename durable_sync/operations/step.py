@@ -75,7 +75,7 @@ def parse_step_call(fn_or_name: Any, fn: Any, name: Optional[str],
         fn = fn_or_name
         if name is None:
             name = callable_name(fn)
-    return name, fn, _DEFAULT_CONFIG if config is None else expect(config, StepConfig, "step")
+    return name, fn, expect(config, StepConfig, "step", _DEFAULT_CONFIG)
 
 
 def step(scope: OperationScope, fn_or_name: Any, fn: Any = None, name: Optional[str] = None,
