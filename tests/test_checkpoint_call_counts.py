@@ -2,7 +2,7 @@
 timings): answering a checkpoint with the operations its batch changed must stay cheap.
 
 Figures (calls per step over 1,000 steps, Python 3.11; engine = calls of Python functions in
-``durable_sync/local``): 212 in all and 33 in the engine before the checkpoint path's fast paths, 174 and 22
+``durable_sync/local``): 212 in all and 33 in the engine before the checkpoint path's fast paths, 174 and 24
 with them. The bounds leave room for small changes elsewhere.
 """
 from __future__ import annotations
