@@ -17,6 +17,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def os_threads():
+    """The ids of this process's threads as the OS lists them: also plain ``_thread`` threads (the
+    checkpoint flusher's background thread), which ``threading.enumerate()`` does not list."""
+    return frozenset(os.listdir("/proc/self/task"))
+
+
+def threads_left(before, timeout=10.0):
+    """The threads started since ``before`` (an ``os_threads()``) that are still there. A joined thread
+    has returned from its Python code; the OS removes it a moment later, so this waits for that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = os_threads() - before
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.001)
+
+
 def events(engine, arn, *types, name=None):
     """History events of ``arn``, optionally only of the given types and operation name."""
     out = [e for e in engine.history(arn) if not types or e["EventType"] in types]

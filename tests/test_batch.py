@@ -503,8 +503,7 @@ def test_replay_answers_completed_branches_without_threads(engine, monkeypatch):
     real_start = threading.Thread.start
 
     def counting_start(self):
-        if not self.name.startswith("durable-flusher"):
-            started_threads.append(self.name)
+        started_threads.append(self.name)
         return real_start(self)
 
     monkeypatch.setattr(threading.Thread, "start", counting_start)

@@ -15,6 +15,7 @@ import durable_sync as ds
 from durable_sync import wire
 from durable_sync.checkpoint import AWAIT, DEFER, QUEUE, Flusher
 from durable_sync.state import ExecutionState
+from helpers import os_threads, threads_left
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST/durable-execution/n/exec-1"
 TIMEOUT = 10  # seconds; a bound for waits that should end at once
@@ -47,7 +48,7 @@ class GateClient:
         if self.fail is not None:
             raise self.fail
         with self.lock:
-            self.calls.append({"thread": threading.current_thread().name, "token": token,
+            self.calls.append({"thread": threading.get_ident(), "token": token,
                                "ids": [u["Id"] for u in updates], "updates": list(updates),
                                "client_token": client_token})
             n = len(self.calls)
@@ -109,16 +110,16 @@ def hold_with_awaited_update(client, flusher, op=0):
 
 
 def test_awaited_update_is_persisted_before_enqueue_returns():
-    baseline = threading.active_count()
+    before = os_threads()
     client = GateClient()
     flusher = make(client)
     flusher.enqueue(upd(1), AWAIT)
     # no idle timer, no hand-off: the batch was sent by the caller itself, before enqueue returned
     assert client.ids == ["op-1"]
-    assert client.calls[0]["thread"] == threading.current_thread().name
+    assert client.calls[0]["thread"] == threading.get_ident()
     assert client.calls[0]["token"] == "tok-0"
     assert flusher.token == "tok-1"  # rotated to the response's token
-    assert threading.active_count() == baseline  # no background thread was needed
+    assert os_threads() == before  # no background thread was needed
     flusher.enqueue(upd(2), AWAIT)
     assert client.ids == ["op-1", "op-2"]
     assert client.calls[1]["token"] == "tok-1"
@@ -127,12 +128,12 @@ def test_awaited_update_is_persisted_before_enqueue_returns():
 
 
 def test_queued_updates_alone_wait_for_a_flush_without_a_thread():
-    baseline = threading.active_count()
+    before = os_threads()
     client = GateClient()
     flusher = make(client)
     flusher.enqueue(upd(1), QUEUE)  # no idle timer: nobody waits for it, no user code runs yet
     assert client.calls == []
-    assert threading.active_count() == baseline  # no background thread either
+    assert os_threads() == before  # no background thread either
     flusher.enqueue(upd(2), AWAIT)  # ... it rides with the next flush
     assert [c["ids"] for c in client.calls] == [["op-1", "op-2"]]
     flusher.close()
@@ -148,8 +149,7 @@ def test_a_queued_update_a_step_body_starts_with_is_sent_by_the_background_threa
     client.release()
     assert client.sent.wait(TIMEOUT)
     assert client.ids == ["op-1"]
-    assert client.calls[0]["thread"] == "durable-flusher"
-    assert client.calls[0]["thread"] != threading.current_thread().name
+    assert client.calls[0]["thread"] != threading.get_ident()  # the background thread sent it
     flusher.close()
 
 
@@ -237,12 +237,12 @@ def test_queued_updates_alone_are_not_forced_out_by_persist_deferred(no_linger):
 
 
 def test_deferred_updates_start_no_background_thread():
-    baseline = threading.active_count()
+    before = os_threads()
     client = GateClient()
     flusher = make(client)
     for i in range(5):
         flusher.enqueue(upd(i, action="SUCCEED"), DEFER)
-    assert threading.active_count() == baseline
+    assert os_threads() == before
     flusher.close()  # drains them
     assert client.sizes == [5]
 
@@ -335,7 +335,7 @@ def test_unsaved_updates_never_exceed_one_batch(no_linger):
     for i in range(600):
         flusher.enqueue(upd(i), QUEUE)
         assert flusher._enqueued - flusher._persisted <= wire.MAX_BATCH_UPDATES
-    assert [c["thread"] for c in client.calls] == [threading.current_thread().name] * 2
+    assert [c["thread"] for c in client.calls] == [threading.get_ident()] * 2
     assert client.sizes == [250, 250]
     flusher.close()
     assert client.sizes == [250, 250, 100]
@@ -453,26 +453,39 @@ def test_async_failure_is_reported_to_the_next_awaited_caller():
 
 
 def test_close_joins_the_background_thread():
-    baseline = threading.active_count()
+    before = os_threads()
     client = GateClient(hold_first=True)
     flusher = make(client)
     flusher.enqueue(upd(1), QUEUE)
     body_starts(flusher)
     assert client.in_call.wait(TIMEOUT)
-    assert threading.active_count() >= baseline + 1
-    assert any(t.name == "durable-flusher" for t in threading.enumerate())
+    assert len(os_threads() - before) == 1  # the background thread, inside the held call
     client.release()
     flusher.enqueue(upd(2), QUEUE)
     flusher.close()
     assert client.ids == ["op-1", "op-2"]  # close drains first
-    assert threading.active_count() == baseline
-    assert not any(t.name == "durable-flusher" for t in threading.enumerate())
+    assert client.calls[0]["thread"] != threading.get_ident()
+    assert not threads_left(before)
+    flusher.close()  # a second close joins again without waiting
     with pytest.raises(ds.CheckpointError, match="after the invocation ended"):
         flusher.enqueue(upd(3), QUEUE)
 
 
+def test_close_ends_an_idle_background_thread():
+    before = os_threads()
+    client = GateClient()
+    flusher = make(client)
+    flusher.enqueue(upd(1), QUEUE)
+    body_starts(flusher)
+    assert client.sent.wait(TIMEOUT)  # the background thread sent it ...
+    wait_until(lambda: flusher._bg_idle, "the background thread to sleep until asked again")  # ... and sleeps
+    assert len(os_threads() - before) == 1
+    flusher.close()
+    assert not threads_left(before)
+
+
 def test_close_after_a_failure_still_joins():
-    baseline = threading.active_count()
+    before = os_threads()
     client = GateClient(fail=RuntimeError("down"))
     flusher = make(client)
     flusher.enqueue(upd(1), QUEUE)
@@ -481,7 +494,7 @@ def test_close_after_a_failure_still_joins():
     except ds.CheckpointError:
         pass
     flusher.close()  # does not raise, does not hang
-    assert threading.active_count() == baseline
+    assert not threads_left(before)
     assert isinstance(flusher.error, ds.CheckpointError)
 
 

@@ -198,13 +198,15 @@ class GivingUpClient:
         self.lock = threading.Lock()
         self.allowed = True  # set by the handler wrapper: no more than two failed invocations in a row
         self.injected = {"give-up-before-apply": 0, "give-up-after-apply": 0}
+        self._turn = seed % 2  # the kinds alternate (runs use consecutive seeds): every kind is injected
 
     def _roll(self) -> str | None:
         with self.lock:
             if not self.allowed or self.rng.random() >= self.rate:
                 return None
             self.allowed = False  # one per invocation
-            kind = self.rng.choice(sorted(self.injected))
+            kind = sorted(self.injected)[self._turn]
+            self._turn = 1 - self._turn
             self.injected[kind] += 1
             return kind
 
