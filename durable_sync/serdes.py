@@ -58,13 +58,21 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class SerDesContext:
     """Which operation a value belongs to (for custom serdes and error messages)."""
 
     operation_id: str = ""
     durable_execution_arn: str = ""
     operation_name: Optional[str] = None  # for error messages: the operation as the user named it
+
+    def __init__(self, operation_id: str = "", durable_execution_arn: str = "",
+                 operation_name: Optional[str] = None):
+        # Every step makes one: the frozen dataclass __init__ (object.__setattr__ per field) takes twice as long.
+        fields = self.__dict__
+        fields["operation_id"] = operation_id
+        fields["durable_execution_arn"] = durable_execution_arn
+        fields["operation_name"] = operation_name
 
 
 @runtime_checkable

@@ -538,6 +538,18 @@ def test_serdes_protocol_is_generic_and_subclassable():
     assert SerDesContext() == SerDesContext("", "")  # the official SDK's defaults
 
 
+def test_serdes_context_is_an_immutable_value():
+    ctx = SerDesContext("op-1", CTX.durable_execution_arn, operation_name="charge")
+    assert (ctx.operation_id, ctx.durable_execution_arn, ctx.operation_name) == \
+        ("op-1", CTX.durable_execution_arn, "charge")
+    assert ctx == SerDesContext(operation_id="op-1", durable_execution_arn=CTX.durable_execution_arn,
+                                operation_name="charge")
+    assert hash(ctx) == hash(SerDesContext("op-1", CTX.durable_execution_arn, "charge"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.operation_id = "op-2"
+    assert dataclasses.replace(ctx, operation_name=None) == SerDesContext("op-1", CTX.durable_execution_arn)
+
+
 def test_official_json_and_pass_through_serdes():
     assert serdes.JsonSerDes().deserialize(serdes.JsonSerDes().serialize({"py/reduce": [1]}, CTX), CTX) == \
         {"py/reduce": [1]}
