@@ -16,9 +16,8 @@ Callers enqueue updates, each with how long it may stay unsaved (``persist``):
   once they lingered ``ASYNC_LINGER_SECONDS``: a long body's START is recorded when it starts,
   not when it ends. The thread is started the first time this happens in an invocation (an
   invocation whose queued updates always ride along never starts it), and joined before the
-  invocation returns. At most one batch (the
-  service's limits: 250 updates, 750 KB) is ever unsaved: the caller that would exceed that
-  waits for a flush.
+  invocation returns. At most one batch (the service's limits: 250 updates, 750 KB) is ever
+  unsaved: the caller that would exceed that waits for a flush.
 
 Updates are applied in order (FIFO, one batch in flight at a time, each call using the token
 the previous one returned), so an awaited update also persists everything queued before it.
