@@ -1,9 +1,12 @@
 """Shared pytest setup for the project's own tests."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from durable_sync.local import LocalEngine
+from durable_sync.logs import USER_LOGGER
 
 
 @pytest.fixture
@@ -12,6 +15,32 @@ def engine():
     eng = LocalEngine(db=":memory:", skip_time=True)
     yield eng
     eng.close()
+
+
+class Capture(logging.Handler):
+    """Keeps the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+
+@pytest.fixture
+def captured():
+    """Every record of the user logger (``ctx.logger``, ``step_ctx.logger``), at DEBUG and above."""
+    handler = Capture()
+    old_level = USER_LOGGER.level
+    USER_LOGGER.addHandler(handler)
+    USER_LOGGER.setLevel(logging.DEBUG)
+    yield handler
+    USER_LOGGER.removeHandler(handler)
+    USER_LOGGER.setLevel(old_level)
 
 
 def pytest_configure(config):

@@ -5,35 +5,9 @@ import io
 import json
 import logging
 
-import pytest
-
 import durable_sync as ds
 from durable_sync import wire
-from durable_sync.local import LocalEngine
 from durable_sync.logs import USER_LOGGER, JsonFormatter, configure_json_logging
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def messages(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
-
-
-@pytest.fixture
-def captured():
-    handler = Capture()
-    old_level = USER_LOGGER.level
-    USER_LOGGER.addHandler(handler)
-    USER_LOGGER.setLevel(logging.DEBUG)
-    yield handler
-    USER_LOGGER.removeHandler(handler)
-    USER_LOGGER.setLevel(old_level)
 
 
 def test_step_logger_records_carry_execution_operation_and_attempt(engine, captured):

@@ -6,14 +6,12 @@ logs after concurrent work, the documented call forms, config checks, always-rep
 """
 from __future__ import annotations
 
-import logging
 import threading
 
 import pytest
 
 import durable_sync as ds
 from durable_sync import pool as pool_module
-from durable_sync.logs import USER_LOGGER
 from durable_sync.testing import DurableTestRunner
 
 from helpers import Calls
@@ -261,26 +259,6 @@ def test_the_sdk_records_failed_when_it_gives_up_so_the_body_never_runs_again(en
 # ============================================================================= 7. replay status and logs
 
 
-class _Capture(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def captured():
-    handler = _Capture()
-    old = USER_LOGGER.level
-    USER_LOGGER.addHandler(handler)
-    USER_LOGGER.setLevel(logging.DEBUG)
-    yield handler
-    USER_LOGGER.removeHandler(handler)
-    USER_LOGGER.setLevel(old)
-
-
 @pytest.mark.parametrize("kind", ["map", "parallel", "concurrently"])
 def test_code_after_concurrent_work_whose_branches_completed_earlier_logs_and_is_not_replaying(
         engine, captured, kind):
@@ -309,7 +287,7 @@ def test_code_after_concurrent_work_whose_branches_completed_earlier_logs_and_is
     res = engine.run(handler)
     assert res.status == "SUCCEEDED", res.error
     assert res.result is False
-    assert captured.messages == ["after the work, replaying=False"]
+    assert captured.messages() == ["after the work, replaying=False"]
 
 
 def test_a_replaying_branch_does_not_log_twice_while_another_branch_runs_new_code(engine, captured):
@@ -340,7 +318,7 @@ def test_a_replaying_branch_does_not_log_twice_while_another_branch_runs_new_cod
     res = engine.run(handler)
     assert res.status == "SUCCEEDED", res.error
     assert res.result == [0, 1] and invocation["n"] == 3
-    assert captured.messages == ["item 1 logs this once"]
+    assert captured.messages() == ["item 1 logs this once"]
 
 
 # ============================================================================= 8. call forms
