@@ -215,7 +215,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             seq_off = min(seq_off, args.sqlite_official_steps)
             map_off = min(map_off, args.sqlite_official_steps)
         ours_ok = store == "memory" or ours_sqlite_ok
-        plan.append((f"sequential_{store}", f"sequential steps", store,
+        plan.append((f"sequential_{store}", "sequential steps", store,
                      (official.sequential(seq_off), seq_off, wl.sequential_expected(seq_off)),
                      (wl.make_sequential(seq_n), seq_n, wl.sequential_expected(seq_n)) if ours_ok else None))
         ours_map = None

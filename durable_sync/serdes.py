@@ -47,6 +47,7 @@ __all__ = [
     "DefaultSerDes",
     "JsonSerDes",
     "PassThroughSerDes",
+    "ExtendedTypeSerDes",
     "DEFAULT_SERDES",
     "allow",
     "serialize_value",
