@@ -23,15 +23,23 @@ def os_threads():
     return frozenset(os.listdir("/proc/self/task"))
 
 
-def threads_left(before, timeout=10.0):
-    """The threads started since ``before`` (an ``os_threads()``) that are still there. A joined thread
-    has returned from its Python code; the OS removes it a moment later, so this waits for that."""
+def wait_until(predicate, what, timeout=10.0, interval=0.001):
+    """Call ``predicate`` until it returns something true, and return that; after ``timeout`` real seconds
+    fail with "timed out waiting for <what>". For things another thread does; never for a durable wait."""
     deadline = time.monotonic() + timeout
     while True:
-        left = os_threads() - before
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.001)
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def threads_gone(before, timeout=10.0):
+    """True once every thread started since ``before`` (an ``os_threads()``) is gone, else fails. A joined
+    thread has returned from its Python code; the OS removes it a moment later, so this waits for that."""
+    return wait_until(lambda: os_threads() <= before, "the threads started since then to end", timeout)
 
 
 def events(engine, arn, *types, name=None):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import durable_sync as ds
-from helpers import Calls, Overlap, os_threads, refuse_checkpoints_naming, threads_left
+from helpers import Calls, Overlap, os_threads, refuse_checkpoints_naming, threads_gone
 from durable_sync import wire
 from durable_sync.local import LocalEngine
 from durable_sync.testing import DurableTestRunner
@@ -772,10 +772,10 @@ def test_thread_count_is_back_to_baseline_after_every_invocation(engine):
 
     arn = engine.start(handler)
     assert engine.get_execution(arn).status == "RUNNING"
-    assert not threads_left(before)  # after a suspended invocation too
+    assert threads_gone(before)  # after a suspended invocation too
     res = engine.wait(arn)
     assert res.status == "SUCCEEDED" and res.result == 135
-    assert not threads_left(before)
+    assert threads_gone(before)
     from durable_sync.pool import DEFAULT_MAX_THREADS
     # pool threads + the handler thread + the checkpoint flusher, never one thread per unit
     assert max(during) <= baseline + DEFAULT_MAX_THREADS + 2

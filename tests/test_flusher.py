@@ -15,7 +15,7 @@ import durable_sync as ds
 from durable_sync import wire
 from durable_sync.checkpoint import AWAIT, DEFER, QUEUE, Flusher
 from durable_sync.state import ExecutionState
-from helpers import os_threads, threads_left
+from helpers import os_threads, threads_gone, wait_until
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST/durable-execution/n/exec-1"
 TIMEOUT = 10  # seconds; a bound for waits that should end at once
@@ -76,14 +76,6 @@ def upd(i, payload=None, action="START"):
 
 def make(client):
     return Flusher(client, ARN, "tok-0", ExecutionState(ARN, []))
-
-
-def wait_until(predicate, what):
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def start_thread(target, *args):
@@ -465,7 +457,7 @@ def test_close_joins_the_background_thread():
     flusher.close()
     assert client.ids == ["op-1", "op-2"]  # close drains first
     assert client.calls[0]["thread"] != threading.get_ident()
-    assert not threads_left(before)
+    assert threads_gone(before)
     flusher.close()  # a second close joins again without waiting
     with pytest.raises(ds.CheckpointError, match="after the invocation ended"):
         flusher.enqueue(upd(3), QUEUE)
@@ -481,7 +473,7 @@ def test_close_ends_an_idle_background_thread():
     wait_until(lambda: flusher._bg_idle, "the background thread to sleep until asked again")  # ... and sleeps
     assert len(os_threads() - before) == 1
     flusher.close()
-    assert not threads_left(before)
+    assert threads_gone(before)
 
 
 def test_close_after_a_failure_still_joins():
@@ -494,7 +486,7 @@ def test_close_after_a_failure_still_joins():
     except ds.CheckpointError:
         pass
     flusher.close()  # does not raise, does not hang
-    assert not threads_left(before)
+    assert threads_gone(before)
     assert isinstance(flusher.error, ds.CheckpointError)
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import http.client
 import itertools
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -35,7 +35,7 @@ from durable_sync.errors import CheckpointError
 from durable_sync.local import LocalEngine
 from durable_sync.cli import cmd_serve
 from durable_sync.local.http import make_server, service_model
-from helpers import durable_sync_serve
+from helpers import durable_sync_serve, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_TIMEOUT = 20.0
@@ -170,15 +170,7 @@ def lam(server):
     return strict_client(server.url)
 
 
-def poll(fn, what, timeout=POLL_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+poll = functools.partial(wait_until, timeout=POLL_TIMEOUT, interval=0.02)  # asks the server every 20 ms
 
 
 def order(order_id):
